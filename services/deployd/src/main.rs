@@ -1,0 +1,10 @@
+//! deployd: Places instances on Docker nodes and keeps them healthy.
+//!
+//! For now it loads its config and serves `/healthz`; its own logic lands
+//! with its issue (see docs/architecture.md).
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lain_service::run_basic("deployd").await?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Spawns the real `deployd` binary with a generated config and checks `/healthz`.
+
+#[test]
+fn serves_healthz_and_stops_on_sigterm() {
+    lain_testkit::daemon::check_healthz_daemon("deployd", env!("CARGO_BIN_EXE_deployd"));
+}
