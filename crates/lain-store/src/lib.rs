@@ -1,0 +1,42 @@
+//! The etcd schema of LAIN and the only etcd client of the workspace.
+//!
+//! - [`keys`]: typed key builders for every key ([`DesiredKey`],
+//!   [`ObservedKey`], ...), the [`Prefix`]es they live under and the one
+//!   [`Component`] that writes each prefix ([`Prefix::writer`]).
+//! - [`value`]: the JSON values stored under them, each carrying a
+//!   `schema_version`.
+//! - [`Store`]: get, put, delete, list, compare-and-swap on mod revision,
+//!   multi-key [`Transaction`]s.
+//! - [`Watch`]: list-then-watch of a prefix that re-lists after compaction
+//!   and resumes after etcd restarts.
+//! - [`Lease`]: leases with a background keep-alive and loss detection.
+//! - [`Election`]: leader election whose [`Leadership`] fences writes.
+//!
+//! No other crate builds key strings or links `etcd-client`; the schema is
+//! documented in `docs/reference/etcd-schema.md`.
+
+pub mod election;
+pub mod error;
+pub mod keys;
+pub mod lease;
+pub mod store;
+pub mod value;
+pub mod watch;
+
+pub use election::{Election, LeaderInfo, LeaderWatch, Leadership};
+pub use error::{Result, StoreError};
+pub use keys::{
+    AnyKey, ClusterConfigKey, Component, DesiredKey, ElectionKey, EventKey, KeyError, KeyPrefix,
+    Name, NodeKey, ObservedKey, ObservedNodeKey, Prefix, RouterKey, StoreKey,
+};
+pub use lease::Lease;
+pub use store::{
+    Entry, EntryError, InvalidEntry, LeaseId, Listing, Revision, Store, StoreOptions, Transaction,
+};
+pub use value::{
+    decode, encode, unix_millis, Candidate, Capacity, ClusterConfig, DecodeError, DesiredProc,
+    DockerEndpoint, DockerTls, EncodeError, Event, EventKind, Health, HealthCheck, InstanceState,
+    Liveness, NodeRegistration, ObservedInstance, ObservedNode, ProcType, RouterStatus, Schema,
+    SecretRef, SecretTarget, Severity,
+};
+pub use watch::{Watch, WatchEvent};
