@@ -121,7 +121,11 @@ pub enum ServeError {
 
 /// Binds `addr` and serves `router` (with `/healthz`) until SIGTERM or
 /// SIGINT, then stops accepting and lets in-flight requests finish.
-pub async fn serve(service: &'static str, addr: SocketAddr, router: Router) -> Result<(), ServeError> {
+pub async fn serve(
+    service: &'static str,
+    addr: SocketAddr,
+    router: Router,
+) -> Result<(), ServeError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
@@ -214,16 +218,23 @@ mod tests {
 
     #[test]
     fn parses_valid_config() {
-        let c: Sample = parse_config(Path::new("x.toml"), "listen = \"127.0.0.1:80\"\nlog_format = \"json\"\n").unwrap();
+        let c: Sample = parse_config(
+            Path::new("x.toml"),
+            "listen = \"127.0.0.1:80\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
         assert_eq!(c.listen, "127.0.0.1:80".parse().unwrap());
         assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]
     fn unknown_key_is_an_error_naming_file_and_key() {
-        let e = parse_config::<Sample>(Path::new("/etc/x.toml"), "listen = \"127.0.0.1:80\"\nlisten_addr = 1\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_config::<Sample>(
+            Path::new("/etc/x.toml"),
+            "listen = \"127.0.0.1:80\"\nlisten_addr = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("/etc/x.toml"), "{e}");
         assert!(e.contains("listen_addr"), "{e}");
         assert!(e.contains("line 2"), "{e}");
