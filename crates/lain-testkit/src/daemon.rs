@@ -54,13 +54,23 @@ pub fn check_healthz_daemon(name: &str, bin: &str) {
         .proc
         .wait_exit(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("{name} still running 10 s after SIGTERM"));
-    assert!(status.success(), "{name} exited with {status} after SIGTERM");
+    assert!(
+        status.success(),
+        "{name} exited with {status} after SIGTERM"
+    );
 
     let bad = ServerDir::new(name).expect("dir");
     let path = bad.path().join("bad.toml");
     std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").expect("write");
-    let out = Command::new(bin).arg("--config").arg(&path).output().expect("run");
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("listen_port") && err.contains("bad.toml"), "{err}");
+    assert!(
+        err.contains("listen_port") && err.contains("bad.toml"),
+        "{err}"
+    );
 }

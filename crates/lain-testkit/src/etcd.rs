@@ -47,7 +47,10 @@ impl Etcd {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut cmd = Command::new("etcd");
         cmd.arg("--name=kit")
-            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
@@ -126,7 +129,9 @@ mod tests {
         etcd.kill();
         assert!(!etcd.is_running());
         etcd.restart().unwrap();
-        let out = etcd.etcdctl(&["get", "/kit/a", "--print-value-only"]).unwrap();
+        let out = etcd
+            .etcdctl(&["get", "/kit/a", "--print-value-only"])
+            .unwrap();
         assert_eq!(out.trim(), "1");
     }
 }

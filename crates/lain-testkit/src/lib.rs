@@ -10,12 +10,25 @@
 //! and remove namespaces even while a test is unwinding.
 
 pub mod daemon;
+pub mod docker;
 pub mod etcd;
 pub mod http;
+pub mod image;
+pub mod netns;
+pub mod nginx;
+pub mod nodes;
 pub mod process;
+pub mod registry;
+pub mod sys;
 
+pub use docker::{Bridge, Dockerd, DockerdOptions};
 pub use etcd::Etcd;
+pub use image::{import_base_image, import_base_image_all, BASE_IMAGE};
+pub use netns::{cleanup_stale, TestNetwork};
+pub use nginx::{Nginx, NginxConfig};
+pub use nodes::{DockerNodes, Node, NodesOptions};
 pub use process::{free_port, Logged, ServerDir};
+pub use registry::Registry;
 
 /// Errors from starting or driving a test server.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +40,11 @@ pub enum KitError {
         source: std::io::Error,
     },
     #[error("{what} did not become ready within {secs} s; its log:\n{log}")]
-    NotReady { what: String, secs: u64, log: String },
+    NotReady {
+        what: String,
+        secs: u64,
+        log: String,
+    },
     #[error("command `{cmd}` failed: {detail}")]
     Command { cmd: String, detail: String },
     #[error("I/O error: {0}")]

@@ -22,6 +22,12 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
 }
 
+/// A free TCP port on `ip`, e.g. a test network's bridge address. Same
+/// caveat as [`free_port`]: the port is released before return.
+pub fn free_port_on(ip: std::net::IpAddr) -> Result<u16> {
+    Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
 /// A server's private state directory. Removed on drop, unless the test is
 /// panicking: then its logs are printed and the directory is kept.
 #[derive(Debug)]
@@ -83,7 +89,11 @@ impl Drop for ServerDir {
                     }
                 }
             }
-            eprintln!("----- kept {} state in {} -----", self.name, self.path.display());
+            eprintln!(
+                "----- kept {} state in {} -----",
+                self.name,
+                self.path.display()
+            );
             self.keep();
         }
     }
@@ -197,6 +207,22 @@ impl Logged {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit and returns its status,
+    /// or `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// Polls `ready` every 50 ms until it returns true, the process exits,
     /// or `timeout` passes.
     pub fn wait_ready(&mut self, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
@@ -251,6 +277,70 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Like [`run`], but kills the command and fails once `timeout` passes,
+/// so a wedged server cannot hang a test (or a `Drop`) forever.
+pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Result<String> {
+    use std::io::Read;
+
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| KitError::Spawn {
+            what: shown.clone(),
+            source,
+        })?;
+    // Drain both pipes on threads: a child blocked on a full pipe would
+    // otherwise never exit.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait()? {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(KitError::Command {
+                    cmd: shown,
+                    detail: format!("timed out after {} s and was killed", timeout.as_secs()),
+                });
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    if !status.success() {
+        return Err(KitError::Command {
+            cmd: shown,
+            detail: format!("{status}: {}", String::from_utf8_lossy(&err).trim()),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,8 +356,12 @@ mod tests {
         drop(p);
         // Reaped, so the pid is gone (or reused by an unrelated process,
         // which is vanishingly unlikely within this test).
-        assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists()
-            || !std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().contains("600"));
+        assert!(
+            !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+                || !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .contains("600")
+        );
     }
 
     #[test]
@@ -276,8 +370,14 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo boom-marker; exit 3"]);
         let mut p = Logged::spawn("sh", cmd, &dir.log_path("sh")).unwrap();
-        let err = p.wait_ready(Duration::from_secs(5), || false).unwrap_err().to_string();
-        assert!(err.contains("exited") && err.contains("boom-marker"), "{err}");
+        let err = p
+            .wait_ready(Duration::from_secs(5), || false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exited") && err.contains("boom-marker"),
+            "{err}"
+        );
     }
 
     #[test]
