@@ -18,12 +18,27 @@ pub struct Args {
     /// The file to check.
     #[arg(default_value = "lain.yaml")]
     file: PathBuf,
-    /// The cluster domain that default web domains are derived from.
-    #[arg(long, default_value = "lain.local")]
+    /// The cluster's main domain, from which default web domains are
+    /// derived: proc `web` of app `hello` answers on `hello.DOMAIN`.
+    #[arg(long, default_value = "lain.local", value_name = "DOMAIN", value_parser = domain_name)]
     domain: String,
+    /// Another domain the cluster serves (repeatable): proc `web` also
+    /// answers on `APP.DOMAIN`, and `/path` mountpoints are expanded onto it.
+    #[arg(long = "extra-domain", value_name = "DOMAIN", value_parser = domain_name)]
+    extra_domains: Vec<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     output: Format,
+}
+
+impl Args {
+    /// The cluster settings the file is checked against.
+    fn options(&self) -> ParseOptions {
+        ParseOptions {
+            cluster_domain: self.domain.clone(),
+            extra_domains: self.extra_domains.clone(),
+        }
+    }
 }
 
 /// The `-o json` document.
@@ -38,9 +53,7 @@ struct Report<'a> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let opts = ParseOptions {
-        cluster_domain: args.domain.clone(),
-    };
+    let opts = args.options();
     let file = args.file.display().to_string();
     match lain_spec::parse_file(&args.file, &opts) {
         Ok(v) => {
@@ -88,6 +101,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 "cannot validate {file}; give the path of a lain.yaml, or run `lain validate` in the app's directory"
             )
         }),
+    }
+}
+
+/// A `--domain` / `--extra-domain` value: a DNS name, taken lowercased and
+/// without surrounding dots.
+fn domain_name(raw: &str) -> Result<String, String> {
+    let domain = lain_spec::tidy_domain(raw);
+    match lain_spec::domain_problem(&domain) {
+        None => Ok(domain),
+        Some(problem) => Err(format!(
+            "`{raw}` {problem}; a domain is a DNS name such as `lain.local` (letters, digits, \
+             `-` and `.`)"
+        )),
     }
 }
 
@@ -139,5 +165,63 @@ fn print_summary(file: &str, conf: &LainConf) {
     }
     if rows.is_empty() {
         println!("(no procs)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(argv: &[&str]) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("validate").chain(argv.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn extra_domains_are_repeatable_and_expand_mountpoints() {
+        let a = args(&[
+            "--extra-domain",
+            "Example.com",
+            "--extra-domain",
+            "b.org.",
+            "lain.yaml",
+        ])
+        .expect("valid flags");
+        assert_eq!(a.domain, "lain.local");
+        assert_eq!(a.extra_domains, ["example.com", "b.org"]);
+        let text = "appname: demo\nbuild:\n  base: golang\n  script: [make]\nweb:\n  cmd: ./app\n  mountpoint: [/api]\n";
+        let v = lain_spec::parse("lain.yaml", text, &a.options()).expect("valid file");
+        let defaults = [
+            "demo.lain.local",
+            "demo.example.com",
+            "demo.b.org",
+            "demo.lain",
+        ];
+        assert_eq!(v.conf.default_domains, defaults);
+        let mut want: Vec<String> = defaults.iter().map(|d| d.to_string()).collect();
+        want.extend(defaults.iter().map(|d| format!("{d}/api")));
+        assert_eq!(v.conf.procs[0].mountpoints, want);
+        // Without the flag: none.
+        assert!(args(&[]).expect("no flags").extra_domains.is_empty());
+    }
+
+    #[test]
+    fn a_bad_domain_flag_is_a_usage_error() {
+        for argv in [
+            ["--extra-domain", "a.com; }"],
+            ["--domain", "lain local"],
+            ["--extra-domain", "*.a.com"],
+        ] {
+            let err = args(&argv).expect_err("rejected");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(err.to_string().contains("DNS name"), "{err}");
+            assert_eq!(err.exit_code(), 2);
+        }
     }
 }

@@ -24,8 +24,9 @@ mod validate;
 mod yaml;
 
 pub use derive::{
-    app_domain, default_domains, expand_mountpoints, lain_based_path, memory_bytes, release_image,
-    APP_ROOT,
+    app_domain, default_domains, domain_problem, expand_mountpoints, lain_based_path, memory_bytes,
+    parse_mountpoint, path_problem, release_image, tidy_domain, ParsedMountpoint, APP_ROOT,
+    MAX_MEMORY_BYTES,
 };
 pub use diag::{Diagnostic, Diagnostics, Severity, MAX_DIAGNOSTICS};
 pub use model::*;
@@ -37,17 +38,29 @@ use std::path::{Path, PathBuf};
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 
 /// Cluster settings that change what a lain.yaml means.
+///
+/// The domains must be DNS names ([`domain_problem`]); they are taken
+/// lowercased and without surrounding dots, and a bad one makes
+/// [`parse`] fail with an error at 1:1 (they end up in the router's
+/// configuration, so they are checked like the file's own mountpoints).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseOptions {
-    /// The cluster's domain, e.g. `lain.local`: proc `web` of app `hello`
-    /// answers on `hello.lain.local`.
+    /// The cluster's main domain, e.g. `lain.local`: proc `web` of app
+    /// `hello` answers on `hello.lain.local`. Empty: none (only
+    /// `hello.lain`).
     pub cluster_domain: String,
+    /// More domains the cluster serves (LAIN's `extra_domains`): proc `web`
+    /// also answers on `{appdomain}.{extra}` for each, and `/path`
+    /// mountpoints are expanded onto them, after the main domain and
+    /// before `{appdomain}.lain`. Default: none.
+    pub extra_domains: Vec<String>,
 }
 
 impl Default for ParseOptions {
     fn default() -> Self {
         ParseOptions {
             cluster_domain: "lain.local".to_owned(),
+            extra_domains: Vec::new(),
         }
     }
 }

@@ -26,7 +26,8 @@ pub struct LainConf {
     /// Resource app name -> what is used from it.
     pub use_resources: BTreeMap<String, UseResource>,
     pub notify: Notify,
-    /// `{appdomain}.{cluster domain}` and `{appdomain}.lain`: the domains
+    /// `{appdomain}.{cluster domain}`, `{appdomain}.{extra domain}` for each
+    /// of the cluster's extra domains, and `{appdomain}.lain`: the domains
     /// proc `web` answers on and that `/path` mountpoints are expanded onto.
     pub default_domains: Vec<String>,
 }

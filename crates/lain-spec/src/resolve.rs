@@ -126,6 +126,21 @@ pub(crate) fn parse_int(text: &str) -> Option<i64> {
     i64::try_from(signed).ok()
 }
 
+/// Whether a scalar that matched the YAML 1.1 integer pattern has digits:
+/// `0b_` and `0x_` match it, but PyYAML's constructor fails on them (there
+/// is no number), so they are invalid rather than too large.
+pub(crate) fn int_has_digits(text: &str) -> bool {
+    let cleaned: String = text
+        .chars()
+        .filter(|&c| c != '_' && c != '-' && c != '+')
+        .collect();
+    let digits = cleaned
+        .strip_prefix("0b")
+        .or_else(|| cleaned.strip_prefix("0x"))
+        .unwrap_or(&cleaned);
+    !digits.is_empty()
+}
+
 /// Value of a YAML 1.1 float (as PyYAML's `construct_yaml_float`).
 pub(crate) fn parse_float(text: &str) -> f64 {
     let cleaned: String = text
@@ -206,6 +221,11 @@ mod tests {
         );
         assert_eq!(r("1:20"), Scalar::Int(80), "sexagesimal");
         assert_eq!(r("99999999999999999999999"), Scalar::BigInt);
+        assert_eq!(r("0b_"), Scalar::BigInt);
+        assert!(int_has_digits("99999999999999999999999"));
+        assert!(int_has_digits("-0x_f"));
+        assert!(!int_has_digits("0b_"));
+        assert!(!int_has_digits("-0x__"));
         // Not integers in YAML 1.1.
         assert_eq!(r("08"), Scalar::Str("08".into()));
         assert_eq!(r("80:tcp"), Scalar::Str("80:tcp".into()));

@@ -59,7 +59,12 @@ impl Node {
             Value::Null => "nothing (null)".to_owned(),
             Value::Bool(_) => format!("the boolean `{t}`"),
             Value::Int(_) => format!("the integer `{t}`"),
-            Value::BigInt => format!("the integer `{t}` (too large)"),
+            Value::BigInt if crate::resolve::int_has_digits(&self.text) => {
+                format!("the integer `{t}` (too large for a 64-bit integer)")
+            }
+            Value::BigInt => {
+                format!("`{t}`, which is not a valid integer (it has no digits after `0b` or `0x`)")
+            }
             Value::Float(_) => format!("the number `{t}`"),
             Value::Timestamp => format!("the date `{t}`"),
             Value::Str(s) if self.plain => format!("`{}`", short(s)),
@@ -134,6 +139,12 @@ enum Frame {
 }
 
 impl Frame {
+    fn anchor(&self) -> usize {
+        match self {
+            Frame::Seq { anchor, .. } | Frame::Map { anchor, .. } => *anchor,
+        }
+    }
+
     fn stats_mut(&mut self) -> &mut Stats {
         match self {
             Frame::Seq { stats, .. } | Frame::Map { stats, .. } => stats,
@@ -143,6 +154,7 @@ impl Frame {
 
 struct Builder<'s> {
     sink: &'s mut Sink,
+    src: &'s str,
     stack: Vec<Frame>,
     anchors: HashMap<usize, (Node, Stats)>,
     root: Option<Node>,
@@ -160,6 +172,7 @@ struct Abort;
 pub(crate) fn load(text: &str, sink: &mut Sink) -> Option<Node> {
     let mut b = Builder {
         sink,
+        src: text,
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
@@ -181,7 +194,7 @@ pub(crate) fn load(text: &str, sink: &mut Sink) -> Option<Node> {
                     col: m.col() + 1,
                 };
                 if e.info().contains("tab") {
-                    pos = first_tab(text, m.line()).unwrap_or(pos);
+                    pos = first_tab(text, pos.line, pos.col).unwrap_or(pos);
                 }
                 let msg = syntax_message(e.info());
                 b.sink.error(pos, msg);
@@ -197,15 +210,46 @@ pub(crate) fn load(text: &str, sink: &mut Sink) -> Option<Node> {
     }))
 }
 
-/// The scanner flags a tab where it notices it; the author needs to see
-/// the first tab of the indentation on that line.
-fn first_tab(text: &str, line: usize) -> Option<Pos> {
-    let l = yaml_lines(text).nth(line.checked_sub(1)?)?;
-    let col = l
+/// The scanner flags a tab where it notices it, which may be the start of
+/// the value before it; the author needs to see the tab itself: the first
+/// tab in the indentation of the marked line if the mark is within that
+/// indentation, else of the next line with content.
+fn first_tab(text: &str, line: usize, col: usize) -> Option<Pos> {
+    let indent_tab = |l: &str| {
+        l.chars()
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .position(|c| c == '\t')
+    };
+    let indent_len = |l: &str| l.chars().take_while(|c| *c == ' ' || *c == '\t').count();
+    let mut lines = yaml_lines(text).enumerate().skip(line.checked_sub(1)?);
+    let (_, first) = lines.next()?;
+    if col <= indent_len(first) + 1 {
+        return indent_tab(first).map(|c| Pos { line, col: c + 1 });
+    }
+    let (i, next) = lines.find(|(_, l)| !l.trim().is_empty())?;
+    indent_tab(next).map(|c| Pos {
+        line: i + 1,
+        col: c + 1,
+    })
+}
+
+/// The name of the alias written at `pos` (`*name`), for messages.
+fn alias_name(text: &str, pos: Pos) -> String {
+    let Some(line) = pos
+        .line
+        .checked_sub(1)
+        .and_then(|i| yaml_lines(text).nth(i))
+    else {
+        return String::new();
+    };
+    let rest: String = line.chars().skip(pos.col.saturating_sub(1)).collect();
+    let name: String = rest
+        .strip_prefix('*')
+        .unwrap_or(&rest)
         .chars()
-        .take_while(|c| *c == ' ' || *c == '\t')
-        .position(|c| c == '\t')?;
-    Some(Pos { line, col: col + 1 })
+        .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '[' | ']' | '{' | '}'))
+        .collect();
+    short(&name)
 }
 
 /// Lines as YAML counts them: `\r\n`, `\r` and `\n` all end a line.
@@ -283,8 +327,20 @@ impl Builder<'_> {
             }
             Event::Alias(id) => {
                 let Some((node, stats)) = self.anchors.get(&id).cloned() else {
-                    self.sink
-                        .error(pos, "this alias refers to an anchor that is not defined");
+                    // The parser rejects undefined anchors, so an anchor it
+                    // knows but that has no finished node is still open:
+                    // the alias is inside the node it names.
+                    let name = alias_name(self.src, pos);
+                    let message = if self.stack.iter().any(|f| f.anchor() == id) {
+                        format!(
+                            "the alias `*{name}` is inside the node its anchor `&{name}` names \
+                             (a recursive alias), which would make the value infinitely deep; \
+                             refer to `*{name}` only after that node ends"
+                        )
+                    } else {
+                        format!("the alias `*{name}` refers to an anchor that is not defined")
+                    };
+                    self.sink.error(pos, message);
                     return Err(Abort);
                 };
                 if self.stack.len() + stats.height > MAX_DEPTH {

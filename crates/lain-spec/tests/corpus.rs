@@ -62,6 +62,7 @@ fn corpus_agrees_with_lain() {
     assert!(!rows.is_empty(), "MANIFEST.tsv lists no files");
     let opts = ParseOptions {
         cluster_domain: "lain.local".to_owned(),
+        ..ParseOptions::default()
     };
     let verbose = std::env::var_os("LAIN_CORPUS_VERBOSE").is_some();
     let mut agree = 0;

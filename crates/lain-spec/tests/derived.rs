@@ -5,6 +5,7 @@ use lain_spec::{parse, BackupMode, Command, CopySpec, LainConf, ParseOptions, Pr
 fn conf_with(text: &str, domain: &str) -> LainConf {
     let opts = ParseOptions {
         cluster_domain: domain.to_owned(),
+        ..ParseOptions::default()
     };
     match parse("lain.yaml", text, &opts) {
         Ok(v) => v.conf,
@@ -316,4 +317,64 @@ fn parse_file_reads_and_names_the_file() {
     let missing = lain_spec::parse_file(&dir.join("nope.yaml"), &ParseOptions::default());
     assert!(matches!(missing, Err(lain_spec::SpecError::Io { .. })));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn extra_domains_get_the_default_and_path_mountpoints() {
+    // LAIN's cluster config `domains`: the main domain, then the extra
+    // ones; `{appdomain}.lain` last.
+    let opts = ParseOptions {
+        cluster_domain: "lain.local".to_owned(),
+        extra_domains: vec![
+            "Example.com".to_owned(),
+            "lain.local".to_owned(),
+            "b.org.".to_owned(),
+        ],
+    };
+    let text = format!(
+        "appname: hello\n{HEAD}web:\n  cmd: a\nweb.admin:\n  cmd: b\n  mountpoint: [/admin]\n"
+    );
+    let c = match parse("lain.yaml", &text, &opts) {
+        Ok(v) => v.conf,
+        Err(d) => panic!("expected valid:\n{d}"),
+    };
+    let defaults = [
+        "hello.lain.local",
+        "hello.example.com",
+        "hello.b.org",
+        "hello.lain",
+    ];
+    assert_eq!(c.default_domains, defaults);
+    assert_eq!(
+        c.proc("web").map(|p| p.mountpoints.clone()),
+        Some(defaults.map(String::from).to_vec())
+    );
+    assert_eq!(
+        c.proc("admin").map(|p| p.mountpoints.clone()),
+        Some(defaults.map(|d| format!("{d}/admin")).to_vec())
+    );
+    assert_eq!(ParseOptions::default().extra_domains, Vec::<String>::new());
+}
+
+#[test]
+fn a_bad_cluster_domain_is_reported_not_used() {
+    let opts = ParseOptions {
+        cluster_domain: "lain.local".to_owned(),
+        extra_domains: vec!["a.com; }".to_owned()],
+    };
+    let err = parse(
+        "lain.yaml",
+        &format!("appname: hello\n{HEAD}web:\n  cmd: a\n"),
+        &opts,
+    )
+    .expect_err("a bad extra domain is an error");
+    let e: Vec<_> = err.errors().collect();
+    assert_eq!(e.len(), 1, "{err}");
+    assert_eq!((e[0].line, e[0].col), (1, 1));
+    assert!(
+        e[0].message.contains("extra domain `a.com; }`"),
+        "{}",
+        e[0].message
+    );
+    assert!(e[0].message.contains("contains `;`"), "{}", e[0].message);
 }

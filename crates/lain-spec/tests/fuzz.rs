@@ -18,6 +18,7 @@ fn check(text: &str) {
             for w in &v.warnings {
                 assert!(w.line >= 1 && w.col >= 1, "{w}");
             }
+            router_safe(&v.conf);
         }
         Err(d) => {
             assert!(d.errors().next().is_some(), "rejected without an error");
@@ -34,8 +35,48 @@ fn check(text: &str) {
     }
 }
 
+/// What reaches the router's nginx configuration and the host's paths
+/// from an accepted file is plain: mountpoints are normalised DNS names and
+/// paths, health checks clean paths, logs stay under /lain/logs.
+fn router_safe(conf: &LainConf) {
+    for (p, m) in conf.mountpoints() {
+        let parsed = lain_spec::parse_mountpoint(m)
+            .unwrap_or_else(|e| panic!("{}: stored mountpoint {m:?} is invalid: {e}", p.name));
+        assert_eq!(parsed.mountpoint, m, "stored mountpoints are normalised");
+        assert!(!parsed.lowercased && !m.starts_with('/'), "{m:?}");
+    }
+    for p in conf.procs() {
+        if let Some(h) = &p.healthcheck {
+            assert_eq!(lain_spec::path_problem(h), None, "healthcheck {h:?}");
+        }
+        for l in &p.logs {
+            assert!(!l.is_empty() && !l.starts_with('/'), "log {l:?}");
+            assert!(!l.split('/').any(|c| c == ".."), "log {l:?}");
+            assert!(!l.chars().any(char::is_control), "log {l:?}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hostile_mountpoints_and_paths_never_get_through(
+        mps in prop::collection::vec("[a-zA-Z0-9./;{}$# \"'\\\\*:?%_~\n\t-]{0,24}", 0..4),
+        hc in "[a-zA-Z0-9./;{}$# \"'\\\\?%_~\n-]{0,16}",
+        logs in prop::collection::vec("[a-z./\n]{0,12}", 0..3),
+        name in prop::sample::select(&["web", "web.api"][..]),
+    ) {
+        let quote = |s: &String| serde_json::to_string(s).expect("a string serializes");
+        let doc = format!(
+            "appname: hello\nbuild:\n  base: b\n  script: [make]\n{name}:\n  cmd: x\n  \
+             mountpoint: [{}]\n  healthcheck: {}\n  logs: [{}]\n",
+            mps.iter().map(quote).collect::<Vec<_>>().join(", "),
+            quote(&hc),
+            logs.iter().map(quote).collect::<Vec<_>>().join(", "),
+        );
+        check(&doc);
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {

@@ -1189,3 +1189,412 @@ fn diagnostics_are_capped_but_errors_are_never_lost() {
     assert_eq!(err.errors().count(), 1, "only the summary line is an error");
     assert!(err.0.last().is_some_and(|d| d.message.contains("1 errors")));
 }
+
+// ---- mountpoints, health checks, logs: what reaches nginx and the host --------
+
+/// The warnings of an accepted file as `(line, col, message)`.
+fn warnings(v: &Validated) -> Vec<(usize, usize, String)> {
+    v.warnings
+        .iter()
+        .map(|w| (w.line, w.col, w.message.clone()))
+        .collect()
+}
+
+#[test]
+fn mountpoints_cannot_inject_router_config() {
+    let errs = errors(&with(
+        "web:\n  cmd: x\n  mountpoint:\n    - \"a.com; } server { listen 80; root /; } #\"\n    - \"b.com/x y\"\n    - \"/p$host\"\n    - \"c.com/\\n\"\n    - \"\"\n",
+    ));
+    let got: Vec<(usize, usize)> = errs.iter().map(|(l, c, _)| (*l, *c)).collect();
+    assert_eq!(
+        got,
+        [(8, 7), (9, 7), (10, 7), (11, 7), (12, 7)],
+        "{errs:#?}"
+    );
+    let needles = [
+        "contains `;`",
+        "contains a space",
+        "contains `$`",
+        "control character (U+000A)",
+        "cannot be empty",
+    ];
+    for ((_, _, m), n) in errs.iter().zip(needles) {
+        assert!(m.contains(n), "message lacks {n:?}: {m}");
+        assert!(
+            m.starts_with("`web.mountpoint[") || m.contains("`web.mountpoint"),
+            "{m}"
+        );
+        // Every message says what a mountpoint may be.
+        assert!(m.contains("`/path`") && m.contains("`host[/path]`"), "{m}");
+    }
+    one_error(
+        &with("web:\n  cmd: x\n  mountpoint: [\"a.com;b\"]\n"),
+        7,
+        16,
+        &["contains `;`", "letters, digits, `-` and `.`"],
+    );
+    one_error(
+        &with("web:\n  cmd: x\n  mountpoint: [\"\"]\n"),
+        7,
+        16,
+        &["`web.mountpoint[0]`", "cannot be empty"],
+    );
+}
+
+#[test]
+fn mountpoint_hosts_are_dns_names() {
+    let bad = [
+        ("\"*.a.com\"", "wildcard"),
+        ("a..com", "empty label"),
+        ("-a.com", "starts or ends with `-`"),
+        ("a.com.", "empty label"),
+        ("a.com:8080", "contains `:`"),
+        ("é.com", "xn--"),
+        ("a_b.com", "contains `_`"),
+    ];
+    for (mp, needle) in bad {
+        one_error(
+            &with(&format!("web:\n  cmd: x\n  mountpoint:\n    - {mp}\n")),
+            8,
+            7,
+            &[needle, "DNS name"],
+        );
+    }
+    let long_label = "a".repeat(64);
+    one_error(
+        &with(&format!(
+            "web:\n  cmd: x\n  mountpoint: [{long_label}.com]\n"
+        )),
+        7,
+        16,
+        &["longer than 63"],
+    );
+    let long_name = vec!["a".repeat(63); 4].join(".") + ".com"; // 259 characters
+    one_error(
+        &with(&format!("web:\n  cmd: x\n  mountpoint: [{long_name}]\n")),
+        7,
+        16,
+        &["longer than 253"],
+    );
+    // 63-character labels and 253 characters in all are fine.
+    let max_name = format!("{}.{}", vec!["a".repeat(63); 3].join("."), "b".repeat(61));
+    assert_eq!(max_name.len(), 253);
+    ok(&with(&format!(
+        "web:\n  cmd: x\n  mountpoint: [{long_label_ok}.com, {max_name}]\n",
+        long_label_ok = "a".repeat(63)
+    )));
+}
+
+#[test]
+fn mountpoint_paths_are_plain() {
+    let bad = [
+        ("a.com/../admin", "`..`"),
+        ("/./x", "`.`"),
+        ("a.com//x", "empty segment"),
+        ("/x?y=1", "contains `?`"),
+        ("/%zz", "`%` must start"),
+        ("\"/a'b\"", "contains `'`"),
+        ("\"/a\\\\b\"", "contains `\\`"),
+        ("/a{b}", "contains `{`"),
+        ("/é", "percent-encode"),
+    ];
+    for (mp, needle) in bad {
+        one_error(
+            &with(&format!("web:\n  cmd: x\n  mountpoint:\n    - {mp}\n")),
+            8,
+            7,
+            &[needle, "letters, digits and `-._~%/`"],
+        );
+    }
+    let v = ok(&with(
+        "web:\n  cmd: x\n  mountpoint:\n    - /api/\n    - a.com/\n    - b.com/v1/x_y-z.~%20/\n",
+    ));
+    assert_eq!(
+        v.conf.proc("web").map(|p| p.mountpoints.clone()),
+        Some(vec![
+            "a.com".to_owned(),
+            "b.com/v1/x_y-z.~%20".to_owned(),
+            "hello.lain.local".to_owned(),
+            "hello.lain".to_owned(),
+            "hello.lain.local/api".to_owned(),
+            "hello.lain/api".to_owned(),
+        ])
+    );
+}
+
+#[test]
+fn uppercase_hosts_are_lowercased_with_a_warning() {
+    let v = ok(&with(
+        "web.admin:\n  cmd: x\n  mountpoint: [Admin.Example.COM/Path]\n",
+    ));
+    assert_eq!(
+        v.conf.proc("admin").map(|p| p.mountpoints.clone()),
+        Some(vec!["admin.example.com/Path".to_owned()])
+    );
+    let w = warnings(&v);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!((w[0].0, w[0].1), (7, 16));
+    assert!(w[0].2.contains("`admin.example.com/Path`"), "{}", w[0].2);
+}
+
+#[test]
+fn root_mountpoint_means_the_default_domains() {
+    // LAIN dropped a bare `/`, leaving a non-`web` proc with no route at
+    // all; here it is the root of the default domains.
+    let v = ok(&with("web.api:\n  cmd: x\n  mountpoint: [/]\n"));
+    assert_eq!(
+        v.conf.proc("api").map(|p| p.mountpoints.clone()),
+        Some(vec!["hello.lain.local".to_owned(), "hello.lain".to_owned()])
+    );
+    // On `web` it changes nothing (corpus: laincloud/todomvc).
+    let v = ok(&with("web:\n  cmd: x\n  mountpoint: [/]\n"));
+    assert_eq!(
+        v.conf.proc("web").map(|p| p.mountpoints.clone()),
+        Some(vec!["hello.lain.local".to_owned(), "hello.lain".to_owned()])
+    );
+    // With a `web` proc too, the root is taken.
+    one_error(
+        &with("web:\n  cmd: x\nweb.api:\n  cmd: y\n  mountpoint: [/]\n"),
+        9,
+        16,
+        &[
+            "`web.api`",
+            "mountpoints `hello.lain.local`, `hello.lain` (from `/`) are already served by \
+             `web` (line 5)",
+        ],
+    );
+}
+
+#[test]
+fn two_procs_cannot_share_a_mountpoint() {
+    one_error(
+        &with("web.a:\n  cmd: x\n  mountpoint: [a.com/x]\nweb.b:\n  cmd: y\n  mountpoint:\n    - b.com\n    - A.com/x/\n"),
+        12,
+        7,
+        &[
+            "`web.b`: mountpoint `a.com/x` is already served by `web.a` (line 5)",
+        ],
+    );
+    // A default domain of `web` claimed earlier by another proc.
+    one_error(
+        &with("web.a:\n  cmd: x\n  mountpoint: [hello.lain]\nweb:\n  cmd: y\n"),
+        8,
+        1,
+        &[
+            "`web`: mountpoint `hello.lain` (default domains of `web`) is already served by \
+             `web.a` (line 5)",
+            "remove it from `web.a`",
+        ],
+    );
+    // Within one proc a repeat is just dropped.
+    let v = ok(&with("web.a:\n  cmd: x\n  mountpoint: [a.com, a.com/]\n"));
+    assert_eq!(
+        v.conf.proc("a").map(|p| p.mountpoints.clone()),
+        Some(vec!["a.com".to_owned()])
+    );
+}
+
+#[test]
+fn healthcheck_is_a_clean_path() {
+    let v = ok(&with("web:\n  cmd: x\n  healthcheck: ping\n"));
+    assert_eq!(
+        v.conf.proc("web").and_then(|p| p.healthcheck.clone()),
+        Some("/ping".to_owned())
+    );
+    let w = warnings(&v);
+    assert_eq!((w[0].0, w[0].1), (7, 16), "{w:#?}");
+    assert!(w[0].2.contains("`/ping`"), "{}", w[0].2);
+    for (hc, needle) in [
+        ("\"/p ing\"", "contains a space"),
+        ("/a/../b", "`..`"),
+        ("\"/x;y\"", "contains `;`"),
+        ("\"/x\\n\"", "control character"),
+        ("/health?full=1", "contains `?`"),
+    ] {
+        one_error(
+            &with(&format!("web:\n  cmd: x\n  healthcheck: {hc}\n")),
+            7,
+            16,
+            &["`web.healthcheck`", needle, "letters, digits and `-._~%/`"],
+        );
+    }
+    // A trailing slash is part of the request path and kept.
+    let v = ok(&with("web:\n  cmd: x\n  healthcheck: /status/\n"));
+    assert_eq!(
+        v.conf.proc("web").and_then(|p| p.healthcheck.clone()),
+        Some("/status/".to_owned())
+    );
+    // Empty means no check, as in LAIN.
+    let v = ok(&with("web:\n  cmd: x\n  healthcheck: \"\"\n"));
+    assert_eq!(v.conf.proc("web").and_then(|p| p.healthcheck.clone()), None);
+    assert_eq!((v.warnings[0].line, v.warnings[0].col), (7, 16));
+}
+
+#[test]
+fn log_paths_stay_under_lain_logs() {
+    one_error(
+        &with("web:\n  cmd: x\n  logs: [\"../../../etc/shadow\"]\n"),
+        7,
+        10,
+        &["`..`", "path traversal", "relative to /lain/logs"],
+    );
+    one_error(
+        &with("web:\n  cmd: x\n  logs:\n    - app/../../x.log\n"),
+        8,
+        7,
+        &["`..`"],
+    );
+    one_error(
+        &with("web:\n  cmd: x\n  logs: [\"\"]\n"),
+        7,
+        10,
+        &["cannot be empty"],
+    );
+    one_error(
+        &with("web:\n  cmd: x\n  logs: [\"a.log\\nb\"]\n"),
+        7,
+        10,
+        &["control character"],
+    );
+    let v = ok(&with("web:\n  cmd: x\n  logs: [app/a.log, a..b.log]\n"));
+    assert!(v.warnings.is_empty(), "{:#?}", v.warnings);
+}
+
+// ---- messages --------------------------------------------------------------------
+
+#[test]
+fn leading_zero_numbers_explain_octal() {
+    let errs = errors(&with(
+        "worker:\n  cmd: x\n  num_instances: 08\n  cpu: 019\n",
+    ));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!((errs[0].0, errs[0].1), (7, 18));
+    assert_eq!((errs[1].0, errs[1].1), (8, 8));
+    for ((_, _, m), fix) in errs.iter().zip(["write `8`", "write `19`"]) {
+        assert!(m.contains("leading 0") && m.contains("octal"), "{m}");
+        assert!(m.contains(fix), "{m}");
+        assert!(!m.contains("without quotes"), "{m}");
+    }
+    // Quoted numbers still get "without quotes".
+    one_error(
+        &with("worker:\n  cmd: x\n  num_instances: \"08\"\n"),
+        7,
+        18,
+        &["without quotes"],
+    );
+}
+
+#[test]
+fn digitless_integers_are_invalid_not_too_large() {
+    for bad in ["0b_", "0x_", "-0x__"] {
+        let errs = errors(&with(&format!("worker:\n  cmd: x\n  cpu: {bad}\n")));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        let (l, c, m) = &errs[0];
+        assert_eq!((*l, *c), (7, 8));
+        assert!(m.contains("not a valid integer"), "{m}");
+        assert!(!m.contains("too large"), "{m}");
+    }
+    one_error(
+        &with("worker:\n  cmd: x\n  cpu: 99999999999999999999\n"),
+        7,
+        8,
+        &["too large", "at most 4294967295"],
+    );
+}
+
+#[test]
+fn recursive_alias_is_named_as_such() {
+    one_error(
+        &format!("{HEAD}a: &x [*x]\n"),
+        5,
+        8,
+        &["`*x`", "recursive", "`&x`"],
+    );
+    one_error(
+        &format!("{HEAD}a: &top\n  b:\n    c: *top\n"),
+        7,
+        8,
+        &["`*top`", "recursive"],
+    );
+}
+
+#[test]
+fn too_large_states_the_maximum() {
+    one_error(
+        &with("worker:\n  cmd: x\n  cpu: 99999999999\n"),
+        7,
+        8,
+        &["99999999999 is too large", "at most 4294967295"],
+    );
+    one_error(
+        &with("worker:\n  cmd: x\n  num_instances: 4294967296\n"),
+        7,
+        18,
+        &["at most 4294967295"],
+    );
+    one_error(
+        &with("worker:\n  cmd: x\n  memory: 99999999999999999999g\n"),
+        7,
+        11,
+        &["too large", "at most `8589934591g` (`8796093022207m`)"],
+    );
+    one_error(
+        &with("worker:\n  cmd: x\n  memory: 8589934592g\n"),
+        7,
+        11,
+        &["too large"],
+    );
+    ok(&with("worker:\n  cmd: x\n  memory: 8589934591g\n"));
+}
+
+#[test]
+fn empty_workdir_falls_back_to_working_dir() {
+    let v = ok(&with(
+        "worker:\n  cmd: x\n  workdir: \"\"\n  working_dir: /app\n",
+    ));
+    assert_eq!(
+        v.conf.proc("worker").and_then(|p| p.working_dir.clone()),
+        Some("/app".to_owned())
+    );
+    let w = warnings(&v);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!((w[0].0, w[0].1), (7, 3));
+    assert!(
+        w[0].2
+            .contains("`workdir` is empty, so `working_dir` is used"),
+        "{}",
+        w[0].2
+    );
+    // Both set: `workdir` wins, and the message says so.
+    let v = ok(&with(
+        "worker:\n  cmd: x\n  workdir: /a\n  working_dir: /b\n",
+    ));
+    assert_eq!(
+        v.conf.proc("worker").and_then(|p| p.working_dir.clone()),
+        Some("/a".to_owned())
+    );
+    assert!(v.warnings[0].message.contains("`workdir` is used"));
+}
+
+#[test]
+fn a_tab_after_indenting_spaces_is_accepted() {
+    // PyYAML refused this; it is unambiguous, so it is accepted (documented).
+    let v = ok(&with("web:\n \tcmd: x\n"));
+    assert!(v.conf.proc("web").is_some_and(|p| p.cmd.is_some()));
+    // A tab that starts the indentation is still an error.
+    one_error(&with("web:\n\tcmd: x\n"), 6, 1, &["tab", "spaces"]);
+    // Where the scanner notices a tab at the end of the previous value,
+    // the error still points at the tab.
+    one_error(
+        &with("web:\n  cmd: x\n \tport: 81\n"),
+        7,
+        2,
+        &["tab", "spaces"],
+    );
+    one_error(
+        &with("web:\n \tcmd: x\n \tport: 81\n"),
+        7,
+        2,
+        &["tab", "spaces"],
+    );
+}

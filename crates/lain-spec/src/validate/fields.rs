@@ -73,6 +73,21 @@ pub(crate) fn int(sink: &mut Sink, path: &str, node: &Node, what: &str) -> Optio
             );
             None
         }
+        // Unquoted and still a string although it reads as a number: only
+        // a leading 0 with an 8 or 9 after it (`08`, `019`) does that.
+        Value::Str(s) if node.plain && s.parse::<i64>().is_ok() => {
+            let n = s.parse::<i64>().unwrap_or_default();
+            sink.error(
+                node.pos,
+                format!(
+                    "`{path}`: expected {what}, found `{}`: YAML 1.1 (which LAIN uses) reads a \
+                     number with a leading 0 as octal, and 8 and 9 are not octal digits, so \
+                     this is text; write `{n}` (without the leading 0)",
+                    short(s)
+                ),
+            );
+            None
+        }
         Value::Str(s) if s.trim().parse::<i64>().is_ok() => {
             sink.error(
                 node.pos,

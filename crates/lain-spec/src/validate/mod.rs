@@ -135,7 +135,9 @@ pub(crate) fn validate(root: &Node, opts: &ParseOptions, sink: &mut Sink) -> Opt
     // Derived values need an appname; with a bad one the file is rejected
     // anyway, and a placeholder lets the procs still be checked.
     let app_for_domains = appname.clone().unwrap_or_else(|| "app".to_owned());
-    let default_domains = crate::derive::default_domains(&app_for_domains, &opts.cluster_domain);
+    check_domain_options(sink, opts);
+    let default_domains =
+        crate::derive::default_domains(&app_for_domains, &opts.cluster_domain, &opts.extra_domains);
     let procs = procs::check_procs(sink, &sections, &default_domains);
 
     if sink.has_errors() {
@@ -154,6 +156,29 @@ pub(crate) fn validate(root: &Node, opts: &ParseOptions, sink: &mut Sink) -> Opt
         notify,
         default_domains,
     })
+}
+
+/// The cluster's domains go into every web proc's mountpoints, so they
+/// pass the same DNS name check as the file's hosts.
+fn check_domain_options(sink: &mut Sink, opts: &ParseOptions) {
+    let all = std::iter::once(("cluster domain", &opts.cluster_domain))
+        .chain(opts.extra_domains.iter().map(|d| ("extra domain", d)));
+    for (what, raw) in all {
+        let domain = crate::derive::tidy_domain(raw);
+        if domain.is_empty() && what == "cluster domain" {
+            continue;
+        }
+        if let Some(problem) = crate::derive::domain_problem(&domain) {
+            sink.error(
+                Pos::START,
+                format!(
+                    "the cluster's {what} `{}` (a setting of the cluster, not of this file) {problem}; \
+                     it must be a DNS name (letters, digits, `-` and `.`)",
+                    short(raw)
+                ),
+            );
+        }
+    }
 }
 
 fn check_appname(sink: &mut Sink, v: &Node) -> Option<String> {

@@ -64,6 +64,17 @@ pub(super) fn command(sink: &mut Sink, path: &str, v: &Node) -> Option<Command> 
 /// A non-negative count. LAIN's schema accepted negative numbers; we do
 /// not (a deliberate deviation: `-2` instances means nothing).
 pub(super) fn count(sink: &mut Sink, path: &str, v: &Node, what: &str) -> Option<u32> {
+    let max = u32::MAX;
+    if v.value == Value::BigInt && crate::resolve::int_has_digits(&v.text) {
+        sink.error(
+            v.pos,
+            format!(
+                "`{path}`: {} is too large: expected {what}, at most {max}",
+                short(&v.text)
+            ),
+        );
+        return None;
+    }
     let n = fields::int(sink, path, v, what)?;
     if n < 0 {
         sink.error(v.pos, format!("`{path}`: {n} is negative: expected {what}"));
@@ -74,7 +85,7 @@ pub(super) fn count(sink: &mut Sink, path: &str, v: &Node, what: &str) -> Option
         Err(_) => {
             sink.error(
                 v.pos,
-                format!("`{path}`: {n} is too large: expected {what}"),
+                format!("`{path}`: {n} is too large: expected {what}, at most {max}"),
             );
             None
         }
@@ -100,7 +111,15 @@ pub(super) fn memory(sink: &mut Sink, path: &str, v: &Node) -> Option<(String, u
             };
             let found = v.describe();
             if !digits.is_empty() && !digits.starts_with('0') && (unit == "m" || unit == "g") {
-                sink.error(v.pos, format!("`{path}`: {found} is too large"));
+                sink.error(
+                    v.pos,
+                    format!(
+                        "`{path}`: {found} is too large: at most `{}g` (`{}m`), the most \
+                         Docker's 64-bit byte count holds",
+                        derive::MAX_MEMORY_BYTES >> 30,
+                        derive::MAX_MEMORY_BYTES >> 20
+                    ),
+                );
             } else if digits.is_empty() || digits.starts_with('0') {
                 sink.error(
                     v.pos,
@@ -603,35 +622,138 @@ pub(super) fn secret_files(sink: &mut Sink, path: &str, v: &Node) -> Vec<String>
     out
 }
 
+/// Log files are read on the host from the proc's /lain/logs volume, so a
+/// path that climbs out of it (`..`) is a host path traversal: rejected,
+/// like `..` in `secret_files` (LAIN only refused absolute paths).
 pub(super) fn logs(sink: &mut Sink, path: &str, v: &Node) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
+    const RULE: &str =
+        "logs are file names relative to /lain/logs (e.g. `app.log` or `app/error.log`)";
     for (l, pos) in fields::string_list(sink, path, v, Single::Warn) {
-        if l.starts_with('/') {
-            sink.error(
-                pos,
-                format!(
-                    "`{path}`: `{}` is absolute; logs are file names relative to /lain/logs \
-                     (e.g. `app.log`)",
-                    short(&l)
-                ),
-            );
+        let problem = if l.trim().is_empty() {
+            Some("a log file name cannot be empty".to_owned())
+        } else if l.starts_with('/') {
+            Some(format!("`{}` is absolute", short(&l)))
+        } else if l.split('/').any(|c| c == "..") {
+            Some(format!(
+                "`{}` contains `..`, which climbs out of /lain/logs on the host (a path \
+                 traversal): write the path without `..`",
+                short(&l)
+            ))
+        } else {
+            l.chars()
+                .find(|c| c.is_control())
+                .map(|c| format!("`{}` contains {}", short(&l), derive::describe_char(c)))
+        };
+        if let Some(problem) = problem {
+            sink.error(pos, format!("`{path}`: {problem}; {RULE}"));
             continue;
-        }
-        if l.split('/').any(|c| c == "..") {
-            sink.warn(
-                pos,
-                format!(
-                    "`{path}`: `{}` climbs out of /lain/logs with `..`",
-                    short(&l)
-                ),
-            );
         }
         if seen.insert(l.clone()) {
             out.push(l);
         }
     }
     out
+}
+
+/// The entries of a `mountpoint:` list that passed, normalised, with
+/// their positions.
+#[derive(Debug, Default)]
+pub(super) struct Mountpoints {
+    pub entries: Vec<(String, Pos)>,
+    /// Some entry was rejected (and reported).
+    pub rejected: bool,
+}
+
+/// `mountpoint`: each entry checked and normalised by
+/// [`derive::parse_mountpoint`].
+pub(super) fn mountpoints(sink: &mut Sink, path: &str, v: &Node) -> Mountpoints {
+    let mut out = Vec::new();
+    let mut rejected = false;
+    let items = fields::string_list(sink, path, v, Single::Warn);
+    let many = matches!(v.value, Value::Seq(_));
+    for (i, (raw, pos)) in items.into_iter().enumerate() {
+        let ipath = if many {
+            format!("{path}[{i}]")
+        } else {
+            path.to_owned()
+        };
+        match derive::parse_mountpoint(&raw) {
+            Ok(m) => {
+                if m.lowercased {
+                    sink.warn(
+                        pos,
+                        format!(
+                            "`{ipath}`: host names are case-insensitive; `{}` is used as `{}`",
+                            short(&raw),
+                            m.mountpoint
+                        ),
+                    );
+                }
+                out.push((m.mountpoint, pos));
+            }
+            Err(problem) => {
+                rejected = true;
+                let shown = if raw.is_empty() {
+                    String::new()
+                } else {
+                    format!("`{}` is not a valid mountpoint: ", short(&raw))
+                };
+                sink.error(
+                    pos,
+                    format!("`{ipath}`: {shown}{problem}; {}", derive::MOUNTPOINT_RULE),
+                );
+            }
+        }
+    }
+    Mountpoints {
+        entries: out,
+        rejected,
+    }
+}
+
+/// `healthcheck`: the HTTP path the router requests. LAIN used it as
+/// written, so `ping` made `http://ip:80ping`; it is stored as `/ping`
+/// (with a warning). Empty means none, as in LAIN.
+pub(super) fn healthcheck(sink: &mut Sink, path: &str, v: &Node, raw: &str) -> Option<String> {
+    if raw.is_empty() {
+        sink.warn(
+            v.pos,
+            format!(
+                "`{path}` is empty, so there is no HTTP health check (as in LAIN); give a path \
+                 such as `/ping`, or remove the key"
+            ),
+        );
+        return None;
+    }
+    let hc = if raw.starts_with('/') {
+        raw.to_owned()
+    } else {
+        format!("/{raw}")
+    };
+    if let Some(problem) = derive::path_problem(&hc) {
+        sink.error(
+            v.pos,
+            format!(
+                "`{path}`: `{}` is not a valid health check path: it {problem}; {}",
+                short(raw),
+                derive::PATH_RULE
+            ),
+        );
+        return None;
+    }
+    if hc != raw {
+        sink.warn(
+            v.pos,
+            format!(
+                "`{path}` is an HTTP path and should start with `/`: `{}` is used as `{}`",
+                short(raw),
+                short(&hc)
+            ),
+        );
+    }
+    Some(hc)
 }
 
 pub(super) fn container_healthcheck(

@@ -1,10 +1,10 @@
 //! Proc sections: `web`, `web.NAME`, `worker[.NAME]`, `oneshot[.NAME]`,
 //! `proc.NAME` (with `type:`), `portal.NAME` and `service.NAME`.
 
-use super::fields::{self, is_core_name, Single, NAME_RULE};
+use super::fields::{self, is_core_name, NAME_RULE};
 use super::proc_values::{
-    cloud_volumes, command, container_healthcheck, count, env, filters, labels, logs, memory, port,
-    ports, secret_files, volumes,
+    cloud_volumes, command, container_healthcheck, count, env, filters, healthcheck, labels, logs,
+    memory, mountpoints, port, ports, secret_files, volumes, Mountpoints,
 };
 use crate::derive;
 use crate::diag::{Pos, Sink};
@@ -182,6 +182,18 @@ struct Input<'n> {
 /// Procs registered so far: name -> (section, line).
 type Seen = HashMap<String, (String, usize)>;
 
+/// Where a proc's final mountpoint comes from, for messages.
+#[derive(Debug, Clone)]
+struct Origin {
+    pos: Pos,
+    /// The entry as written (normalised), or `None` for the default
+    /// domains of `web`.
+    written: Option<String>,
+}
+
+/// Mountpoints served so far: mountpoint -> (section, line).
+type Served = HashMap<String, (String, usize)>;
+
 pub(crate) fn check_procs(
     sink: &mut Sink,
     sections: &[Section<'_>],
@@ -189,6 +201,7 @@ pub(crate) fn check_procs(
 ) -> Vec<Proc> {
     let mut out: Vec<Proc> = Vec::new();
     let mut seen: Seen = HashMap::new();
+    let mut served: Served = HashMap::new();
     for s in sections {
         let example = " (cmd, port, memory, ...)";
         let Some(entries) = fields::mapping(sink, s.key, s.value, example) else {
@@ -210,8 +223,10 @@ pub(crate) fn check_procs(
             flavor,
             service_name: None,
         };
-        let proc = build_proc(sink, &input, defaults);
-        register(sink, &mut seen, &mut out, proc, s.key_node.pos);
+        let (proc, origins) = build_proc(sink, &input, defaults);
+        if register(sink, &mut seen, &mut out, proc, s.key_node.pos) {
+            check_served(sink, &mut served, s.key, s.key_node.pos, &origins);
+        }
         if flavor != Flavor::Service {
             continue;
         }
@@ -241,7 +256,8 @@ pub(crate) fn check_procs(
                         flavor: Flavor::ServicePortal,
                         service_name: Some(s.name.to_owned()),
                     };
-                    let proc = build_proc(sink, &input, defaults);
+                    // A portal is never a web proc: no mountpoints.
+                    let (proc, _) = build_proc(sink, &input, defaults);
                     register(sink, &mut seen, &mut out, proc, pk.pos);
                 }
             }
@@ -250,9 +266,73 @@ pub(crate) fn check_procs(
     out
 }
 
+/// Two web procs of an app cannot answer on the same host and path: the
+/// router would get two identical `location`s in one `server`, which nginx
+/// refuses, so the whole router configuration would fail to load. LAIN did
+/// not check this (a deliberate deviation).
+fn check_served(
+    sink: &mut Sink,
+    served: &mut Served,
+    section: &str,
+    key_pos: Pos,
+    origins: &[(String, Origin)],
+) {
+    // Clashes grouped by the entry they come from (a `/path` entry
+    // expands to one mountpoint per default domain) and the other proc.
+    let mut clashes: Vec<(&Origin, String, usize, Vec<&str>)> = Vec::new();
+    for (mp, origin) in origins {
+        let Some((other, line)) = served.get(mp) else {
+            continue;
+        };
+        match clashes
+            .iter_mut()
+            .find(|(o, ot, _, _)| o.pos == origin.pos && o.written == origin.written && ot == other)
+        {
+            Some((_, _, _, mps)) => mps.push(mp),
+            None => clashes.push((origin, other.clone(), *line, vec![mp])),
+        }
+    }
+    for (origin, other, line, mps) in clashes {
+        let listed = mps
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (subject, verb) = if mps.len() == 1 {
+            (format!("mountpoint {listed}"), "is")
+        } else {
+            (format!("mountpoints {listed}"), "are")
+        };
+        let from = match &origin.written {
+            Some(w) if mps.iter().any(|m| m != w) => format!(" (from `{w}`)"),
+            Some(_) => String::new(),
+            None => " (default domains of `web`)".to_owned(),
+        };
+        let fix = if origin.written.is_none() {
+            let them = if mps.len() == 1 { "it" } else { "them" };
+            format!("remove {them} from `{other}`")
+        } else {
+            "give one of them another host or path".to_owned()
+        };
+        sink.error(
+            origin.pos,
+            format!(
+                "`{section}`: {subject}{from} {verb} already served by `{other}` (line {line}); \
+                 two procs cannot answer on the same host and path: {fix}"
+            ),
+        );
+    }
+    for (mp, _) in origins {
+        served
+            .entry(mp.clone())
+            .or_insert_with(|| (section.to_owned(), key_pos.line));
+    }
+}
+
 /// Adds a proc unless its name is taken: names are unique across types,
-/// so `web.api` and `worker.api` (or `proc.api`) clash.
-fn register(sink: &mut Sink, seen: &mut Seen, out: &mut Vec<Proc>, proc: Proc, pos: Pos) {
+/// so `web.api` and `worker.api` (or `proc.api`) clash. Says whether it
+/// was added.
+fn register(sink: &mut Sink, seen: &mut Seen, out: &mut Vec<Proc>, proc: Proc, pos: Pos) -> bool {
     if let Some((first, line)) = seen.get(&proc.name) {
         sink.error(
             pos,
@@ -262,10 +342,11 @@ fn register(sink: &mut Sink, seen: &mut Seen, out: &mut Vec<Proc>, proc: Proc, p
                 proc.name, proc.section, proc.name
             ),
         );
-        return;
+        return false;
     }
     seen.insert(proc.name.clone(), (proc.section.clone(), pos.line));
     out.push(proc);
+    true
 }
 
 /// The `type:` of a `proc.NAME` or `service.NAME` (default worker).
@@ -307,18 +388,25 @@ fn proc_type(sink: &mut Sink, section: &str, entries: &[(Node, Node)]) -> ProcKi
 
 /// Declared values that need the whole section before they mean anything.
 #[derive(Default)]
-struct Pending {
+struct Pending<'n> {
     workdir: Option<(String, Pos)>,
     working_dir: Option<(String, Pos)>,
     volumes: Option<(Vec<Volume>, Pos)>,
     persistent_dirs: Option<(Vec<Volume>, Pos)>,
-    mountpoint: Option<(Vec<String>, Pos)>,
+    /// The entries and the key's position.
+    mountpoint: Option<(Mountpoints, Pos)>,
     https_only: Option<(bool, Pos)>,
-    healthcheck: Option<(String, Pos)>,
+    /// The value as written, its node, and the key's position.
+    healthcheck: Option<(String, &'n Node, Pos)>,
     has_command: bool,
 }
 
-fn build_proc(sink: &mut Sink, input: &Input<'_>, defaults: &[String]) -> Proc {
+/// A proc, and for a web proc where each of its mountpoints comes from.
+fn build_proc(
+    sink: &mut Sink,
+    input: &Input<'_>,
+    defaults: &[String],
+) -> (Proc, Vec<(String, Origin)>) {
     let mut p = Proc {
         name: input.name.clone(),
         kind: input.kind,
@@ -459,14 +547,13 @@ fn build_proc(sink: &mut Sink, input: &Input<'_>, defaults: &[String]) -> Proc {
             }
             "logs" => p.logs = logs(sink, &path, v),
             "mountpoint" => {
-                let list = fields::strings(fields::string_list(sink, &path, v, Single::Warn));
-                pending.mountpoint = Some((list, k.pos));
+                pending.mountpoint = Some((mountpoints(sink, &path, v), k.pos));
             }
             "https_only" => {
                 pending.https_only = fields::boolean(sink, &path, v).map(|b| (b, k.pos))
             }
             "healthcheck" => {
-                pending.healthcheck = fields::string(sink, &path, v).map(|s| (s, k.pos))
+                pending.healthcheck = fields::string(sink, &path, v).map(|s| (s, v, k.pos))
             }
             "container_healthcheck" => {
                 p.container_healthcheck = container_healthcheck(sink, &path, v)
@@ -514,20 +601,33 @@ fn build_proc(sink: &mut Sink, input: &Input<'_>, defaults: &[String]) -> Proc {
         }
     }
 
-    finish(sink, input, &mut p, pending, defaults);
-    p
+    let origins = finish(sink, input, &mut p, pending, defaults);
+    (p, origins)
 }
 
 /// Applies the rules that depend on the whole section: defaults, the
-/// web-only keys, mountpoints, the portal's service.
-fn finish(sink: &mut Sink, input: &Input<'_>, p: &mut Proc, pending: Pending, defaults: &[String]) {
+/// web-only keys, mountpoints, the portal's service. Returns where each
+/// mountpoint comes from.
+fn finish(
+    sink: &mut Sink,
+    input: &Input<'_>,
+    p: &mut Proc,
+    pending: Pending<'_>,
+    defaults: &[String],
+) -> Vec<(String, Origin)> {
     let sec = input.path.as_str();
+    let mut origins = Vec::new();
 
     // LAIN: `workdir or working_dir`.
-    if let (Some((_, pos)), Some(_)) = (&pending.workdir, &pending.working_dir) {
+    if let (Some((w, pos)), Some(_)) = (&pending.workdir, &pending.working_dir) {
+        let which = if w.is_empty() {
+            "`workdir` is empty, so `working_dir` is used"
+        } else {
+            "`workdir` is used"
+        };
         sink.warn(
             *pos,
-            format!("`{sec}` has both `workdir` and `working_dir`; `workdir` is used, as LAIN did"),
+            format!("`{sec}` has both `workdir` and `working_dir`; {which}, as LAIN did"),
         );
     }
     p.working_dir = match (pending.workdir, pending.working_dir) {
@@ -571,19 +671,15 @@ fn finish(sink: &mut Sink, input: &Input<'_>, p: &mut Proc, pending: Pending, de
             p.port = Some(80);
         }
         p.https_only = pending.https_only.map(|(b, _)| b).unwrap_or(false);
-        p.healthcheck = pending.healthcheck.map(|(h, pos)| {
-            if !h.starts_with('/') {
-                sink.warn(
-                    pos,
-                    format!(
-                        "`{sec}.healthcheck` is an HTTP path and should start with `/`: `/{h}`"
-                    ),
-                );
-            }
-            h
-        });
-        let declared: Vec<String> = pending.mountpoint.map(|(m, _)| m).unwrap_or_default();
-        if p.name != "web" && declared.is_empty() {
+        p.healthcheck = pending
+            .healthcheck
+            .and_then(|(h, node, _)| healthcheck(sink, &format!("{sec}.healthcheck"), node, &h));
+        let Mountpoints {
+            entries: declared,
+            rejected,
+        } = pending.mountpoint.map(|(m, _)| m).unwrap_or_default();
+        // With a rejected entry the error is already there.
+        if p.name != "web" && declared.is_empty() && !rejected {
             sink.error(
                 input.key_pos,
                 format!(
@@ -595,11 +691,26 @@ fn finish(sink: &mut Sink, input: &Input<'_>, p: &mut Proc, pending: Pending, de
                 ),
             );
         }
-        p.mountpoints = derive::expand_mountpoints(&p.name, &declared, defaults);
+        let declared: Vec<(String, Origin)> = declared
+            .into_iter()
+            .map(|(m, pos)| {
+                let origin = Origin {
+                    pos,
+                    written: Some(m.clone()),
+                };
+                (m, origin)
+            })
+            .collect();
+        let default_origin = Origin {
+            pos: input.key_pos,
+            written: None,
+        };
+        origins = derive::expand_mountpoints_from(&p.name, &declared, defaults, default_origin);
+        p.mountpoints = origins.iter().map(|(m, _)| m.clone()).collect();
     } else {
         // LAIN reads these for web procs only and silently ignores them
         // elsewhere; say so, since the author clearly expected an effect.
-        if let Some((_, pos)) = pending.healthcheck {
+        if let Some((_, _, pos)) = pending.healthcheck {
             sink.warn(
                 pos,
                 format!(
@@ -650,4 +761,5 @@ fn finish(sink: &mut Sink, input: &Input<'_>, p: &mut Proc, pending: Pending, de
             p.allow_clients = Some("**".to_owned());
         }
     }
+    origins
 }
