@@ -17,6 +17,7 @@ pub mod image;
 pub mod netns;
 pub mod nginx;
 pub mod nodes;
+pub mod postgres;
 pub mod process;
 pub mod registry;
 pub mod sys;
@@ -27,6 +28,7 @@ pub use image::{import_base_image, import_base_image_all, BASE_IMAGE};
 pub use netns::{cleanup_stale, TestNetwork};
 pub use nginx::{Nginx, NginxConfig};
 pub use nodes::{DockerNodes, Node, NodesOptions};
+pub use postgres::Postgres;
 pub use process::{free_port, Logged, ServerDir};
 pub use registry::Registry;
 

@@ -1,0 +1,1 @@
+//! Token verification for services that trust sso (being written).
