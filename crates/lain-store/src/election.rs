@@ -129,7 +129,9 @@ impl Election {
     /// The candidate's key lives on a lease of `ttl`; if the process dies,
     /// the next candidate takes over within about `ttl`. Transient etcd
     /// failures are retried; losing the lease ends the campaign with
-    /// [`StoreError::LeaseLost`].
+    /// [`StoreError::LeaseLost`], and another client deleting the
+    /// candidate key while the lease lives ends it with
+    /// [`StoreError::CandidacyLost`] (the lease is then revoked).
     pub async fn campaign(&self, candidate: Candidate, ttl: Duration) -> Result<Leadership> {
         self.store.check_writer(Prefix::Election)?;
         let lease = self.store.grant_lease(ttl).await?;
@@ -138,23 +140,43 @@ impl Election {
         txn.put_with_lease(&key, &candidate, lease.id())?
             .require(&key, 0);
         let create_revision = self.store.commit(txn).await?;
+        let lease_lost = || StoreError::LeaseLost { id: lease.id().0 };
         let mut backoff = Backoff::new(self.store.options());
         loop {
             if lease.is_lost() {
-                return Err(StoreError::LeaseLost { id: lease.id().0 });
+                return Err(lease_lost());
             }
             let step = tokio::select! {
                 r = self.wait_for_turn(&key, create_revision) => r,
-                () = lease.lost() => Err(StoreError::LeaseLost { id: lease.id().0 }),
+                () = lease.lost() => return Err(lease_lost()),
             };
-            match step {
-                Ok(true) => break,
-                Ok(false) => backoff.reset(),
-                Err(StoreError::LeaseLost { id }) => return Err(StoreError::LeaseLost { id }),
-                Err(e) => {
-                    tracing::warn!(election = %self.name, error = %e, "campaign: retrying");
-                    sleep(backoff.next_delay()).await;
+            let failed = match step {
+                Ok(Turn::Lead) => break,
+                Ok(Turn::Again) => {
+                    backoff.reset();
+                    continue;
                 }
+                // Our key is gone: with the lease, or deleted by someone.
+                Ok(Turn::KeyGone) => match self.store.lease_alive(lease.id()).await {
+                    Ok(false) => return Err(lease_lost()),
+                    Ok(true) => {
+                        // Nothing of ours left on the lease; free it now.
+                        if let Err(e) = lease.revoke().await {
+                            tracing::warn!(lease = %lease.id(), error = %e, "campaign: cannot revoke the lease of a deleted candidate key");
+                        }
+                        return Err(StoreError::CandidacyLost {
+                            election: self.name.as_str().to_owned(),
+                            key: key.path(),
+                        });
+                    }
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            tracing::warn!(election = %self.name, error = %failed, "campaign: retrying");
+            tokio::select! {
+                () = sleep(backoff.next_delay()) => {}
+                () = lease.lost() => return Err(lease_lost()),
             }
         }
         Ok(Leadership::start(
@@ -167,62 +189,76 @@ impl Election {
         ))
     }
 
-    /// One step of a campaign: `Ok(true)` when no candidate is ahead,
-    /// `Ok(false)` after the one just ahead went away.
-    async fn wait_for_turn(&self, key: &ElectionKey, create_revision: Revision) -> Result<bool> {
+    /// One step of a campaign: reads, at one revision, our own key and
+    /// the candidate just ahead of it, then waits for a change.
+    async fn wait_for_turn(&self, key: &ElectionKey, create_revision: Revision) -> Result<Turn> {
         let path = self.prefix.path();
         let options = GetOptions::new()
             .with_range(prefix_end(path.as_bytes()))
-            .with_max_create_revision(create_revision - 1)
+            .with_max_create_revision(create_revision)
             .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_limit(1)
+            .with_limit(2)
             .with_keys_only();
         let mut kv = self.store.client().kv_client();
         let resp = self
             .store
             .call("campaign", kv.get(path, Some(options)))
             .await?;
-        let Some(ahead) = resp.kvs().first() else {
-            // Nobody ahead. Make sure our own key survived the wait.
-            return match self.store.get(key).await? {
-                Some(e) if e.create_revision == create_revision => Ok(true),
-                _ => Err(StoreError::LeaseLost { id: lease_of(key) }),
-            };
+        let own = key.path();
+        match resp.kvs().first() {
+            Some(kv) if kv.key() == own.as_bytes() && kv.create_revision() == create_revision => {}
+            _ => return Ok(Turn::KeyGone),
+        }
+        let Some(ahead) = resp.kvs().get(1) else {
+            return Ok(Turn::Lead);
         };
-        let ahead = ahead.key().to_vec();
+        // Watch the key just ahead (our turn may have come) and our own
+        // (it may be deleted meanwhile), from right after the read.
         let from = resp.header().map_or(0, |h| h.revision()) + 1;
-        let (_watcher, mut stream) = open_watch(
-            &self.store,
-            "campaign watch",
-            ahead,
-            WatchOptions::new().with_start_revision(from),
-        )
-        .await?;
+        let watch = |k: Vec<u8>| {
+            open_watch(
+                &self.store,
+                "campaign watch",
+                k,
+                WatchOptions::new().with_start_revision(from),
+            )
+        };
+        let (_ahead_watcher, mut ahead) = watch(ahead.key().to_vec()).await?;
+        let (_own_watcher, mut own) = watch(own.into_bytes()).await?;
         loop {
-            match stream.message().await {
+            let (msg, on_own) = tokio::select! {
+                m = ahead.message() => (m, false),
+                m = own.message() => (m, true),
+            };
+            match msg {
                 Ok(Some(resp)) => {
                     if resp.compact_revision() > 0 || resp.canceled() {
                         // Lost track; look again.
-                        return Ok(false);
+                        return Ok(Turn::Again);
                     }
                     if resp
                         .events()
                         .iter()
                         .any(|e| e.event_type() == EventType::Delete)
                     {
-                        return Ok(false);
+                        return Ok(if on_own { Turn::KeyGone } else { Turn::Again });
                     }
                 }
-                Ok(None) => return Ok(false),
+                Ok(None) => return Ok(Turn::Again),
                 Err(e) => return Err(self.store.map_err("campaign watch", e)),
             }
         }
     }
 }
 
-// The candidate segment is the lease id in hex.
-fn lease_of(key: &ElectionKey) -> i64 {
-    i64::from_str_radix(key.candidate(), 16).unwrap_or(0)
+/// What one step of a campaign found.
+enum Turn {
+    /// No candidate is ahead: this one leads.
+    Lead,
+    /// The candidate ahead went away (or the watch lost track): look again.
+    Again,
+    /// This candidate's own key is gone.
+    KeyGone,
 }
 
 fn info(e: crate::store::Entry<ElectionKey>) -> LeaderInfo {

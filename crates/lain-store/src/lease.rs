@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep, sleep_until, timeout_at, Instant};
+use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::error::{Result, StoreError};
 use crate::store::{LeaseId, Store, StoreOptions};
@@ -34,8 +34,10 @@ impl Backoff {
         self.next = self.min;
     }
 
-    /// The next delay, 80-120% of the current step, so that many clients
-    /// reconnecting after an etcd restart do not arrive in lockstep.
+    /// The next delay: the current step (`backoff_min`, doubling up to
+    /// `backoff_max`) jittered to 80-120% so that many clients reconnecting
+    /// after an etcd restart do not arrive in lockstep, and never more than
+    /// `backoff_max`.
     pub(crate) fn next_delay(&mut self) -> Duration {
         let step = self.next;
         self.next = (self.next * 2).min(self.max);
@@ -44,7 +46,7 @@ impl Backoff {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let factor = 0.8 + f64::from(nanos % 1000) / 2500.0;
-        step.mul_f64(factor)
+        step.mul_f64(factor).min(self.max)
     }
 }
 
@@ -124,6 +126,20 @@ impl Store {
             Err(e) => Err(e),
         }
     }
+
+    /// Whether etcd still holds the lease (it may have under a second left).
+    pub(crate) async fn lease_alive(&self, id: LeaseId) -> Result<bool> {
+        let mut client = self.client().lease_client();
+        match self
+            .call("lease time-to-live", client.time_to_live(id.0, None))
+            .await
+        {
+            // etcd answers -1 for an expired or revoked lease.
+            Ok(resp) => Ok(resp.ttl() >= 0),
+            Err(StoreError::Etcd { detail, .. }) if detail.contains("not found") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl Lease {
@@ -143,6 +159,10 @@ impl Lease {
 
     /// Resolves once the lease is lost: etcd reported it gone, or it could
     /// not be renewed before its TTL ran out (so it must be presumed gone).
+    /// The TTL is counted from when the last successful renewal was sent,
+    /// less a safety margin (a tenth of the TTL, at most 1 s), so the holder
+    /// gives up before etcd can have expired the lease, even while etcd is
+    /// unreachable and reconnects are backing off.
     pub async fn lost(&self) {
         let mut rx = self.lost_rx.clone();
         // A closed channel means the keep-alive is gone: presume lost.
@@ -184,6 +204,14 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// How long before the computed expiry the holder gives the lease up: a
+/// tenth of the TTL, at most a second. The expiry itself is counted from
+/// when the last successful renewal was *sent*, so it is already no later
+/// than etcd's; the margin also covers timer and scheduling delays here.
+pub(crate) fn safety_margin(ttl: Duration) -> Duration {
+    (ttl / 10).min(Duration::from_secs(1))
+}
+
 async fn keep_alive_loop(
     store: Store,
     id: LeaseId,
@@ -193,17 +221,21 @@ async fn keep_alive_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let interval = ttl / 3;
+    let margin = safety_margin(ttl);
     let request_timeout = store.options().request_timeout;
     let mut backoff = Backoff::new(store.options());
+    // Every wait below ends by `deadline`: past it the lease must be
+    // presumed gone, whatever etcd or the connection are doing.
+    let give_up = |expires: Instant| expires.checked_sub(margin).unwrap_or(expires);
     'open: loop {
-        if Instant::now() >= expires {
+        let deadline = give_up(expires);
+        let sent = Instant::now();
+        if sent >= deadline {
             break;
         }
-        let sent = Instant::now();
-        let deadline = expires.min(sent + request_timeout);
         let mut client = store.client().lease_client();
         let opened = tokio::select! {
-            r = timeout_at(deadline, client.keep_alive(id.0)) => r,
+            r = timeout_at(deadline.min(sent + request_timeout), client.keep_alive(id.0)) => r,
             () = stopped(&mut stop) => break 'open,
         };
         let (mut keeper, mut stream) = match opened {
@@ -220,9 +252,9 @@ async fn keep_alive_loop(
             }
             Ok(Err(e)) => {
                 tracing::warn!(lease = %id, error = %e, "lease keep-alive failed; retrying");
-                let delay = backoff.next_delay();
+                let wake = deadline.min(Instant::now() + backoff.next_delay());
                 tokio::select! {
-                    () = sleep(delay) => {}
+                    () = sleep_until(wake) => {}
                     () = stopped(&mut stop) => break 'open,
                 }
                 continue;
@@ -233,16 +265,20 @@ async fn keep_alive_loop(
             }
         };
         loop {
+            let deadline = give_up(expires);
             tokio::select! {
-                () = sleep(interval) => {}
+                () = sleep_until(deadline.min(Instant::now() + interval)) => {}
                 () = stopped(&mut stop) => break 'open,
             }
             let sent = Instant::now();
-            if keeper.keep_alive().await.is_err() {
+            if sent >= deadline {
+                break 'open;
+            }
+            let limit = deadline.min(sent + request_timeout);
+            if !matches!(timeout_at(limit, keeper.keep_alive()).await, Ok(Ok(()))) {
                 continue 'open;
             }
-            let deadline = expires.min(sent + request_timeout);
-            match timeout_at(deadline, stream.message()).await {
+            match timeout_at(limit, stream.message()).await {
                 Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
                     let granted = Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(1));
                     expires = sent + granted;
@@ -261,6 +297,67 @@ async fn keep_alive_loop(
         }
     }
     // Stopped, or out of time: the lease lives at most until `expires`.
-    sleep_until(expires).await;
+    sleep_until(give_up(expires)).await;
+    if !*stop.borrow() {
+        tracing::warn!(lease = %id, "lease could not be renewed within its TTL; presumed lost");
+    }
     lost.send_replace(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(min_ms: u64, max_ms: u64) -> StoreOptions {
+        StoreOptions {
+            backoff_min: Duration::from_millis(min_ms),
+            backoff_max: Duration::from_millis(max_ms),
+            ..StoreOptions::default()
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_never_exceeds_the_maximum() {
+        let mut b = Backoff::new(&options(100, 1000));
+        let mut step = 100.0;
+        for _ in 0..10 {
+            let d = b.next_delay().as_secs_f64() * 1000.0;
+            let (low, high) = (step * 0.8, (step * 1.2_f64).min(1000.0));
+            assert!(
+                d >= low - 1e-6 && d <= high + 1e-6,
+                "{d} ms not in {low}..={high}"
+            );
+            step = (step * 2.0).min(1000.0);
+        }
+        b.reset();
+        let d = b.next_delay();
+        assert!(
+            d >= Duration::from_millis(80) && d <= Duration::from_millis(120),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn backoff_with_max_below_min_uses_min() {
+        let mut b = Backoff::new(&options(500, 100));
+        for _ in 0..5 {
+            let d = b.next_delay();
+            assert!(
+                d >= Duration::from_millis(400) && d <= Duration::from_millis(500),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn safety_margin_is_a_tenth_of_the_ttl_up_to_a_second() {
+        assert_eq!(
+            safety_margin(Duration::from_secs(2)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            safety_margin(Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
+    }
 }

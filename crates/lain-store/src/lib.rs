@@ -14,6 +14,16 @@
 //!
 //! No other crate builds key strings or links `etcd-client`; the schema is
 //! documented in `docs/reference/etcd-schema.md`.
+//!
+//! One [`Store`] (and its clones) talks to etcd over a single HTTP/2
+//! connection shared by requests, watches, lease keep-alives and
+//! elections. Nothing on it may leave data unread, or HTTP/2 flow control
+//! stalls every other stream, keep-alive replies included, and leases and
+//! leadership are then falsely lost. So a [`Watch`] never pushes back on
+//! etcd: it drains its stream into a bounded buffer
+//! ([`watch::BUFFER`] events) and, when its consumer falls that far
+//! behind, cancels the etcd watch, waits for the consumer to catch up and
+//! re-lists ([`WatchEvent::Reset`]).
 
 pub mod election;
 pub mod error;

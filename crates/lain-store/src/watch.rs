@@ -7,25 +7,37 @@
 //! compacted meanwhile, it re-lists and delivers a new `Reset`. A consumer
 //! that replaces its state on `Reset` and applies puts and deletes in
 //! order always holds the state of the prefix at the last revision seen.
+//!
+//! A watch never pushes back on etcd. Every watch, lease keep-alive and
+//! request of a [`Store`] shares one HTTP/2 connection, and data a stream
+//! leaves unread holds that connection's flow-control window: a few
+//! stalled streams would stall everything else on it, keep-alive replies
+//! included (and with them leases and leadership). So the watch task keeps
+//! reading into a bounded buffer, and when a consumer falls [`BUFFER`]
+//! events behind, the task cancels its etcd watch, waits until the
+//! consumer has drained the buffer, re-lists and delivers a new `Reset`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions, WatchStream, Watcher};
 use futures::Stream;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tokio::time::sleep;
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::{sleep, Instant};
 
 use crate::error::{Result, StoreError};
 use crate::keys::{KeyPrefix, StoreKey};
 use crate::lease::Backoff;
 use crate::store::{entry_from_kv, Entry, InvalidEntry, Revision, Store, MAX_MESSAGE_BYTES};
 
-/// Events buffered between the watch task and its consumer. When the
-/// consumer falls behind, the task stops reading from etcd (which keeps
-/// the history) instead of growing without bound.
-const BUFFER: usize = 256;
+/// Events buffered between the watch task and its consumer. A consumer
+/// that falls this far behind gets a `Reset` instead of the backlog (see
+/// the module docs): the task never stops reading from etcd.
+pub const BUFFER: usize = 256;
 
 /// One change under a watched prefix.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +70,9 @@ impl<K: StoreKey> WatchEvent<K> {
     }
 }
 
-/// A running watch; stopped on drop.
+/// A running watch; stopped on drop. Read it promptly: a consumer more
+/// than [`BUFFER`] events behind gets a [`WatchEvent::Reset`] in place of
+/// the events it missed.
 #[derive(Debug)]
 pub struct Watch<K: StoreKey> {
     rx: mpsc::Receiver<WatchEvent<K>>,
@@ -131,6 +145,27 @@ impl Store {
     }
 }
 
+/// Aborts a spawned task when dropped, so that neither a timeout nor a
+/// cancelled caller leaves it running.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs `fut` in a task of its own for at most `limit`: `None` on timeout.
+/// The task is aborted on timeout and when the returned future is dropped.
+async fn isolated<F>(limit: Duration, fut: F) -> Option<Result<F::Output, JoinError>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut task = AbortOnDrop(tokio::spawn(fut));
+    tokio::time::timeout(limit, &mut task.0).await.ok()
+}
+
 /// Opens an etcd watch under the request timeout. etcd-client asserts on
 /// an unexpected first response; opening in a task of its own turns such a
 /// panic into an error instead of taking the caller down.
@@ -144,17 +179,21 @@ pub(crate) async fn open_watch(
         .client()
         .watch_client()
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let open = tokio::spawn(async move { client.watch(key, Some(options)).await });
     let timeout = store.options().request_timeout;
-    match tokio::time::timeout(timeout, open).await {
-        Ok(Ok(Ok(pair))) => Ok(pair),
-        Ok(Ok(Err(e))) => Err(store.map_err(op, e)),
-        Ok(Err(join)) => Err(StoreError::Etcd {
+    match isolated(
+        timeout,
+        async move { client.watch(key, Some(options)).await },
+    )
+    .await
+    {
+        Some(Ok(Ok(pair))) => Ok(pair),
+        Some(Ok(Err(e))) => Err(store.map_err(op, e)),
+        Some(Err(join)) => Err(StoreError::Etcd {
             endpoints: store.endpoints().join(","),
             op,
             detail: format!("watch creation failed: {join}"),
         }),
-        Err(_) => Err(StoreError::Timeout {
+        None => Err(StoreError::Timeout {
             endpoints: store.endpoints().join(","),
             op,
             timeout,
@@ -170,6 +209,9 @@ enum StreamEnd {
     Compacted,
     /// etcd or the connection failed; back off and resume.
     Failed,
+    /// The consumer fell [`BUFFER`] events behind; re-list once it has
+    /// caught up.
+    Overflow,
 }
 
 async fn run<K: StoreKey>(
@@ -182,6 +224,9 @@ async fn run<K: StoreKey>(
     // The next revision to deliver; `None` means a snapshot is needed.
     let mut next = from;
     let mut backoff = Backoff::new(store.options());
+    // Whether the last stream, too, ended on compaction: the first
+    // compaction re-lists at once, a repeated one backs off.
+    let mut compacted_again = false;
     loop {
         let start = match next {
             Some(rev) => rev,
@@ -200,6 +245,7 @@ async fn run<K: StoreKey>(
                         invalid,
                         revision,
                     };
+                    // No etcd stream is open while this waits.
                     if tx.send(reset).await.is_err() {
                         return;
                     }
@@ -214,7 +260,7 @@ async fn run<K: StoreKey>(
                 }
             },
         };
-        match stream(
+        let end = stream(
             &store,
             &prefix,
             start,
@@ -223,18 +269,33 @@ async fn run<K: StoreKey>(
             &connected,
             &mut backoff,
         )
-        .await
-        {
+        .await;
+        connected.send_replace(false);
+        let compacted = matches!(end, StreamEnd::Compacted);
+        match end {
             StreamEnd::Closed => return,
             StreamEnd::Compacted => {
                 tracing::info!(prefix, start, "watch: history compacted; re-listing");
                 next = None;
+                if compacted_again {
+                    sleep(backoff.next_delay()).await;
+                }
             }
-            StreamEnd::Failed => {
-                connected.send_replace(false);
-                sleep(backoff.next_delay()).await;
+            StreamEnd::Failed => sleep(backoff.next_delay()).await,
+            StreamEnd::Overflow => {
+                tracing::warn!(
+                    prefix,
+                    behind = BUFFER,
+                    "watch: consumer fell behind; re-listing once it has caught up"
+                );
+                next = None;
+                match tx.reserve_many(BUFFER).await {
+                    Ok(permits) => drop(permits),
+                    Err(_) => return,
+                }
             }
         }
+        compacted_again = compacted;
     }
 }
 
@@ -249,10 +310,10 @@ async fn stream<K: StoreKey>(
     connected: &watch::Sender<bool>,
     backoff: &mut Backoff,
 ) -> StreamEnd {
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(start)
-        .with_progress_notify();
+    // No progress notifications: etcd 3.4 may send one ahead of events
+    // still pending for the watcher (etcd-io/etcd#15220), so their
+    // revision is no safe place to resume from.
+    let options = WatchOptions::new().with_prefix().with_start_revision(start);
     let (_watcher, mut events) =
         match open_watch(store, "watch", prefix.as_bytes().to_vec(), options).await {
             Ok(pair) => pair,
@@ -262,21 +323,22 @@ async fn stream<K: StoreKey>(
             }
         };
     connected.send_replace(true);
-    backoff.reset();
-    loop {
+    let opened = Instant::now();
+    let mut healthy = false;
+    let end = loop {
         let resp = match events.message().await {
             Ok(Some(resp)) => resp,
             Ok(None) => {
                 tracing::warn!(prefix, "watch: stream closed by etcd; resuming");
-                return StreamEnd::Failed;
+                break StreamEnd::Failed;
             }
             Err(e) => {
                 tracing::warn!(prefix, error = %store.map_err("watch", e), "watch: stream failed; resuming");
-                return StreamEnd::Failed;
+                break StreamEnd::Failed;
             }
         };
         if resp.compact_revision() > 0 {
-            return StreamEnd::Compacted;
+            break StreamEnd::Compacted;
         }
         if resp.canceled() {
             tracing::warn!(
@@ -284,31 +346,21 @@ async fn stream<K: StoreKey>(
                 reason = resp.cancel_reason(),
                 "watch: canceled by etcd; resuming"
             );
-            return StreamEnd::Failed;
+            break StreamEnd::Failed;
         }
-        let resume = next.unwrap_or(start);
-        if resp.events().is_empty() {
-            // A progress notification: no event before its revision is
-            // pending, so a resume may start after it. Created responses
-            // carry the current revision, not progress; skip those.
-            if !resp.created() {
-                if let Some(h) = resp.header() {
-                    if h.revision() + 1 > resume {
-                        *next = Some(h.revision() + 1);
-                    }
-                }
-            }
-            continue;
+        // The first good message: reconnecting worked, start backoff over.
+        // (A watch etcd cancels at once keeps backing off instead.)
+        if !healthy {
+            healthy = true;
+            backoff.reset();
         }
-        let mut last = resume - 1;
+        // etcd sends nothing below the start revision and revisions only
+        // grow along a stream, so every event here is new.
+        let mut last = None;
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             let rev = kv.mod_revision();
-            // Already delivered before a reconnect.
-            if rev < resume {
-                continue;
-            }
-            last = last.max(rev);
+            last = Some(rev);
             let event = match ev.event_type() {
                 EventType::Put => match entry_from_kv::<K>(kv) {
                     Ok(entry) => WatchEvent::Put(entry),
@@ -325,14 +377,78 @@ async fn stream<K: StoreKey>(
                     }
                 }
             };
-            if tx.send(event).await.is_err() {
-                return StreamEnd::Closed;
+            match tx.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return StreamEnd::Overflow,
+                Err(TrySendError::Closed(_)) => return StreamEnd::Closed,
             }
         }
         // A response never splits one revision's events (fragmenting is
         // off), so everything up to `last` is delivered.
-        if last + 1 > resume {
+        if let Some(last) = last {
             *next = Some(last + 1);
         }
+    };
+    // A stream that stayed up a while was fine even without any event.
+    if !healthy && opened.elapsed() >= store.options().backoff_max {
+        backoff.reset();
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    struct SetOnDrop(Arc<AtomicBool>);
+
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    async fn dropped_soon(flag: &AtomicBool) -> bool {
+        for _ in 0..200 {
+            if flag.load(Ordering::SeqCst) {
+                return true;
+            }
+            sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    fn hanging(flag: &Arc<AtomicBool>) -> impl Future<Output = ()> + Send + 'static {
+        let guard = SetOnDrop(flag.clone());
+        async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_isolated_task_is_aborted_on_timeout() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let result = isolated(Duration::from_millis(20), hanging(&flag)).await;
+        assert!(result.is_none());
+        assert!(dropped_soon(&flag).await, "the timed-out task lingers");
+    }
+
+    #[tokio::test]
+    async fn an_isolated_task_is_aborted_when_its_caller_goes_away() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let call = isolated(Duration::from_secs(60), hanging(&flag));
+        assert!(tokio::time::timeout(Duration::from_millis(20), call)
+            .await
+            .is_err());
+        assert!(dropped_soon(&flag).await, "the abandoned task lingers");
+    }
+
+    #[tokio::test]
+    async fn an_isolated_panic_is_an_error() {
+        let result = isolated(Duration::from_secs(5), async { panic!("boom") }).await;
+        assert!(matches!(result, Some(Err(e)) if e.is_panic()));
     }
 }

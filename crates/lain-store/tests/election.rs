@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lain_store::{Component, ObservedKey, StoreError, Transaction};
+use lain_store::{Component, ElectionKey, LeaseId, ObservedKey, StoreError, StoreKey, Transaction};
 
 const TTL: Duration = Duration::from_secs(2);
 
@@ -180,4 +180,96 @@ async fn a_fenced_write_of_another_components_prefix_is_refused() {
     ));
     assert!(store.election("bad/name").is_err());
     leader.resign().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_candidate_whose_key_is_deleted_by_another_client_is_told_so() {
+    let etcd = start_etcd();
+    let store = connect(&etcd).await;
+    let admin = connect(&etcd).await;
+    let election = store.election("deployd").unwrap();
+    let a = within(
+        "A to lead",
+        election.campaign(candidate("a"), Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    let (b_task, b_key) = queue_behind(&election, &admin, "b").await;
+
+    // While A still leads, someone deletes B's key; B's lease lives on.
+    let deleted = tokio::time::Instant::now();
+    assert!(admin.delete(&b_key).await.unwrap());
+    let result = within("B's campaign to end", b_task).await.unwrap();
+    assert!(
+        deleted.elapsed() < Duration::from_secs(2),
+        "B noticed only after {:?}",
+        deleted.elapsed()
+    );
+    match result {
+        Err(e @ StoreError::CandidacyLost { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&b_key.path()), "{text}");
+            assert!(text.contains("deleted by another client"), "{text}");
+        }
+        other => panic!("expected CandidacyLost, got {other:?}"),
+    }
+    // B's lease was revoked with its candidacy; A leads on.
+    let leases = etcd.etcdctl(&["lease", "list"]).unwrap();
+    assert!(leases.contains("found 1 leases"), "{leases}");
+    assert!(a.is_leader());
+    assert_eq!(election.leader().await.unwrap().unwrap().candidate.id, "a");
+    a.resign().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_candidate_whose_lease_is_revoked_reports_the_lease_lost() {
+    let etcd = start_etcd();
+    let store = connect(&etcd).await;
+    let admin = connect(&etcd).await;
+    let election = store.election("deployd").unwrap();
+    let a = within(
+        "A to lead",
+        election.campaign(candidate("a"), Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    let (b_task, b_key) = queue_behind(&election, &admin, "b").await;
+    let b_lease = i64::from_str_radix(b_key.candidate(), 16).unwrap();
+    admin.revoke_lease(LeaseId(b_lease)).await.unwrap();
+    match within("B's campaign to end", b_task).await.unwrap() {
+        Err(StoreError::LeaseLost { id }) => assert_eq!(id, b_lease),
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+    assert!(a.is_leader());
+    a.resign().await.unwrap();
+}
+
+/// Starts candidate `id` campaigning behind the current leader and returns
+/// its task and candidate key once it waits.
+async fn queue_behind(
+    election: &lain_store::Election,
+    admin: &lain_store::Store,
+    id: &str,
+) -> (
+    tokio::task::JoinHandle<lain_store::Result<lain_store::Leadership>>,
+    ElectionKey,
+) {
+    let e = election.clone();
+    let c = candidate(id);
+    let task = tokio::spawn(async move { e.campaign(c, Duration::from_secs(30)).await });
+    let prefix = ElectionKey::of_election(election.name()).unwrap();
+    let key = within("the candidate key", async {
+        loop {
+            let listing = admin.list(&prefix).await.unwrap();
+            if let Some(e) = listing.items.iter().find(|e| e.value.id == id) {
+                break e.key.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Let it read its turn and start waiting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!task.is_finished());
+    (task, key)
 }

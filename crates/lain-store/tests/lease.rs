@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lain_store::{RouterKey, StoreError, WatchEvent};
+use lain_store::{RouterKey, StoreError, StoreOptions, WatchEvent};
 use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_secs(2);
@@ -26,7 +26,7 @@ async fn kept_alive_past_its_ttl_then_expires_when_the_keep_alive_stops() {
     assert_eq!(entry.lease, Some(lease.id()));
 
     // The keep-alive renews it well past its TTL.
-    tokio::time::sleep(lease.ttl() * 2 + Duration::from_millis(500)).await;
+    tokio::time::sleep(lease.ttl() + Duration::from_millis(500)).await;
     assert!(store.get(&key).await.unwrap().is_some(), "kept alive");
     assert!(!lease.is_lost());
 
@@ -40,6 +40,11 @@ async fn kept_alive_past_its_ttl_then_expires_when_the_keep_alive_stops() {
     lease.stop_keep_alive();
     within("the holder to notice the loss", lease.lost()).await;
     assert!(lease.is_lost());
+    // The holder gives up before etcd expires the lease, not after.
+    assert!(
+        store.get(&key).await.unwrap().is_some(),
+        "the key vanished before the holder reported the loss"
+    );
     match next_event(&mut watch).await {
         WatchEvent::Delete { key: k, .. } => assert_eq!(k, key),
         e => panic!("expected the leased key to be deleted, got {e:?}"),
@@ -102,9 +107,17 @@ async fn a_lease_revoked_elsewhere_is_noticed_by_its_holder() {
     let store = connect(&etcd).await;
     let admin = connect(&etcd).await;
     let lease = store.grant_lease(Duration::from_secs(3)).await.unwrap();
+    let revoked = Instant::now();
     admin.revoke_lease(lease.id()).await.unwrap();
-    // The next renewal (at TTL/3) learns the lease is gone.
+    // The next renewal (at TTL/3) learns the lease is gone, long before
+    // the TTL would have run out.
     within("the holder to notice", lease.lost()).await;
+    let noticed = revoked.elapsed();
+    assert!(
+        noticed < lease.ttl() / 3 + Duration::from_millis(500),
+        "noticed {noticed:?} after the revoke; TTL {:?}",
+        lease.ttl()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,4 +136,39 @@ async fn survives_a_short_etcd_restart() {
     assert!(!lease.is_lost());
     assert!(store.get(&key).await.unwrap().is_some());
     lease.revoke().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_is_reported_within_the_ttl_when_etcd_dies() {
+    let mut etcd = start_etcd();
+    // Retry backoff longer than the TTL: retrying must not push the report
+    // past the moment etcd itself would expire the lease.
+    let slow = StoreOptions {
+        backoff_min: Duration::from_secs(3),
+        backoff_max: Duration::from_secs(3),
+        ..options()
+    };
+    let store = connect_with(&etcd, slow).await;
+    let lease = store.grant_lease(TTL).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!lease.is_lost());
+
+    let before_kill = Instant::now();
+    tokio::task::block_in_place(|| etcd.kill());
+    // No renewal can succeed after this point.
+    let killed = Instant::now();
+    within("the holder to notice the loss", lease.lost()).await;
+    let reported = Instant::now();
+    assert!(
+        reported - killed <= lease.ttl(),
+        "lost reported {:?} after the last possible renewal; TTL {:?}",
+        reported - killed,
+        lease.ttl()
+    );
+    // Not given up at the first failed renewal either.
+    assert!(
+        reported - before_kill >= lease.ttl() / 2,
+        "lost reported only {:?} after etcd died",
+        reported - before_kill
+    );
 }

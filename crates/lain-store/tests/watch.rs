@@ -6,9 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lain_store::{
-    DesiredKey, KeyPrefix, ObservedKey, StoreKey, StoreOptions, Transaction, WatchEvent,
-};
+use lain_store::watch::BUFFER;
+use lain_store::{DesiredKey, ObservedKey, StoreKey, StoreOptions, Transaction, WatchEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_events() {
@@ -158,40 +157,6 @@ async fn watch_from_an_uncompacted_revision_replays_history() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_consumer_still_converges_after_compaction() {
-    let etcd = start_etcd();
-    let store = connect(&etcd).await;
-    let prefix = KeyPrefix::<ObservedKey>::all();
-    let mut watch = store.watch(&prefix);
-    let mut model = Model::<ObservedKey>::default();
-    model.apply(next_event(&mut watch).await);
-
-    // The consumer stops reading while far more revisions than the watch
-    // buffers are written, and the history is compacted under it.
-    for i in 0..600u64 {
-        let key = ObservedKey::new("a", "web", &format!("{}", i % 40)).unwrap();
-        if i % 7 == 3 {
-            store.delete(&key).await.unwrap();
-        } else {
-            store.put(&key, &observed("n1", i)).await.unwrap();
-        }
-    }
-    let last = store.current_revision().await.unwrap();
-    store.compact(last).await.unwrap();
-
-    while model.revision < last {
-        model.apply(next_event(&mut watch).await);
-    }
-    let truth = store.list(&prefix).await.unwrap();
-    let truth: std::collections::BTreeMap<_, _> = truth
-        .items
-        .into_iter()
-        .map(|e| (e.key.path(), e.value))
-        .collect();
-    assert_eq!(model.values(), truth);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_etcd_restart_without_losing_or_repeating_events() {
     let mut etcd = start_etcd();
     let store = connect(&etcd).await;
@@ -301,4 +266,99 @@ async fn relists_when_history_was_compacted_while_disconnected() {
         WatchEvent::Put(e) => assert_eq!(e.mod_revision, rev),
         e => panic!("expected a put after the reset, got {e:?}"),
     }
+}
+
+// Stalled consumers must not stall the connection their store shares
+// with every other request and keep-alive: unread HTTP/2 data holds the
+// connection's flow-control window (5 MiB, 2 MiB per stream), so three
+// stalled streams with megabytes pending used to stop it dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_consumers_get_a_reset_and_do_not_hold_up_the_connection() {
+    let etcd = start_etcd();
+    let store = connect(&etcd).await;
+    let writer = connect(&etcd).await;
+    let prefix = ObservedKey::of_app("big").unwrap();
+    let mut watches = Vec::new();
+    for _ in 0..3 {
+        let mut watch = store.watch(&prefix);
+        let mut model = Model::<ObservedKey>::default();
+        model.apply(next_event(&mut watch).await);
+        let mut connection = watch.connection();
+        within("the watch to connect", connection.wait_for(|c| *c))
+            .await
+            .unwrap();
+        watches.push((watch, model));
+    }
+    let ttl = Duration::from_secs(2);
+    let granted = tokio::time::Instant::now();
+    let lease = store.grant_lease(ttl).await.unwrap();
+
+    // Nobody reads while far more events than a watch buffers, 8 MB per
+    // watch, are written.
+    let mut value = observed("n1", 0);
+    value.message = Some("x".repeat(25_000));
+    let writes = 400u64;
+    assert!(writes as usize > BUFFER);
+    for i in 0..writes {
+        let key = ObservedKey::new("big", "web", &format!("{}", i % 50)).unwrap();
+        value.generation = i;
+        if i % 7 == 3 {
+            writer.delete(&key).await.unwrap();
+        } else {
+            writer.put(&key, &value).await.unwrap();
+        }
+    }
+
+    // Requests and keep-alives on the same connection still get answers,
+    // for longer than the lease's TTL.
+    let key = ObservedKey::new("big", "web", "0").unwrap();
+    let until = (granted + ttl + Duration::from_millis(300))
+        .max(tokio::time::Instant::now() + Duration::from_millis(500));
+    while tokio::time::Instant::now() < until {
+        let asked = tokio::time::Instant::now();
+        let got = store.get(&key).await;
+        assert!(got.is_ok(), "{got:?}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!lease.is_lost(), "the lease's keep-alive was held up");
+
+    // Reading again, each consumer gets what was buffered, then a reset in
+    // place of the rest, and converges.
+    let last = writer.current_revision().await.unwrap();
+    let truth: std::collections::BTreeMap<_, _> = store
+        .list(&prefix)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.key.path(), e.value))
+        .collect();
+    for (watch, model) in &mut watches {
+        let mut before_reset = 0;
+        while model.resets < 2 {
+            let event = next_event(watch).await;
+            if !matches!(event, WatchEvent::Reset { .. }) {
+                before_reset += 1;
+            }
+            model.apply(event);
+        }
+        assert!(
+            before_reset <= BUFFER,
+            "{before_reset} events before the reset"
+        );
+        assert!(model.revision >= last, "the reset is older than the writes");
+        assert_eq!(model.values(), truth);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), watch.next())
+                .await
+                .is_err(),
+            "nothing else is pending"
+        );
+    }
+    lease.revoke().await.unwrap();
 }
