@@ -47,9 +47,9 @@ pub fn parse_bearer(value: &str) -> Result<&str, AuthError> {
     }
     let body = token.trim_end_matches('=');
     if body.is_empty()
-        || !body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        || !body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
     {
         return Err(AuthError::InvalidAuthorizationHeader {
             reason: "the token contains spaces or characters not allowed in a bearer token",

@@ -115,7 +115,9 @@ impl Claims {
         };
         let aud = match raw.get("aud") {
             None => return Err(AuthError::MissingClaim("aud")),
-            Some(v) => string_or_strings(v).ok_or(invalid("aud", "not a string or a list of strings"))?,
+            Some(v) => {
+                string_or_strings(v).ok_or(invalid("aud", "not a string or a list of strings"))?
+            }
         };
         let exp = numeric_date(&raw, "exp")?.ok_or(AuthError::MissingClaim("exp"))?;
         let iat = numeric_date(&raw, "iat")?;
@@ -124,13 +126,13 @@ impl Claims {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => string_or_strings(v).ok_or(invalid("groups", "not a list of strings"))?,
         };
-        let scope = match (raw.get("scope"), raw.get("scp")) {
+        let scope = match (non_null(&raw, "scope"), non_null(&raw, "scp")) {
             (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_owned).collect(),
-            (Some(Value::Null) | None, None | Some(Value::Null)) => Vec::new(),
             (Some(_), _) => return Err(invalid("scope", "not a space-separated string")),
-            (None | Some(Value::Null), Some(v)) => {
+            (None, Some(v)) => {
                 string_or_strings(v).ok_or(invalid("scp", "not a list of strings"))?
             }
+            (None, None) => Vec::new(),
         };
         let client_id = strict_string(&raw, "client_id")?;
         let azp = strict_string(&raw, "azp")?;
@@ -170,6 +172,10 @@ fn invalid(claim: &'static str, reason: &'static str) -> AuthError {
     AuthError::InvalidClaim { claim, reason }
 }
 
+fn non_null<'a>(raw: &'a Map<String, Value>, claim: &str) -> Option<&'a Value> {
+    raw.get(claim).filter(|v| !v.is_null())
+}
+
 fn string_or_strings(v: &Value) -> Option<Vec<String>> {
     match v {
         Value::String(s) => Some(vec![s.clone()]),
@@ -181,7 +187,10 @@ fn string_or_strings(v: &Value) -> Option<Vec<String>> {
     }
 }
 
-fn strict_string(raw: &Map<String, Value>, claim: &'static str) -> Result<Option<String>, AuthError> {
+fn strict_string(
+    raw: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<String>, AuthError> {
     match raw.get(claim) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

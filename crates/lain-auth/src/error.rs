@@ -46,6 +46,16 @@ pub enum AuthError {
         alg: String,
     },
 
+    /// The token's JOSE `typ` is not the one required (by default
+    /// `at+jwt`): typically an ID token sent where an access token belongs.
+    #[error("token type is {got:?} but this service accepts only {expected:?} tokens: send the access token from sso, not the ID token")]
+    WrongTokenType {
+        /// The required `typ`.
+        expected: String,
+        /// The token's `typ`, if any.
+        got: Option<String>,
+    },
+
     /// The token header has no `kid` and sso publishes more than one key.
     #[error("token header has no `kid` and sso publishes several keys: the token was not issued by this cluster's sso; log in again")]
     MissingKeyId,
