@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{run, Logged, ServerDir};
-use crate::{free_port, http, KitError, Result};
+use crate::process::{retry_on_port_race, run, Logged, ServerDir};
+use crate::{free_port, http, Result};
 
 /// A running etcd; stopped and its data removed on drop.
 #[derive(Debug)]
@@ -22,24 +22,15 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd and waits until `/health` reports healthy.
     pub fn start() -> Result<Self> {
-        let mut last = None;
-        // A free port can be taken between probe and bind; try a few pairs.
-        for _ in 0..3 {
+        retry_on_port_race(|| {
             let mut etcd = Self {
                 proc: None,
                 client_port: free_port(),
                 peer_port: free_port(),
                 dir: ServerDir::new("etcd")?,
             };
-            match etcd.spawn() {
-                Ok(()) => return Ok(etcd),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| KitError::Command {
-            cmd: "etcd".into(),
-            detail: "no attempt made".into(),
-        }))
+            etcd.spawn().map(|()| etcd)
+        })
     }
 
     fn spawn(&mut self) -> Result<()> {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::process::{run_timeout, tail, Logged, ServerDir};
+use crate::process::{retry_on_port_race, run_timeout, tail, Logged, ServerDir};
 use crate::{free_port, http, KitError, Result};
 
 /// Extension points of the generated `nginx.conf`.
@@ -61,9 +61,7 @@ impl Nginx {
     }
 
     pub fn start_with(config: NginxConfig) -> Result<Self> {
-        let mut last = None;
-        // A free port can be taken between probe and bind; try a few.
-        for _ in 0..3 {
+        retry_on_port_race(|| {
             let mut n = Self {
                 proc: None,
                 port: free_port(),
@@ -72,15 +70,8 @@ impl Nginx {
                 config: config.clone(),
                 dir: ServerDir::new("nginx")?,
             };
-            match n.spawn() {
-                Ok(()) => return Ok(n),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| KitError::Command {
-            cmd: "nginx".into(),
-            detail: "no attempt made".into(),
-        }))
+            n.spawn().map(|()| n)
+        })
     }
 
     fn spawn(&mut self) -> Result<()> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::{chown, User};
 
-use crate::process::{run_timeout, Logged, ServerDir};
+use crate::process::{retry_on_port_race, run_timeout, Logged, ServerDir};
 use crate::{free_port, KitError, Result};
 
 /// The superuser the kit's clusters are created with (trust auth on
@@ -107,19 +107,11 @@ impl Postgres {
             bin,
             dir,
         };
-        let mut last = None;
-        // A free port can be taken between probe and bind; try a few.
-        for _ in 0..3 {
+        retry_on_port_race(|| {
             pg.port = free_port();
-            match pg.spawn(&user) {
-                Ok(()) => return Ok(pg),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| KitError::Command {
-            cmd: "postgres".into(),
-            detail: "no attempt made".into(),
-        }))
+            pg.spawn(&user)
+        })?;
+        Ok(pg)
     }
 
     fn spawn(&mut self, user: &User) -> Result<()> {

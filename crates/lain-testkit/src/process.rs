@@ -28,6 +28,23 @@ pub fn free_port_on(ip: std::net::IpAddr) -> Result<u16> {
     Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())
 }
 
+/// Runs `attempt` up to three times. Servers probe a free port and then
+/// bind it, and another process can take the port in between; a retry with
+/// fresh ports makes that race harmless. Returns the last error.
+pub fn retry_on_port_race<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut last = None;
+    for _ in 0..3 {
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| KitError::Command {
+        cmd: "start".into(),
+        detail: "no attempt made".into(),
+    }))
+}
+
 /// A server's private state directory. Removed on drop, unless the test is
 /// panicking: then its logs are printed and the directory is kept.
 #[derive(Debug)]

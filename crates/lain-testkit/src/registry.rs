@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{free_port_on, Logged, ServerDir};
+use crate::process::{free_port_on, retry_on_port_race, Logged, ServerDir};
 use crate::{http, KitError, Result};
 
 /// A running registry; stopped and its storage removed on drop.
@@ -34,19 +34,7 @@ impl Registry {
     /// namespace (loopback or a test network's bridge address).
     pub fn start_on(ip: impl Into<IpAddr>) -> Result<Self> {
         let ip = ip.into();
-        let mut last = None;
-        // A free port can be taken between probe and bind; try a few.
-        for _ in 0..3 {
-            let addr = SocketAddr::new(ip, free_port_on(ip)?);
-            match Self::spawn(addr) {
-                Ok(r) => return Ok(r),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| KitError::Command {
-            cmd: "docker-registry".into(),
-            detail: "no attempt made".into(),
-        }))
+        retry_on_port_race(|| Self::spawn(SocketAddr::new(ip, free_port_on(ip)?)))
     }
 
     fn spawn(addr: SocketAddr) -> Result<Self> {
