@@ -133,7 +133,7 @@ pub async fn serve(
 }
 
 /// Like [`serve`] on an already bound listener, stopping when `shutdown`
-/// completes.
+/// completes. Handlers can extract `ConnectInfo<SocketAddr>`.
 pub async fn serve_on(
     service: &'static str,
     listener: TcpListener,
@@ -142,9 +142,14 @@ pub async fn serve_on(
 ) -> Result<(), ServeError> {
     let local = listener.local_addr()?;
     tracing::info!(%local, service, "listening");
-    axum::serve(listener, with_healthz(service, router))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Connect info lets handlers see the client's address (login limits,
+    // audit) through `ConnectInfo<SocketAddr>`.
+    axum::serve(
+        listener,
+        with_healthz(service, router).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     tracing::info!(service, "stopped");
     Ok(())
 }
