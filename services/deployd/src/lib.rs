@@ -1,8 +1,110 @@
 //! deployd: places instances on Docker nodes and keeps them healthy.
 //!
 //! The library holds deployd's logic so that it can be tested and
-//! benchmarked without a running daemon; `main.rs` only starts the service.
-//! So far: the [`scheduler`], a pure function from nodes and placement
-//! requests to placements and failures.
+//! benchmarked without a running daemon; `main.rs` only parses the command
+//! line and config, starts tracing and calls [`run`].
+//!
+//! - [`scheduler`]: a pure function from nodes and placement requests to
+//!   placements and failures.
+//! - [`leader`]: every replica campaigns under `/lain/election/deployd`;
+//!   only the leader acts, and it stops at once when leadership ends.
+//! - [`monitor`]: the leader pings every registered node's Docker engine
+//!   ([`docker`]) and records its liveness ([`liveness`]) under
+//!   `/lain/observed-nodes/`.
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
+//!
+//! See `docs/reference/deployd.md`.
 
+pub mod config;
+pub mod docker;
+pub mod leader;
+pub mod liveness;
+pub mod metrics;
+pub mod monitor;
 pub mod scheduler;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use lain_service::ServeError;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+pub use metrics::Metrics;
+
+/// Errors that end deployd.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploydError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Runs deployd until SIGTERM or SIGINT: the HTTP listener (`/healthz`,
+/// `/metrics`) and the election, with the node monitor while leading.
+pub async fn run(config: Config) -> Result<(), DeploydError> {
+    run_until(config, lain_service::shutdown_signal()).await
+}
+
+/// Like [`run`], stopping when `shutdown` completes (for tests and
+/// embedding). On the way out a leader resigns, so that another replica
+/// takes over at once instead of after the lease TTL.
+pub async fn run_until(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DeploydError> {
+    let addr = config.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    run_on(config, listener, Arc::new(Metrics::default()), shutdown).await
+}
+
+/// Like [`run_until`] on a bound listener, with the caller's [`Metrics`]
+/// (so that a test can read them without HTTP).
+pub async fn run_on(
+    config: Config,
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DeploydError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let router = Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(metrics.clone());
+
+    let mut server_stop = stop_rx.clone();
+    let server = async {
+        let served = lain_service::serve_on("deployd", listener, router, async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        })
+        .await;
+        // A server that fails on its own takes the rest down with it.
+        stop_tx.send_replace(true);
+        served
+    };
+    let mut trigger_stop = stop_rx.clone();
+    let trigger = async {
+        tokio::select! {
+            () = shutdown => {}
+            _ = trigger_stop.wait_for(|s| *s) => {}
+        }
+        stop_tx.send_replace(true);
+    };
+    let control = leader::run(config, metrics, stop_rx);
+    let (served, (), ()) = tokio::join!(server, trigger, control);
+    served?;
+    Ok(())
+}
+
+async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        metrics.render(),
+    )
+}

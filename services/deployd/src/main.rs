@@ -1,10 +1,15 @@
-//! deployd: Places instances on Docker nodes and keeps them healthy.
+//! deployd: places instances on Docker nodes and keeps them healthy.
 //!
-//! For now it loads its config and serves `/healthz`; its own logic lands
-//! with its issue (see docs/architecture.md).
+//! Parses `--config FILE`, starts tracing and runs [`deployd::run`] until
+//! SIGTERM or SIGINT. Everything else lives in the library.
+
+use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lain_service::run_basic("deployd").await?;
+    let args = lain_service::DaemonArgs::parse();
+    let config = deployd::Config::load(&args.config)?;
+    lain_service::init_tracing(config.log_format);
+    deployd::run(config).await?;
     Ok(())
 }

@@ -1,0 +1,237 @@
+//! deployd's configuration file (TOML, unknown keys refused).
+//!
+//! ```toml
+//! listen = "127.0.0.1:7001"
+//! log_format = "json"                   # or "text" (default)
+//! etcd = ["http://127.0.0.1:2379"]
+//! id = "deployd@host-1"                 # default: the host name
+//! ping_interval_ms = 1000               # default 1000
+//! lost_after_misses = 3                 # default 3
+//! lease_ttl_secs = 3                    # default 3
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use lain_service::LogFormat;
+use serde::{Deserialize, Serialize};
+
+/// Pings faster than this would load every engine for no faster detection
+/// than the etcd round trips that follow.
+pub const MIN_PING_INTERVAL_MS: u64 = 100;
+/// etcd refuses (rounds up) lease TTLs below its minimum of about 2 s.
+pub const MIN_LEASE_TTL_SECS: u64 = 2;
+
+/// The whole config of a deployd replica.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP listener (`/healthz`, `/metrics`).
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// etcd endpoints, `http://HOST:PORT`.
+    pub etcd: Vec<String>,
+    /// This replica's candidate id in the election; the host name by default.
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// How often every node's Docker engine is pinged.
+    #[serde(default = "default_ping_interval_ms")]
+    pub ping_interval_ms: u64,
+    /// Consecutive missed pings after which a node is `lost` (one miss
+    /// makes it `suspect`).
+    #[serde(default = "default_lost_after_misses")]
+    pub lost_after_misses: u32,
+    /// TTL of the leader's lease: how long a dead leader keeps the others
+    /// waiting.
+    #[serde(default = "default_lease_ttl_secs")]
+    pub lease_ttl_secs: u64,
+}
+
+fn default_ping_interval_ms() -> u64 {
+    1000
+}
+
+fn default_lost_after_misses() -> u32 {
+    3
+}
+
+fn default_lease_ttl_secs() -> u64 {
+    3
+}
+
+/// The host name, so that replicas on different hosts differ by default.
+fn default_id() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "deployd".to_owned())
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Load(#[from] lain_service::ConfigError),
+    #[error("invalid config file {path}: `{key}` {problem}")]
+    Invalid {
+        path: String,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = lain_service::load_config(path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Parses and checks config text (`path` only names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = lain_service::parse_config(path, text)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks values that TOML types cannot express.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
+            path: path.display().to_string(),
+            key,
+            problem,
+        };
+        if self.etcd.is_empty() {
+            return Err(invalid(
+                "etcd",
+                "is empty: list at least one endpoint, e.g. [\"http://127.0.0.1:2379\"]".into(),
+            ));
+        }
+        if let Some(bad) = self.etcd.iter().find(|e| !e.starts_with("http://")) {
+            return Err(invalid(
+                "etcd",
+                format!("has {bad:?}: give endpoints as http://HOST:PORT"),
+            ));
+        }
+        if self.id.trim().is_empty() {
+            return Err(invalid(
+                "id",
+                "is empty: name this replica, e.g. \"deployd@host-1\"".into(),
+            ));
+        }
+        if self.ping_interval_ms < MIN_PING_INTERVAL_MS {
+            return Err(invalid(
+                "ping_interval_ms",
+                format!(
+                    "is {}: use at least {MIN_PING_INTERVAL_MS}",
+                    self.ping_interval_ms
+                ),
+            ));
+        }
+        if self.lost_after_misses == 0 {
+            return Err(invalid(
+                "lost_after_misses",
+                "is 0: use at least 1 (the default is 3)".into(),
+            ));
+        }
+        if self.lease_ttl_secs < MIN_LEASE_TTL_SECS {
+            return Err(invalid(
+                "lease_ttl_secs",
+                format!(
+                    "is {}: use at least {MIN_LEASE_TTL_SECS} (etcd's minimum lease TTL)",
+                    self.lease_ttl_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// Each ping must end before the next one is due, so that a slow engine
+    /// counts as a miss every interval rather than stalling the count.
+    pub fn ping_timeout(&self) -> Duration {
+        self.ping_interval() * 4 / 5
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/lain/deployd.toml"), text)
+    }
+
+    const MINIMAL: &str = "listen = \"127.0.0.1:7001\"\netcd = [\"http://127.0.0.1:2379\"]\n";
+
+    #[test]
+    fn defaults_fill_a_minimal_config() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.ping_interval(), Duration::from_secs(1));
+        assert_eq!(c.ping_timeout(), Duration::from_millis(800));
+        assert_eq!(c.lost_after_misses, 3);
+        assert_eq!(c.lease_ttl(), Duration::from_secs(3));
+        assert!(!c.id.is_empty());
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = parse(
+            "listen = \"0.0.0.0:7001\"\nlog_format = \"json\"\netcd = [\"http://a:2379\", \"http://b:2379\"]\n\
+             id = \"deployd@x\"\nping_interval_ms = 500\nlost_after_misses = 5\nlease_ttl_secs = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.id, "deployd@x");
+        assert_eq!(c.etcd.len(), 2);
+        assert_eq!(c.ping_interval_ms, 500);
+        assert_eq!(c.lost_after_misses, 5);
+        assert_eq!(c.lease_ttl_secs, 10);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let e = parse(&format!("{MINIMAL}ping_interval = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ping_interval") && e.contains("deployd.toml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_fix() {
+        let cases = [
+            ("listen = \"127.0.0.1:1\"\netcd = []\n", "etcd"),
+            (
+                "listen = \"127.0.0.1:1\"\netcd = [\"127.0.0.1:2379\"]\n",
+                "http://HOST:PORT",
+            ),
+            (&format!("{MINIMAL}ping_interval_ms = 10\n"), "at least 100"),
+            (&format!("{MINIMAL}lost_after_misses = 0\n"), "at least 1"),
+            (&format!("{MINIMAL}lease_ttl_secs = 1\n"), "at least 2"),
+            (&format!("{MINIMAL}id = \" \"\n"), "`id`"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(
+                e.contains(want) && e.contains("deployd.toml"),
+                "{e:?} lacks {want:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! deployd's `/metrics`, in the Prometheus text format. A handful of
+//! atomics rendered by hand: no registry crate needed for this few.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters and gauges shared by the monitor and the HTTP handler.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    is_leader: AtomicU64,
+    leader_terms: AtomicU64,
+    nodes_alive: AtomicU64,
+    nodes_suspect: AtomicU64,
+    nodes_lost: AtomicU64,
+    registrations_invalid: AtomicU64,
+    pings: AtomicU64,
+    pings_failed: AtomicU64,
+    observed_writes: AtomicU64,
+    observed_write_errors: AtomicU64,
+}
+
+/// Node counts by liveness, as this replica's monitor sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeCounts {
+    pub alive: u64,
+    pub suspect: u64,
+    pub lost: u64,
+}
+
+impl Metrics {
+    pub fn set_leader(&self, leading: bool) {
+        self.is_leader.store(u64::from(leading), Ordering::Relaxed);
+        if leading {
+            self.leader_terms.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::Relaxed) == 1
+    }
+
+    pub fn set_nodes(&self, counts: NodeCounts) {
+        self.nodes_alive.store(counts.alive, Ordering::Relaxed);
+        self.nodes_suspect.store(counts.suspect, Ordering::Relaxed);
+        self.nodes_lost.store(counts.lost, Ordering::Relaxed);
+    }
+
+    pub fn set_invalid_registrations(&self, n: u64) {
+        self.registrations_invalid.store(n, Ordering::Relaxed);
+    }
+
+    pub fn ping(&self, answered: bool) {
+        self.pings.fetch_add(1, Ordering::Relaxed);
+        if !answered {
+            self.pings_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `keys` observed-node keys written or deleted in one commit.
+    pub fn observed_written(&self, keys: u64) {
+        self.observed_writes.fetch_add(keys, Ordering::Relaxed);
+    }
+
+    pub fn observed_write_failed(&self) {
+        self.observed_write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(1536);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "deployd_is_leader",
+            "gauge",
+            "1 while this replica leads the deployd election.",
+            &[("", get(&self.is_leader))],
+        );
+        metric(
+            "deployd_leader_terms_total",
+            "counter",
+            "Times this replica won the election.",
+            &[("", get(&self.leader_terms))],
+        );
+        metric(
+            "deployd_nodes",
+            "gauge",
+            "Registered nodes by liveness, as monitored by this replica (0 unless leader).",
+            &[
+                ("{liveness=\"alive\"}", get(&self.nodes_alive)),
+                ("{liveness=\"suspect\"}", get(&self.nodes_suspect)),
+                ("{liveness=\"lost\"}", get(&self.nodes_lost)),
+            ],
+        );
+        metric(
+            "deployd_node_registrations_invalid",
+            "gauge",
+            "Node registrations that cannot be read and are skipped.",
+            &[("", get(&self.registrations_invalid))],
+        );
+        metric(
+            "deployd_node_pings_total",
+            "counter",
+            "Pings sent to node Docker engines.",
+            &[("", get(&self.pings))],
+        );
+        metric(
+            "deployd_node_pings_failed_total",
+            "counter",
+            "Pings that got no answer in time.",
+            &[("", get(&self.pings_failed))],
+        );
+        metric(
+            "deployd_observed_node_writes_total",
+            "counter",
+            "Observed-node keys written or deleted in etcd.",
+            &[("", get(&self.observed_writes))],
+        );
+        metric(
+            "deployd_observed_node_write_errors_total",
+            "counter",
+            "Failed commits of observed-node changes (retried on the next round).",
+            &[("", get(&self.observed_write_errors))],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric_with_help_and_type() {
+        let m = Metrics::default();
+        m.set_leader(true);
+        m.set_nodes(NodeCounts {
+            alive: 2,
+            suspect: 0,
+            lost: 1,
+        });
+        m.ping(true);
+        m.ping(false);
+        let text = m.render();
+        for line in [
+            "deployd_is_leader 1",
+            "deployd_leader_terms_total 1",
+            "deployd_nodes{liveness=\"alive\"} 2",
+            "deployd_nodes{liveness=\"lost\"} 1",
+            "deployd_node_pings_total 2",
+            "deployd_node_pings_failed_total 1",
+            "# TYPE deployd_nodes gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in\n{text}"
+            );
+        }
+    }
+}
