@@ -77,7 +77,8 @@ pub enum UserCmd {
         password_file: Option<PathBuf>,
     },
     /// Set a user's password (read from stdin or --password-file); ends
-    /// the user's browser sessions.
+    /// the user's browser sessions and revokes all the user's grants
+    /// (refresh tokens stop working at once).
     Passwd {
         name: String,
         #[arg(long)]
@@ -139,7 +140,8 @@ pub enum ClientCmd {
         post_logout_redirect_uris: Vec<String>,
         /// authorization_code, refresh_token, client_credentials or
         /// device_code; repeat. Default: authorization_code and
-        /// refresh_token (plus device_code for public clients).
+        /// refresh_token. The device grant is never a default: give
+        /// `--grant device_code` (e.g. for the lain CLI's client).
         #[arg(long = "grant")]
         grants: Vec<String>,
         /// `aud` of its access tokens (default: the client id).
@@ -282,7 +284,7 @@ pub async fn run(cli: Cli, cfg: Config, config_path: &Path) -> Result<(), CliErr
             } => {
                 let pw = read_password(password_file.as_deref())?;
                 db.set_password(hc, &name, &pw).await?;
-                println!("password of {name} changed");
+                println!("password of {name} changed; its sessions and tokens are revoked");
             }
             UserCmd::Disable { name } => {
                 db.set_disabled(&name, true).await?;

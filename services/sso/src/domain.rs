@@ -284,20 +284,21 @@ impl Db {
     ) -> Result<(), AdminError> {
         password::check_strength(pw).map_err(AdminError::Invalid)?;
         let hash = hash_blocking(hash_cfg, pw).await?;
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3")
             .bind(&hash)
             .bind(now())
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 0 {
             return Err(no_user(name));
         }
-        // A new password ends the user's browser sessions.
-        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        // A new password ends everything the old one gave: browser
+        // sessions, and every grant (refresh tokens, and access tokens at
+        // /userinfo and the admin API).
+        end_user_logins(&mut tx, name).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -315,17 +316,7 @@ impl Db {
             return Err(no_user(name));
         }
         if disabled {
-            sqlx::query("DELETE FROM sessions WHERE user_name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE grants SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL",
-            )
-            .bind(now())
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+            end_user_logins(&mut tx, name).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -567,16 +558,9 @@ impl Db {
         }
         let mut grants = c.grant_types.clone();
         if grants.is_empty() {
-            grants = match c.kind {
-                ClientKind::Public => vec![
-                    "authorization_code".into(),
-                    "refresh_token".into(),
-                    DEVICE_GRANT.into(),
-                ],
-                ClientKind::Confidential => {
-                    vec!["authorization_code".into(), "refresh_token".into()]
-                }
-            };
+            // The device grant only when asked for (`--grant device_code`):
+            // its codes can be phished, so a client gets it deliberately.
+            grants = vec!["authorization_code".into(), "refresh_token".into()];
         }
         for g in &mut grants {
             if g == "device_code" {
@@ -672,6 +656,30 @@ impl Db {
             .await?;
         Ok(s)
     }
+}
+
+/// Deletes a user's browser sessions and refresh tokens and revokes all
+/// the user's grants.
+async fn end_user_logins(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_name = $1)",
+    )
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL")
+        .bind(now())
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn hash_blocking(cfg: &PasswordHashConfig, pw: &Secret) -> Result<String, AdminError> {

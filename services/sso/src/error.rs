@@ -49,6 +49,9 @@ pub enum OAuthError {
     /// A bearer token that is missing, malformed, expired or revoked.
     #[error("{0}")]
     InvalidToken(String),
+    /// A valid bearer token without the scope the endpoint needs.
+    #[error("{0}")]
+    InsufficientScope(String),
     #[error("{0}")]
     TooManyRequests(String),
     #[error("internal error: {0}")]
@@ -76,6 +79,7 @@ impl OAuthError {
             OAuthError::AccessDenied(_) => "access_denied",
             OAuthError::ExpiredToken(_) => "expired_token",
             OAuthError::InvalidToken(_) => "invalid_token",
+            OAuthError::InsufficientScope(_) => "insufficient_scope",
             OAuthError::TooManyRequests(_) => "temporarily_unavailable",
             OAuthError::Server(_) => "server_error",
         }
@@ -84,6 +88,7 @@ impl OAuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             OAuthError::InvalidClient(_) | OAuthError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            OAuthError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             OAuthError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -122,6 +127,14 @@ impl IntoResponse for OAuthError {
                 h.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            OAuthError::InsufficientScope(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer error=\"insufficient_scope\", scope=\"openid\"",
+                    ),
                 );
             }
             _ => {}

@@ -22,10 +22,38 @@ pub fn esc(s: &str) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:26em;margin:4em auto;padding:0 1em}\
 label{display:block;margin:.8em 0 .2em}input{width:100%;padding:.4em;box-sizing:border-box}\
-button{margin-top:1em;padding:.5em 1.2em}.err{color:#a00}.hint{color:#555;font-size:.9em}";
+button{margin-top:1em;padding:.5em 1.2em}.err{color:#a00}.hint{color:#555;font-size:.9em}\
+input[type=checkbox]{width:auto;margin-right:.5em}.warn{background:#fff4d6;padding:.6em;border:1px solid #e0b000}";
 
 /// A complete page. Frames are refused so the forms cannot be clickjacked.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_with_targets(status, title, body, &[])
+}
+
+/// The CSP source matching a URL's origin (`scheme://host:port`, or
+/// `scheme:` for custom schemes), for `form-action`.
+pub fn csp_source(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let src = match u.origin() {
+        o @ url::Origin::Tuple(..) => o.ascii_serialization(),
+        url::Origin::Opaque(_) => format!("{}:", u.scheme()),
+    };
+    // Only characters a CSP source expression may hold.
+    src.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".:/-+[]_".contains(&b))
+        .then_some(src)
+}
+
+/// Like [`page`], for a page whose form submission ends in a redirect to
+/// one of `targets` (the client's registered redirect or post-logout URI):
+/// browsers apply `form-action` to the redirects after a form post, so the
+/// targets' origins are added to it.
+pub fn page_with_targets(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    targets: &[&str],
+) -> Response {
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>{t} - lain sso</title><style>{STYLE}</style></head><body><h1>{t}</h1>{body}</body></html>",
@@ -34,10 +62,17 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let mut r = (status, Html(html)).into_response();
     let h = r.headers_mut();
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    let mut form_action = String::from("'self'");
+    for src in targets.iter().filter_map(|t| csp_source(t)) {
+        form_action.push(' ');
+        form_action.push_str(&src);
+    }
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; frame-ancestors 'none'"
     );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }

@@ -76,6 +76,8 @@ pub enum JwtError {
     Expired,
     #[error("the token was issued by another issuer")]
     WrongIssuer,
+    #[error("the token is not an access token (typ is not at+jwt)")]
+    NotAnAccessToken,
 }
 
 fn generate_pkcs8(bits: usize) -> Result<Vec<u8>, StoreError> {
@@ -365,6 +367,27 @@ impl Keys {
     /// `iss`, and `exp`. Returns the claims.
     pub fn verify(&self, token: &str, issuer: &str) -> Result<Value, JwtError> {
         self.verify_opts(token, issuer, true)
+    }
+
+    /// Like [`Keys::verify`], and requires the header's `typ` to be
+    /// `at+jwt` (RFC 9068): an ID token is not a bearer token.
+    pub fn verify_access(&self, token: &str, issuer: &str) -> Result<Value, JwtError> {
+        let claims = self.verify_opts(token, issuer, true)?;
+        let header: Option<Value> = token
+            .split('.')
+            .next()
+            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let typ = header
+            .as_ref()
+            .and_then(|h| h["typ"].as_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if typ == "at+jwt" || typ == "application/at+jwt" {
+            Ok(claims)
+        } else {
+            Err(JwtError::NotAnAccessToken)
+        }
     }
 
     /// Like [`Keys::verify`] but accepts an expired token (for an

@@ -57,6 +57,9 @@ pub struct AppState {
     /// A hash checked for unknown users, so they cost as much as known ones.
     dummy_hash: String,
     secure_cookies: bool,
+    /// Bounds the password checks (argon2) running at once; a login that
+    /// finds no permit is answered 429 rather than queued.
+    pub(crate) verify_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -130,6 +133,7 @@ impl Sso {
                 limiter: Limiter::new(cfg.login.clone()),
                 metrics: Metrics::default(),
                 dummy_hash,
+                verify_permits: Arc::new(tokio::sync::Semaphore::new(verify_permits())),
                 keys,
                 db,
                 cfg,
@@ -165,6 +169,11 @@ impl Sso {
         tracing::info!("sso stopped");
         Ok(())
     }
+}
+
+/// Password checks allowed at once: twice the CPUs.
+fn verify_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 /// Periodic work: key rotation and publication, expired-row cleanup.

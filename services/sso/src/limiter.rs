@@ -13,6 +13,9 @@ use crate::config::LoginConfig;
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
     failures: u32,
+    /// Attempts reserved and not yet finished: they count against the
+    /// limit, so parallel attempts cannot exceed it.
+    in_flight: u32,
     window_start: i64,
     locked_until: i64,
 }
@@ -41,19 +44,51 @@ impl<K: Hash + Eq + Clone> Table<K> {
             .map(|e| e.locked_until - now)
     }
 
+    /// Reserves an attempt: `Err(secs)` when the key is locked, or when
+    /// the failures and the attempts in flight already reach the limit.
+    fn reserve(&self, k: &K, now: i64, window: i64) -> Result<(), i64> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_ENTRIES {
+            map.retain(|_, e| {
+                e.in_flight > 0 || e.locked_until > now || e.window_start + window > now
+            });
+        }
+        let e = map.entry(k.clone()).or_default();
+        if e.locked_until > now {
+            return Err(e.locked_until - now);
+        }
+        if e.window_start + window <= now {
+            e.failures = 0;
+            e.window_start = now;
+        }
+        if e.failures + e.in_flight >= self.max {
+            // Attempts in flight may still succeed; retry shortly.
+            return Err(1);
+        }
+        e.in_flight += 1;
+        Ok(())
+    }
+
+    /// Ends a reserved attempt without recording a failure.
+    fn release(&self, k: &K) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(k) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+        }
+    }
+
     /// Records a failure; true when it locked the key.
     fn fail(&self, k: &K, now: i64, window: i64, lockout: i64) -> bool {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_ENTRIES {
-            map.retain(|_, e| e.locked_until > now || e.window_start + window > now);
+            map.retain(|_, e| {
+                e.in_flight > 0 || e.locked_until > now || e.window_start + window > now
+            });
         }
         let e = map.entry(k.clone()).or_default();
         if e.window_start + window <= now {
-            *e = Entry {
-                failures: 0,
-                window_start: now,
-                locked_until: e.locked_until,
-            };
+            e.failures = 0;
+            e.window_start = now;
         }
         e.failures += 1;
         if e.failures >= self.max {
@@ -66,8 +101,17 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
+    /// Forgets the key's failures (not its attempts in flight).
     fn clear(&self, k: &K) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(k) {
+            if e.in_flight == 0 {
+                map.remove(k);
+            } else {
+                e.failures = 0;
+                e.locked_until = 0;
+            }
+        }
     }
 }
 
@@ -114,6 +158,91 @@ impl Limiter {
     pub fn success(&self, user: &str) {
         self.users.clear(&user.to_owned());
     }
+
+    /// Reserves an attempt for `user` from `addr` before its (costly)
+    /// check, so that parallel attempts count at once: `Err(secs)` when it
+    /// may not be tried now. The attempt counts as failed unless
+    /// [`Attempt::succeeded`] or [`Attempt::release`] ends it.
+    pub fn reserve<'a>(
+        &'a self,
+        user: Option<&str>,
+        addr: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Attempt<'a>, i64> {
+        let w = self.cfg.window_secs as i64;
+        let user = user.map(str::to_owned);
+        if let Some(u) = &user {
+            self.users.reserve(u, now, w)?;
+        }
+        if let Some(a) = addr {
+            if let Err(secs) = self.addrs.reserve(&a, now, w) {
+                if let Some(u) = &user {
+                    self.users.release(u);
+                }
+                return Err(secs);
+            }
+        }
+        Ok(Attempt {
+            limiter: self,
+            user,
+            addr,
+            done: false,
+        })
+    }
+}
+
+/// A reserved login attempt. Dropped unfinished, it counts as a failure.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    limiter: &'a Limiter,
+    user: Option<String>,
+    addr: Option<IpAddr>,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    /// The attempt failed; true when it caused a lockout.
+    pub fn failed(mut self, now: i64) -> bool {
+        self.done = true;
+        self.finish(Some(now))
+    }
+
+    /// The attempt succeeded: the user's failures are cleared.
+    pub fn succeeded(mut self) {
+        self.done = true;
+        self.finish(None);
+        if let Some(u) = &self.user {
+            self.limiter.success(u);
+        }
+    }
+
+    /// The attempt ends without counting either way.
+    pub fn release(mut self) {
+        self.done = true;
+        self.finish(None);
+    }
+
+    fn finish(&self, failed_at: Option<i64>) -> bool {
+        let l = self.limiter;
+        if let Some(u) = &self.user {
+            l.users.release(u);
+        }
+        if let Some(a) = &self.addr {
+            l.addrs.release(a);
+        }
+        match failed_at {
+            Some(t) => l.failure(self.user.as_deref(), self.addr, t),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(Some(crate::now()));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +265,29 @@ mod tests {
         assert_eq!(l.locked(Some("bob"), Some(a), 1003), Some(29));
         assert!(l.locked(Some("alice"), Some(a), 1003).is_none());
         assert!(l.locked(Some("bob"), Some(a), 1033).is_none());
+    }
+
+    #[test]
+    fn reservations_count_before_the_result() {
+        let l = Limiter::new(LoginConfig {
+            max_failures_per_user: 3,
+            max_failures_per_address: 100,
+            window_secs: 60,
+            lockout_secs: 30,
+        });
+        let held: Vec<_> = (0..3)
+            .map(|_| l.reserve(Some("bob"), None, 1000).unwrap())
+            .collect();
+        assert_eq!(l.reserve(Some("bob"), None, 1000).unwrap_err(), 1);
+        assert!(l.reserve(Some("alice"), None, 1000).is_ok());
+        let mut it = held.into_iter();
+        it.next().unwrap().succeeded();
+        // The success cleared nothing in flight: 2 still held, 1 free.
+        let again = l.reserve(Some("bob"), None, 1000).unwrap();
+        assert!(l.reserve(Some("bob"), None, 1000).is_err());
+        drop(again); // unfinished: a failure
+        it.next().unwrap().failed(1000);
+        assert!(it.next().unwrap().failed(1000), "third failure locks");
+        assert_eq!(l.reserve(Some("bob"), None, 1001).unwrap_err(), 29);
     }
 }

@@ -249,14 +249,15 @@ async fn client_credentials() {
         .await
         .expect("client credentials");
     let at = jwt_claims(tr.access_token().secret());
-    assert_eq!(at["sub"], "deployd");
+    assert_eq!(at["sub"], "client:deployd");
+    assert_eq!(at["client_id"], "deployd");
     assert_eq!(at["aud"], "console");
     assert!(tr.refresh_token().is_none() && tr.id_token().is_none());
     let v = lain_auth::Verifier::new(lain_auth::VerifierConfig::new(s.issuer.clone(), "console"))
         .unwrap();
     assert_eq!(
         v.verify(tr.access_token().secret()).await.unwrap().sub,
-        "deployd"
+        "client:deployd"
     );
     // Wrong secret, and a client not allowed this grant.
     let bad = CoreClient::from_provider_metadata(
@@ -324,11 +325,18 @@ async fn device_flow() {
         .text()
         .await
         .unwrap();
+    assert!(
+        page.contains("cli app"),
+        "the page names the client: {page}"
+    );
     let mut form = hidden_fields(&page);
+    // The code as typed (any case), and the explicit confirmation.
+    form.retain(|(k, _)| k != "user_code");
     form.push((
         "user_code".into(),
         details.user_code().secret().to_lowercase(),
     ));
+    form.push(("confirm_code".into(), "yes".into()));
     form.push(("username".into(), "dave".into()));
     form.push(("password".into(), PASSWORD.into()));
     form.push(("action".into(), "approve".into()));
@@ -392,14 +400,15 @@ async fn device_denied_and_slow_down() {
     let b = browser();
     let page = b
         .get(s.url("/device"))
+        .query(&[("user_code", r["user_code"].as_str().unwrap())])
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    // Denying needs no code confirmation.
     let mut form = hidden_fields(&page);
-    form.push(("user_code".into(), r["user_code"].as_str().unwrap().into()));
     form.push(("username".into(), "dave".into()));
     form.push(("password".into(), PASSWORD.into()));
     form.push(("action".into(), "deny".into()));
@@ -794,8 +803,8 @@ async fn session_sso_and_end_session() {
     let r = b.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert!(param(r.headers()["location"].to_str().unwrap(), "code").is_some());
-    // End session, back to a registered URI with state.
-    let r = b
+    // End session (after confirming), back to a registered URI with state.
+    let page = b
         .get(s.url("/logout"))
         .query(&[
             ("client_id", "cli"),
@@ -804,12 +813,13 @@ async fn session_sso_and_end_session() {
         ])
         .send()
         .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-    assert_eq!(r.status(), 303);
-    assert_eq!(
-        r.headers()["location"].to_str().unwrap(),
-        format!("{LOGOUT_REDIRECT}?state=st8")
-    );
+    let (st, loc, _) = post_form(&b, &s.url("/logout"), &hidden_fields(&page), None).await;
+    assert_eq!(st, 303);
+    assert_eq!(loc.unwrap(), format!("{LOGOUT_REDIRECT}?state=st8"));
     let r = b.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200, "login page again");
     // An unregistered logout URI is not followed.

@@ -132,7 +132,7 @@ async fn flows_on_postgresql() {
         .unwrap();
     let b = browser();
     let page = b
-        .get(s.url("/device"))
+        .get(d["verification_uri_complete"].as_str().unwrap())
         .send()
         .await
         .unwrap()
@@ -141,7 +141,7 @@ async fn flows_on_postgresql() {
         .unwrap();
     let mut f = hidden_fields(&page);
     for (k, v) in [
-        ("user_code", d["user_code"].as_str().unwrap()),
+        ("confirm_code", "yes"),
         ("username", "dave"),
         ("password", PASSWORD),
         ("action", "approve"),

@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::authorize::{check_login, Login};
 use super::Shared;
 use crate::domain::{ClientKind, NewClient, Role};
 use crate::error::AdminError;
@@ -179,10 +180,15 @@ async fn add_user(State(st): State<Shared>, h: HeaderMap, b: axum::body::Bytes) 
 #[serde(deny_unknown_fields)]
 struct Password {
     password: String,
+    /// Required when users change their own password, so a stolen access
+    /// token cannot take the account over.
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
 async fn set_password(
     State(st): State<Shared>,
+    addr: super::ClientAddr,
     h: HeaderMap,
     Path(name): Path<String>,
     b: axum::body::Bytes,
@@ -195,6 +201,30 @@ async fn set_password(
         ));
     }
     let p: Password = body(&b)?;
+    if by == name {
+        let Some(current) = p.current_password.filter(|c| !c.is_empty()) else {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "send your current password as `current_password` to change your own password"
+                    .into(),
+            ));
+        };
+        match check_login(&st, addr, &name, Secret::new(current)).await? {
+            Login::Ok => {}
+            Login::Failed => {
+                return Err(ApiError(
+                    StatusCode::FORBIDDEN,
+                    "current_password is wrong".into(),
+                ))
+            }
+            Login::Locked(_) | Login::Busy => {
+                return Err(ApiError(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many password attempts; try again later".into(),
+                ))
+            }
+        }
+    }
     st.db
         .set_password(&st.cfg.password_hash, &name, &Secret::new(p.password))
         .await?;
@@ -204,6 +234,24 @@ async fn set_password(
 
 async fn disable(State(st): State<Shared>, h: HeaderMap, Path(name): Path<String>) -> ApiResult {
     let by = require_admin(&st, &h).await?;
+    if is_admin(&st, &name).await? {
+        let mut others = false;
+        for u in st.db.list_users().await? {
+            if u.name != name && !u.disabled && is_admin(&st, &u.name).await? {
+                others = true;
+                break;
+            }
+        }
+        if !others {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "{name:?} is the last enabled member of `{}`; make someone else an admin first",
+                    st.cfg.admin_group
+                ),
+            ));
+        }
+    }
     st.db.set_disabled(&name, true).await?;
     tracing::info!(by, user = %name, "user disabled");
     Ok(done())

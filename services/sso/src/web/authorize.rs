@@ -21,11 +21,28 @@ pub(crate) const CSRF_COOKIE: &str = "sso_csrf";
 struct AuthzRequest {
     client: Client,
     redirect_uri: String,
+    /// Whether the request named the redirect URI (then /token must send
+    /// the same one, RFC 6749 §4.1.3).
+    redirect_uri_sent: bool,
     state: Option<String>,
     scope: String,
     nonce: Option<String>,
     code_challenge: Option<String>,
-    prompt: Option<String>,
+    prompt: Prompt,
+    /// `max_age`: a session authenticated longer ago than this many
+    /// seconds is not reused.
+    max_age: Option<i64>,
+}
+
+/// What `prompt` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prompt {
+    /// No prompt: reuse a live session, else show the login page.
+    Default,
+    /// `none`: never show a page; `login_required` without a session.
+    None,
+    /// `login` or `select_account`: always show the login page.
+    Login,
 }
 
 /// The request's own fields, to carry through the login form.
@@ -38,6 +55,8 @@ const CARRIED: &[&str] = &[
     "nonce",
     "code_challenge",
     "code_challenge_method",
+    "response_mode",
+    "max_age",
 ];
 
 fn bad_page(text: &str) -> Response {
@@ -105,6 +124,15 @@ async fn validate(st: &AppState, p: &Params) -> Result<AuthzRequest, Response> {
     let state = p.get("state").map(str::to_owned);
     let err =
         |code: &str, desc: &str| redirect_error(st, &redirect_uri, state.as_deref(), code, desc);
+    match p.get("response_mode") {
+        None | Some("query") => {}
+        Some(_) => {
+            return Err(err(
+                "invalid_request",
+                "only response_mode=query is supported",
+            ))
+        }
+    }
     match p.get("response_type") {
         Some("code") => {}
         Some(_) => {
@@ -164,33 +192,112 @@ async fn validate(st: &AppState, p: &Params) -> Result<AuthzRequest, Response> {
             )),
             (None, None) => None,
         };
+    let max_age = match p.get("max_age") {
+        None => None,
+        Some(m) => match m.parse::<i64>() {
+            Ok(m) if m >= 0 => Some(m),
+            _ => {
+                return Err(err(
+                    "invalid_request",
+                    "max_age must be a non-negative number of seconds",
+                ))
+            }
+        },
+    };
+    let prompts: Vec<&str> = p
+        .get("prompt")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut prompt = Prompt::Default;
+    for v in &prompts {
+        match *v {
+            "none" if prompts.len() > 1 => {
+                return Err(err(
+                    "invalid_request",
+                    "prompt=none cannot be combined with other prompt values",
+                ))
+            }
+            "none" => prompt = Prompt::None,
+            "login" | "select_account" => prompt = Prompt::Login,
+            "consent" => {
+                return Err(err(
+                    "consent_required",
+                    "sso has no consent screen: clients are registered by operators; drop prompt=consent",
+                ))
+            }
+            other => {
+                return Err(err(
+                    "invalid_request",
+                    &format!("unsupported prompt value `{other}`; use none, login or select_account"),
+                ))
+            }
+        }
+    }
     Ok(AuthzRequest {
         client,
         redirect_uri,
+        redirect_uri_sent: p.get("redirect_uri").is_some(),
         state,
         scope,
         nonce: p.get("nonce").map(str::to_owned),
         code_challenge,
-        prompt: p.get("prompt").map(str::to_owned),
+        prompt,
+        max_age,
     })
 }
 
-/// The CSRF token for a form: the cookie's, or a new one to set.
+/// The CSRF cookie's name: `__Host-` prefixed over https, so that no
+/// sibling domain can set it.
+pub(crate) fn csrf_cookie_name(st: &AppState) -> &'static str {
+    if st.secure_cookies {
+        "__Host-sso_csrf"
+    } else {
+        CSRF_COOKIE
+    }
+}
+
+/// The form's CSRF value: the cookie bound to the browser session, so a
+/// cookie planted by someone else does not make a valid form for a
+/// signed-in user.
+fn csrf_form_value(cookie_value: &str, session: Option<&str>) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!(
+        "sso-csrf\0{cookie_value}\0{}",
+        session.unwrap_or("")
+    ));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
+}
+
+/// A new CSRF cookie (`Set-Cookie` value).
+fn new_csrf_cookie(st: &AppState) -> (String, String) {
+    let t = random_token();
+    let set = set_cookie(st, csrf_cookie_name(st), &t, 24 * 3600);
+    (t, set)
+}
+
+/// The CSRF value for a form, and the cookie to set when there is none.
 pub(crate) fn csrf_token(st: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
-    match cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43) {
-        Some(c) => (c, None),
+    let session = cookie(headers, SESSION_COOKIE);
+    match cookie(headers, csrf_cookie_name(st)).filter(|c| c.len() == 43) {
+        Some(c) => (csrf_form_value(&c, session.as_deref()), None),
         None => {
-            let t = random_token();
-            let set = set_cookie(st, CSRF_COOKIE, &t, 24 * 3600);
-            (t, Some(set))
+            let (t, set) = new_csrf_cookie(st);
+            (csrf_form_value(&t, session.as_deref()), Some(set))
         }
     }
 }
 
-/// Double-submit check: the form field must equal the cookie.
-pub(crate) fn csrf_ok(headers: &HeaderMap, p: &Params) -> bool {
-    match (cookie(headers, CSRF_COOKIE), p.get("csrf")) {
-        (Some(c), Some(f)) => ct_eq(c.as_bytes(), f.as_bytes()),
+/// Double-submit check: the form field must match the cookie (and the
+/// session the form was made for).
+pub(crate) fn csrf_ok(st: &AppState, headers: &HeaderMap, p: &Params) -> bool {
+    match (cookie(headers, csrf_cookie_name(st)), p.get("csrf")) {
+        (Some(c), Some(f)) => {
+            let want = csrf_form_value(&c, cookie(headers, SESSION_COOKIE).as_deref());
+            ct_eq(want.as_bytes(), f.as_bytes())
+        }
         _ => false,
     }
 }
@@ -213,38 +320,62 @@ pub(crate) async fn current_session(st: &AppState, headers: &HeaderMap) -> Optio
 pub(crate) enum Login {
     Ok,
     Failed,
+    /// Locked for this many seconds (or too many attempts in flight).
     Locked(i64),
+    /// Too many password checks are running: retry in a moment.
+    Busy,
 }
 
-/// Checks a user's password under the failed-login limits. Unknown users
-/// cost the same argon2 work as known ones.
+/// Checks a user's password under the failed-login limits. The attempt
+/// is counted before the check (so parallel attempts cannot exceed the
+/// limits) and at most [`crate::AppState::verify_permits`] checks run at
+/// once. Unknown users cost the same argon2 work as known ones.
 pub(crate) async fn check_login(
     st: &AppState,
     addr: ClientAddr,
     user: &str,
     pw: Secret,
 ) -> Result<Login, crate::error::StoreError> {
-    let t = now();
-    if let Some(secs) = st.limiter.locked(Some(user), addr.0, t) {
-        Metrics::inc(&st.metrics.logins_locked);
-        return Ok(Login::Locked(secs));
-    }
-    let creds = st.db.user_credentials(user).await?;
+    let attempt = match st.limiter.reserve(Some(user), addr.0, now()) {
+        Ok(a) => a,
+        Err(secs) => {
+            Metrics::inc(&st.metrics.logins_locked);
+            return Ok(Login::Locked(secs));
+        }
+    };
+    let Ok(permit) = st.verify_permits.clone().try_acquire_owned() else {
+        attempt.release();
+        tracing::warn!(
+            user,
+            "too many password checks at once; login refused with 429"
+        );
+        return Ok(Login::Busy);
+    };
+    let creds = match st.db.user_credentials(user).await {
+        Ok(c) => c,
+        Err(e) => {
+            attempt.release();
+            return Err(e);
+        }
+    };
     let (hash, usable) = match &creds {
         Some((h, disabled)) => (h.clone(), !disabled),
         None => (st.dummy_hash.clone(), false),
     };
-    let ok = tokio::task::spawn_blocking(move || crate::password::verify(&hash, &pw))
-        .await
-        .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        crate::password::verify(&hash, &pw)
+    })
+    .await
+    .unwrap_or(false);
     if ok && usable {
-        st.limiter.success(user);
+        attempt.succeeded();
         Metrics::inc(&st.metrics.logins_ok);
         tracing::info!(user, "login");
         Ok(Login::Ok)
     } else {
         Metrics::inc(&st.metrics.logins_failed);
-        if st.limiter.failure(Some(user), addr.0, now()) {
+        if attempt.failed(now()) {
             Metrics::inc(&st.metrics.lockouts);
             tracing::warn!(user, addr = ?addr.0, "too many failed logins; locked");
         }
@@ -252,14 +383,35 @@ pub(crate) async fn check_login(
     }
 }
 
+fn retry_after(mut r: Response, secs: i64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 pub(crate) fn locked_page(secs: i64) -> Response {
-    html::message(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many failed sign-ins",
-        &format!(
-            "Sign-in is locked after too many failed attempts. Try again in {} minute(s), or ask an operator to reset your password.",
-            (secs + 59) / 60
+    retry_after(
+        html::message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins",
+            &format!(
+                "Sign-in is locked after too many failed attempts. Try again in {} minute(s), or ask an operator to reset your password.",
+                (secs + 59) / 60
+            ),
         ),
+        secs,
+    )
+}
+
+pub(crate) fn busy_page() -> Response {
+    retry_after(
+        html::message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "sso is busy",
+            "Too many sign-ins are being checked right now. Try again in a few seconds.",
+        ),
+        1,
     )
 }
 
@@ -277,9 +429,6 @@ fn login_page(
         .filter_map(|k| p.get(k).map(|v| (*k, v)))
         .collect();
     fields.push(("csrf", &csrf));
-    if p.get("redirect_uri").is_none() {
-        fields.push(("redirect_uri", &req.redirect_uri));
-    }
     let form = html::login_form(
         "/authorize",
         &req.client.name,
@@ -287,7 +436,8 @@ fn login_page(
         p.get("username").unwrap_or(""),
         &html::hidden(&fields),
     );
-    let mut r = html::page(status, "Sign in", &form);
+    // The form's answer redirects to the client: allow its origin.
+    let mut r = html::page_with_targets(status, "Sign in", &form, &[&req.redirect_uri]);
     if let Some(c) = set.and_then(|c| HeaderValue::from_str(&c).ok()) {
         r.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -312,7 +462,12 @@ async fn grant_code(st: &AppState, req: &AuthzRequest, user: &str, auth_time: i6
         st.db
             .create_code(
                 &grant,
-                &req.redirect_uri,
+                // Empty: none was sent, so /token need not send one.
+                if req.redirect_uri_sent {
+                    req.redirect_uri.as_str()
+                } else {
+                    ""
+                },
                 req.nonce.as_deref(),
                 req.code_challenge.as_deref(),
                 code_exp,
@@ -355,13 +510,16 @@ pub(super) async fn get_authorize(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let prompt = req.prompt.as_deref().unwrap_or("");
-    if prompt != "login" {
+    if req.prompt != Prompt::Login {
         if let Some((user, auth_time)) = current_session(&st, &headers).await {
-            return grant_code(&st, &req, &user, auth_time).await;
+            // max_age=0 always asks for the password again.
+            let fresh = req.max_age.is_none_or(|m| m > 0 && now() - auth_time <= m);
+            if fresh {
+                return grant_code(&st, &req, &user, auth_time).await;
+            }
         }
     }
-    if prompt == "none" {
+    if req.prompt == Prompt::None {
         return redirect_error(
             &st,
             &req.redirect_uri,
@@ -383,7 +541,7 @@ pub(super) async fn post_authorize(
         Ok(p) => p,
         Err(e) => return bad_page(&e.to_string()),
     };
-    if !csrf_ok(&headers, &p) {
+    if !csrf_ok(&st, &headers, &p) {
         return csrf_failed_page();
     }
     let req = match validate(&st, &p).await {
@@ -403,6 +561,7 @@ pub(super) async fn post_authorize(
     match check_login(&st, addr, user, Secret::new(pw)).await {
         Ok(Login::Ok) => {}
         Ok(Login::Locked(secs)) => return locked_page(secs),
+        Ok(Login::Busy) => return busy_page(),
         Ok(Login::Failed) => {
             return login_page(
                 &st,
@@ -423,6 +582,13 @@ pub(super) async fn post_authorize(
         }
     }
     let t = now();
+    // A new session id at every login (no session fixation): the old
+    // session row, if any, ends here.
+    if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = st.db.delete_session(&old).await {
+            tracing::error!(error = %e, "cannot delete the previous session");
+        }
+    }
     let session = st
         .db
         .create_session(user, t + st.cfg.tokens.session_secs as i64)
@@ -430,8 +596,12 @@ pub(super) async fn post_authorize(
     let mut r = grant_code(&st, &req, user, t).await;
     if let Ok(id) = session {
         let c = set_cookie(&st, SESSION_COOKIE, &id, st.cfg.tokens.session_secs as i64);
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            r.headers_mut().append(header::SET_COOKIE, v);
+        // A new CSRF cookie with the new session.
+        let (_, csrf) = new_csrf_cookie(&st);
+        for c in [c, csrf] {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
         }
     }
     r

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::authorize::{redirect_with, SESSION_COOKIE};
+use super::authorize::{csrf_ok, csrf_token, redirect_with, SESSION_COOKIE};
 use super::{authenticate_client, cookie, set_cookie, Params, Shared, SCOPES};
 use crate::error::OAuthError;
 use crate::html;
@@ -28,6 +28,7 @@ pub(super) async fn discovery(State(st): State<Shared>) -> Response {
         "device_authorization_endpoint": format!("{i}/device_authorization"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
+        "prompt_values_supported": ["none", "login", "select_account"],
         "grant_types_supported": crate::domain::GRANT_TYPES,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
@@ -63,7 +64,7 @@ pub(super) async fn jwks(State(st): State<Shared>) -> Result<Response, OAuthErro
 pub(crate) async fn check_access_token(st: &AppState, token: &str) -> Result<Value, OAuthError> {
     let claims = st
         .keys
-        .verify(token, &st.issuer)
+        .verify_access(token, &st.issuer)
         .map_err(|e| OAuthError::InvalidToken(format!("{e}; get a new token")))?;
     let Some(sid) = claims["sid"].as_str() else {
         return Err(OAuthError::InvalidToken(
@@ -95,6 +96,12 @@ pub(super) async fn userinfo(
             )
         })?;
     let claims = check_access_token(&st, token.trim()).await?;
+    let scopes: Vec<&str> = claims["scope"].as_str().unwrap_or("").split(' ').collect();
+    if !scopes.contains(&"openid") {
+        return Err(OAuthError::InsufficientScope(
+            "/userinfo needs an access token with the `openid` scope".into(),
+        ));
+    }
     let sub = claims["sub"].as_str().unwrap_or_default();
     let user = st
         .db
@@ -102,15 +109,18 @@ pub(super) async fn userinfo(
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(|| OAuthError::InvalidToken("the user is disabled or removed".into()))?;
+    // Profile claims with the `profile` scope, the address with `email`.
     let mut out = json!({
         "sub": user.name,
-        "preferred_username": user.name,
         "groups": st.db.user_groups(&user.name).await?,
     });
-    if !user.full_name.is_empty() {
-        out["name"] = json!(user.full_name);
+    if scopes.contains(&"profile") {
+        out["preferred_username"] = json!(user.name);
+        if !user.full_name.is_empty() {
+            out["name"] = json!(user.full_name);
+        }
     }
-    if !user.email.is_empty() {
+    if scopes.contains(&"email") && !user.email.is_empty() {
         out["email"] = json!(user.email);
     }
     let mut r = Json(out).into_response();
@@ -149,8 +159,35 @@ pub(super) async fn revoke(
     Ok(StatusCode::OK.into_response())
 }
 
-/// OIDC RP-initiated logout: ends the browser session, then returns to a
-/// registered `post_logout_redirect_uri` or shows a page.
+/// The claims of an `id_token_hint`: an ID token of this sso (not an
+/// access token), expired or not.
+fn id_token_hint(st: &AppState, hint: &str) -> Option<Value> {
+    use base64::Engine;
+    let typ = hint
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|h| h["typ"].as_str().map(str::to_ascii_lowercase));
+    if matches!(typ.as_deref(), Some("at+jwt" | "application/at+jwt")) {
+        return None;
+    }
+    match st.keys.verify(hint, &st.issuer) {
+        Ok(c) => Some(c),
+        Err(JwtError::Expired) => st.keys.verify_ignoring_expiry(hint, &st.issuer).ok(),
+        Err(_) => None,
+    }
+}
+
+/// OIDC RP-initiated logout. A GET (or a POST from elsewhere) shows a
+/// confirmation page whose form (CSRF protected) ends the browser session;
+/// then sso returns to a registered `post_logout_redirect_uri` or shows a
+/// page. A valid `id_token_hint` for the signed-in user skips the
+/// confirmation, and so does having no session (nothing to end).
 pub(super) async fn logout(
     State(st): State<Shared>,
     method: Method,
@@ -173,8 +210,58 @@ pub(super) async fn logout(
             )
         }
     };
-    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        if let Err(e) = st.db.delete_session(&id).await {
+    let session_id = cookie(&headers, SESSION_COOKIE);
+    let session = match &session_id {
+        Some(id) => st.db.session(id).await.ok().flatten(),
+        None => None,
+    };
+    let hint = p.get("id_token_hint").and_then(|h| id_token_hint(&st, h));
+    let client_id = match &hint {
+        Some(c) => c["aud"].as_str().map(str::to_owned),
+        None => p.get("client_id").map(str::to_owned),
+    };
+    let client = match &client_id {
+        Some(id) => st.db.get_client(id).await.ok().flatten(),
+        None => None,
+    };
+    let target = p.get("post_logout_redirect_uri");
+    let registered = match (target, &client) {
+        (Some(u), Some(c)) => c.post_logout_redirect_uris.iter().any(|r| r == u),
+        _ => false,
+    };
+    let confirmed =
+        method == Method::POST && p.get("confirm") == Some("yes") && csrf_ok(&st, &headers, &p);
+    let hint_for_session = match (&hint, &session) {
+        (Some(h), Some((user, _))) => h["sub"].as_str() == Some(user.as_str()),
+        _ => false,
+    };
+    if !confirmed && session.is_some() && !hint_for_session {
+        let (csrf, set) = csrf_token(&st, &headers);
+        let mut fields: Vec<(&str, &str)> = vec![("csrf", &csrf), ("confirm", "yes")];
+        if let Some(c) = &client_id {
+            fields.push(("client_id", c));
+        }
+        for k in ["post_logout_redirect_uri", "state"] {
+            if let Some(v) = p.get(k) {
+                fields.push((k, v));
+            }
+        }
+        let who = session.as_ref().map(|s| s.0.as_str()).unwrap_or_default();
+        let body = format!(
+            "<p>Sign out of sso as <b>{}</b>? Every application that relies on this sign-in will ask you to sign in again.</p>\
+             <form method=\"post\" action=\"/logout\">{}<button type=\"submit\">Sign out</button></form>",
+            html::esc(who),
+            html::hidden(&fields),
+        );
+        let targets: Vec<&str> = target.filter(|_| registered).into_iter().collect();
+        let mut r = html::page_with_targets(StatusCode::OK, "Sign out", &body, &targets);
+        if let Some(c) = set.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        return r;
+    }
+    if let Some(id) = &session_id {
+        if let Err(e) = st.db.delete_session(id).await {
             tracing::error!(error = %e, "cannot delete session");
             return html::message(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -184,40 +271,20 @@ pub(super) async fn logout(
         }
     }
     let clear = set_cookie(&st, SESSION_COOKIE, "", 0);
-    let mut resp = match p.get("post_logout_redirect_uri") {
+    let mut resp = match target {
         None => html::message(StatusCode::OK, "Signed out", "You are signed out of sso."),
-        Some(uri) => {
-            let client_id = match p.get("id_token_hint") {
-                Some(h) => match st.keys.verify(h, &st.issuer) {
-                    Ok(c) => c["aud"].as_str().map(str::to_owned),
-                    Err(JwtError::Expired) => st
-                        .keys
-                        .verify_ignoring_expiry(h, &st.issuer)
-                        .ok()
-                        .and_then(|c| c["aud"].as_str().map(str::to_owned)),
-                    Err(_) => None,
-                },
-                None => p.get("client_id").map(str::to_owned),
-            };
-            let client = match &client_id {
-                Some(id) => st.db.get_client(id).await.ok().flatten(),
-                None => None,
-            };
-            match client {
-                Some(c) if c.post_logout_redirect_uris.iter().any(|u| u == uri) => {
-                    let mut pairs = Vec::new();
-                    if let Some(s) = p.get("state") {
-                        pairs.push(("state", s));
-                    }
-                    redirect_with(uri, &pairs)
-                }
-                _ => html::message(
-                    StatusCode::BAD_REQUEST,
-                    "Signed out",
-                    "You are signed out, but the application's post_logout_redirect_uri is not registered for it (or no valid id_token_hint or client_id was given), so sso does not send you back.",
-                ),
+        Some(uri) if registered => {
+            let mut pairs = Vec::new();
+            if let Some(s) = p.get("state") {
+                pairs.push(("state", s));
             }
+            redirect_with(uri, &pairs)
         }
+        Some(_) => html::message(
+            StatusCode::BAD_REQUEST,
+            "Signed out",
+            "You are signed out, but the application's post_logout_redirect_uri is not registered for it (or no valid id_token_hint or client_id was given), so sso does not send you back.",
+        ),
     };
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().append(header::SET_COOKIE, v);

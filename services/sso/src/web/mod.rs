@@ -45,14 +45,28 @@ pub fn router(state: Shared) -> Router {
         .route("/device", get(device::get_device).post(device::post_device))
         .route("/metrics", get(misc::metrics))
         .merge(admin::routes())
+        // Also bounds every body to BODY_LIMIT (413 as OAuth JSON).
         .layer(axum::middleware::from_fn(reject_nul))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Answers 413 with an OAuth JSON error (also before reading a body whose
+/// `Content-Length` is already too large).
+fn too_large() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": format!("the request body is over {BODY_LIMIT} bytes"),
+        })),
+    )
+        .into_response()
 }
 
 /// Refuses requests carrying a NUL character (raw, `%00` or JSON
 /// `\u0000`) in the query or body: PostgreSQL cannot store one, and no
-/// field needs it. Bodies are already bounded by [`BODY_LIMIT`].
+/// field needs it. Bodies over [`BODY_LIMIT`] get 413.
 async fn reject_nul(
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -70,19 +84,19 @@ async fn reject_nul(
     if has_nul(req.uri().to_string().as_bytes()) {
         return bad();
     }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return too_large();
+    }
     let (parts, body) = req.into_parts();
+    // Reads at most BODY_LIMIT bytes, whatever the body claims.
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
-        Err(_) => {
-            return (
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                axum::Json(serde_json::json!({
-                    "error": "invalid_request",
-                    "error_description": format!("the request body is over {BODY_LIMIT} bytes"),
-                })),
-            )
-                .into_response()
-        }
+        Err(_) => return too_large(),
     };
     if has_nul(&bytes) {
         return bad();
@@ -96,8 +110,42 @@ async fn reject_nul(
 
 /// Form or query parameters. A parameter given twice is an error (RFC
 /// 6749 §3.1), and an empty value counts as absent.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Params(HashMap<String, String>);
+
+/// Parameters whose values are secrets (or let someone act as the user):
+/// never printed.
+const SECRET_PARAMS: &[&str] = &[
+    "password",
+    "current_password",
+    "client_secret",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "device_code",
+    "user_code",
+    "token",
+    "id_token_hint",
+    "csrf",
+    "assertion",
+    "client_assertion",
+];
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<&String> = self.0.keys().collect();
+        keys.sort();
+        let mut m = f.debug_map();
+        for k in keys {
+            if SECRET_PARAMS.contains(&k.as_str()) {
+                m.entry(k, &"***");
+            } else {
+                m.entry(k, &self.0[k]);
+            }
+        }
+        m.finish()
+    }
+}
 
 impl Params {
     pub fn parse(s: &[u8]) -> Result<Self, OAuthError> {
@@ -264,4 +312,22 @@ pub(crate) fn check_scope(scope: Option<&str>) -> Result<String, OAuthError> {
         }
     }
     Ok(out.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Params;
+
+    #[test]
+    fn params_debug_redacts_secrets() {
+        let p = Params::parse(
+            b"grant_type=password&username=alice&password=hunter22&client_secret=s3cr3t&code=abc123",
+        )
+        .unwrap();
+        let d = format!("{p:?}");
+        for secret in ["hunter22", "s3cr3t", "abc123"] {
+            assert!(!d.contains(secret), "{d}");
+        }
+        assert!(d.contains("alice") && d.contains("password"), "{d}");
+    }
 }

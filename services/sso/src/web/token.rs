@@ -65,7 +65,7 @@ async fn authorization_code(
     p: &Params,
 ) -> Result<Response, OAuthError> {
     let code = p.require("code")?;
-    let redirect_uri = p.require("redirect_uri")?;
+    let redirect_uri = p.get("redirect_uri");
     let bad = || {
         OAuthError::InvalidGrant(
             "the authorization code is invalid, expired or already used; start the login again"
@@ -85,10 +85,26 @@ async fn authorization_code(
     if c.expires_at <= now() || c.grant.revoked {
         return Err(bad());
     }
-    if c.redirect_uri != redirect_uri {
-        return Err(OAuthError::InvalidGrant(
-            "redirect_uri differs from the one given to /authorize".into(),
-        ));
+    // RFC 6749 §4.1.3: required, and identical, when /authorize had one.
+    match (c.redirect_uri.as_str(), redirect_uri) {
+        ("", None) => {}
+        ("", Some(u)) if client.redirect_uris.iter().any(|r| r == u) => {}
+        ("", Some(_)) => {
+            return Err(OAuthError::InvalidGrant(
+                "redirect_uri is not registered for this client".into(),
+            ))
+        }
+        (_, None) => {
+            return Err(OAuthError::InvalidRequest(
+                "missing parameter `redirect_uri`: /authorize had one; send the same".into(),
+            ))
+        }
+        (stored, Some(u)) if stored == u => {}
+        _ => {
+            return Err(OAuthError::InvalidGrant(
+                "redirect_uri differs from the one given to /authorize".into(),
+            ))
+        }
     }
     match (&c.code_challenge, p.get("code_verifier")) {
         (Some(ch), Some(v)) => {
@@ -297,7 +313,8 @@ pub(crate) async fn issue(
             }
             (user.name, groups)
         }
-        None => (client.client_id.clone(), Vec::new()),
+        // Never a user name: `:` is not allowed in those.
+        None => (format!("client:{}", client.client_id), Vec::new()),
     };
     let mut at = json!({
         "iss": st.issuer,

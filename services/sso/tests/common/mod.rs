@@ -337,3 +337,48 @@ pub async fn user_tokens(s: &TestSso, client_id: &str, user: &str) -> serde_json
     assert_eq!(st, 200, "{tok}");
     tok
 }
+
+/// An `/authorize` URL for public client `client_id` with PKCE and the
+/// given scope and extra query; returns it and the PKCE verifier.
+pub fn authorize_url(s: &TestSso, client_id: &str, scope: &str, extra: &str) -> (String, String) {
+    use base64::Engine;
+    use sha2::Digest;
+    let verifier = sso::secret::random_token();
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}?response_type=code&client_id={client_id}&scope={}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256{extra}",
+        s.url("/authorize"),
+        enc(scope),
+        enc(REDIRECT),
+    );
+    (url, verifier)
+}
+
+/// Like [`user_tokens`] with a chosen scope.
+pub async fn user_tokens_scope(
+    s: &TestSso,
+    client_id: &str,
+    user: &str,
+    pw: &str,
+    scope: &str,
+) -> serde_json::Value {
+    let (auth, verifier) = authorize_url(s, client_id, scope, "");
+    let (st, loc, body) = login(&browser(), s, &auth, user, pw, None).await;
+    assert_eq!(st, 303, "{body}");
+    let code = param(&loc.unwrap(), "code").unwrap();
+    let (st, tok) = token_request(
+        s,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{tok}");
+    tok
+}
