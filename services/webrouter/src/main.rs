@@ -1,10 +1,14 @@
-//! webrouter: Renders nginx configuration from etcd and reloads nginx.
-//!
-//! For now it loads its config and serves `/healthz`; its own logic lands
-//! with its issue (see docs/architecture.md).
+//! webrouter: keeps nginx serving the healthy instances that etcd lists.
+//! Parses `--config`, starts tracing and runs until SIGTERM or SIGINT.
+
+use clap::Parser;
+use lain_service::DaemonArgs;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lain_service::run_basic("webrouter").await?;
+    let args = DaemonArgs::parse();
+    let config: webrouter::config::Config = lain_service::load_config(&args.config)?;
+    lain_service::init_tracing(config.log_format);
+    webrouter::run(config, lain_service::shutdown_signal()).await?;
     Ok(())
 }

@@ -1,0 +1,659 @@
+//! Rendering: a pure function from routing state to nginx config text.
+//!
+//! [`render`] turns the desired procs, observed instances, cluster config
+//! and certificates into `http.conf` (upstreams and servers) plus the
+//! certificate files it references; [`main_conf`] wraps it in a complete
+//! `nginx.conf`. No I/O happens here, and output order never depends on
+//! hash-map order, so equal state renders byte-identical text.
+//!
+//! Every value taken from etcd is checked before it reaches the text:
+//! hosts and paths against strict character sets, addresses parsed as
+//! socket addresses, names re-encoded. Anything unexpected is left out with
+//! a warning rather than written, so no value can break out of a directive
+//! or make `nginx -t` fail for every other app.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use lain_store::{ClusterConfig, DesiredProc, Health, InstanceState, ObservedInstance, ProcType};
+use sha2::{Digest, Sha256};
+
+/// A certificate chain and its private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPair {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+/// Everything the router renders from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteState {
+    pub cluster: Option<ClusterConfig>,
+    /// Keyed by `(app, proc)`.
+    pub procs: BTreeMap<(String, String), DesiredProc>,
+    /// Keyed by `(app, proc, instance)`.
+    pub instances: BTreeMap<(String, String, String), ObservedInstance>,
+    /// Keyed by the name the certificate serves: `a.example.com` or the
+    /// wildcard `*.example.com`.
+    pub certs: BTreeMap<String, CertPair>,
+}
+
+/// Where nginx listens and lives; fixed for a router's lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// nginx's prefix; certificates go under `{state_dir}/certs/`.
+    pub state_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub https_listen: Option<SocketAddr>,
+}
+
+/// A file the rendered config references, relative to the state dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutFile {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+    /// Unix permission bits: 0600 for private keys.
+    pub mode: u32,
+}
+
+/// The result of [`render`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Upstreams and servers, included inside `http { }`.
+    pub http_conf: String,
+    /// Certificate and key files to write before `nginx -t`.
+    pub files: Vec<OutFile>,
+    /// Upstreams with at least one healthy instance.
+    pub upstreams: usize,
+    /// Routed domains.
+    pub domains: usize,
+    /// Things left out, each saying what and why.
+    pub warnings: Vec<String>,
+    /// sha256 of `http_conf` (which names certificates by content hash).
+    pub hash: String,
+}
+
+/// Settings of the main `nginx.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainOptions {
+    pub state_dir: PathBuf,
+    pub status_listen: SocketAddr,
+    pub worker_processes: u32,
+    /// `user` for worker processes; `None` leaves nginx's default.
+    pub user: Option<String>,
+}
+
+/// The path nginx's status server answers with the config generation.
+pub const GENERATION_PATH: &str = "/lain-webrouter/generation";
+
+/// One routed location: a proc behind `domain` + `path`.
+#[derive(Debug, Clone)]
+struct Route<'a> {
+    app: &'a str,
+    proc: &'a str,
+    /// Index into the upstream names.
+    upstream: usize,
+    healthy: bool,
+    https_only: bool,
+}
+
+/// Renders `http.conf` and the certificate files for `state`.
+pub fn render(state: &RouteState, opts: &RenderOptions) -> Rendered {
+    // Rendered first with placeholders for what differs between routers
+    // (listen addresses, state dir), so that the hash names the routing
+    // alone: routers fed the same state publish the same hash.
+    let local = RenderOptions {
+        state_dir: PathBuf::from(P_STATE),
+        http_listen: opts.http_listen,
+        https_listen: opts.https_listen,
+    };
+    let (text, rest) = render_with(state, &local, P_HTTP, P_HTTPS);
+    let hash = hex(&Sha256::digest(text.as_bytes()));
+    let state_dir = opts.state_dir.display().to_string();
+    let https = opts.https_listen.map(|a| a.to_string()).unwrap_or_default();
+    let http = opts.http_listen.to_string();
+    let http_conf = substitute(
+        &text,
+        &[(P_STATE, &state_dir), (P_HTTPS, &https), (P_HTTP, &http)],
+    );
+    Rendered {
+        http_conf,
+        hash,
+        ..rest
+    }
+}
+
+/// Replaces every placeholder in one pass (the text is megabytes at
+/// 10,000 procs; a `replace` per placeholder would copy it each time).
+fn substitute(text: &str, subs: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut rest = text;
+    while let Some(i) = rest.find('@') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        match subs.iter().find(|(p, _)| tail.starts_with(p)) {
+            Some((p, v)) => {
+                out.push_str(v);
+                rest = &tail[p.len()..];
+            }
+            None => {
+                out.push('@');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+// Cannot come from etcd: `@` is in no accepted host, path, name or address.
+const P_STATE: &str = "@STATE@";
+const P_HTTP: &str = "@HTTP@";
+const P_HTTPS: &str = "@HTTPS@";
+
+fn render_with(
+    state: &RouteState,
+    opts: &RenderOptions,
+    http_listen: &str,
+    https_listen: &str,
+) -> (String, Rendered) {
+    let mut warnings = Vec::new();
+    let mut out = String::with_capacity(1024 * (state.procs.len() + 4));
+    out.push_str(HTTP_PREAMBLE.trim_start());
+    let _ = writeln!(
+        out,
+        "access_log {} lain_json;\n",
+        opts.state_dir.join("access.log").display()
+    );
+
+    // Healthy addresses per proc, sorted and deduplicated. Instances come
+    // in (app, proc) order, the same as procs, so one pass groups them
+    // and a cursor joins them to their procs below.
+    let mut healthy: Vec<((&str, &str), Vec<SocketAddr>)> = Vec::new();
+    for ((app, proc, instance), inst) in &state.instances {
+        if inst.state != InstanceState::Running || inst.health != Health::Healthy {
+            continue;
+        }
+        let Some(addr) = inst.address.as_deref() else {
+            continue;
+        };
+        match addr.parse::<SocketAddr>() {
+            Ok(a) => match healthy.last_mut() {
+                Some((k, v)) if *k == (app.as_str(), proc.as_str()) => v.push(a),
+                _ => healthy.push(((app, proc), vec![a])),
+            },
+            Err(_) => warnings.push(format!(
+                "instance {app}/{proc}/{instance}: address {:?} is not ip:port; not routed",
+                short(addr)
+            )),
+        }
+    }
+    for (_, v) in &mut healthy {
+        v.sort_unstable();
+        v.dedup();
+    }
+    let mut cursor = healthy.iter().peekable();
+
+    let cluster_domains = state
+        .cluster
+        .as_ref()
+        .map(|c| (c.domain.as_str(), c.extra_domains.as_slice()));
+
+    // domain -> path ("" for the root) -> route; procs in key order, so a
+    // conflict always resolves the same way.
+    let mut domains: BTreeMap<String, BTreeMap<String, Route<'_>>> = BTreeMap::new();
+    let mut upstream_names: Vec<String> = Vec::with_capacity(state.procs.len());
+    let mut upstreams = 0;
+    for ((app, proc), desired) in &state.procs {
+        let key = (app.as_str(), proc.as_str());
+        while cursor.next_if(|(k, _)| *k < key).is_some() {}
+        let addrs: &[SocketAddr] = match cursor.peek() {
+            Some((k, v)) if *k == key => v,
+            _ => &[],
+        };
+        if desired.proc_type != ProcType::Web {
+            continue;
+        }
+        let upstream_idx = upstream_names.len();
+        upstream_names.push(upstream_name(app, proc));
+        let is_healthy = !addrs.is_empty();
+        let mut mountpoints: Vec<String> = desired.mountpoints.clone();
+        if proc == "web" {
+            if let Some((domain, extra)) = cluster_domains {
+                mountpoints.extend(lain_spec::default_domains(app, domain, extra));
+            }
+        }
+        let mut routed = false;
+        let mut seen = BTreeSet::new();
+        for mp in &mountpoints {
+            let Some((host, path)) = parse_mountpoint(mp) else {
+                warnings.push(format!(
+                    "proc {app}/{proc}: mountpoint {:?} is not host[/path] with safe characters; skipped",
+                    short(mp)
+                ));
+                continue;
+            };
+            if !seen.insert((host.clone(), path.clone())) {
+                continue;
+            }
+            let paths = domains.entry(host.clone()).or_default();
+            if let Some(other) = paths.get(&path) {
+                warnings.push(format!(
+                    "proc {app}/{proc}: mountpoint {host}{path} is already served by {}/{}; skipped",
+                    other.app, other.proc
+                ));
+                continue;
+            }
+            paths.insert(
+                path,
+                Route {
+                    app,
+                    proc,
+                    upstream: upstream_idx,
+                    healthy: is_healthy,
+                    https_only: desired.https_only,
+                },
+            );
+            routed = true;
+        }
+        // nginx refuses an empty upstream: a proc without a healthy
+        // instance gets none, and its locations answer 503 instead.
+        if routed && is_healthy {
+            upstreams += 1;
+            let _ = writeln!(out, "upstream {} {{", upstream_names[upstream_idx]);
+            for a in addrs {
+                let _ = writeln!(out, "    server {a} max_fails=1 fail_timeout=2s;");
+            }
+            out.push_str("}\n\n");
+        }
+    }
+
+    // Default servers: unknown hosts get a clear 404, not some app.
+    let _ = writeln!(
+        out,
+        "server {{\n    listen {http_listen} default_server;\n    server_name _;\n    \
+         return 404 \"404 Not Found: no app is routed at this host\\n\";\n}}\n"
+    );
+    let mut files = BTreeMap::new();
+    let mut cert_paths: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    let https = opts.https_listen.filter(|_| !state.certs.is_empty());
+    if https.is_some() {
+        let _ = writeln!(
+            out,
+            "server {{\n    listen {https_listen} ssl default_server;\n    server_name _;\n    \
+             ssl_reject_handshake on;\n}}\n"
+        );
+    }
+    let valid_certs: BTreeMap<&str, &CertPair> = state
+        .certs
+        .iter()
+        .filter(|(name, _)| {
+            let ok = valid_cert_name(name);
+            if !ok {
+                warnings.push(format!(
+                    "certificate name {:?} is not a DNS name or *.name; ignored",
+                    short(name)
+                ));
+            }
+            ok
+        })
+        .map(|(n, c)| (n.as_str(), c))
+        .collect();
+
+    for (domain, paths) in &domains {
+        let redirect_port = match opts.https_listen.map(|a| a.port()) {
+            Some(443) | None => String::new(),
+            Some(p) => format!(":{p}"),
+        };
+        let _ = writeln!(
+            out,
+            "server {{\n    listen {http_listen};\n    server_name {domain};"
+        );
+        for (path, route) in paths {
+            if route.https_only {
+                let _ = writeln!(
+                    out,
+                    "    location {} {{\n        return 301 https://$host{redirect_port}$request_uri;\n    }}",
+                    location_of(path)
+                );
+            } else {
+                write_location(&mut out, path, route, &upstream_names);
+            }
+        }
+        out.push_str("}\n\n");
+
+        if https.is_none() {
+            continue;
+        }
+        let Some((cert_name, pair)) = find_cert(&valid_certs, domain) else {
+            if paths.values().any(|r| r.https_only) {
+                warnings.push(format!(
+                    "domain {domain}: https_only but no certificate for it or *.{}; redirects to an HTTPS server that rejects it",
+                    parent(domain).unwrap_or("")
+                ));
+            }
+            continue;
+        };
+        // Paths computed once per certificate, not once per domain.
+        let (crt, key) = cert_paths.entry(cert_name).or_insert_with(|| {
+            let id = cert_id(pair);
+            let crt = PathBuf::from(format!("certs/{id}.crt"));
+            let key = PathBuf::from(format!("certs/{id}.key"));
+            let text = (
+                opts.state_dir.join(&crt).display().to_string(),
+                opts.state_dir.join(&key).display().to_string(),
+            );
+            files.insert(crt, (pair.cert.clone(), 0o644));
+            files.insert(key, (pair.key.clone(), 0o600));
+            text
+        });
+        let _ = writeln!(
+            out,
+            "server {{\n    listen {https_listen} ssl;\n    server_name {domain};\n    \
+             # certificate for {cert_name}\n    ssl_certificate {crt};\n    ssl_certificate_key {key};"
+        );
+        for (path, route) in paths {
+            write_location(&mut out, path, route, &upstream_names);
+        }
+        out.push_str("}\n\n");
+    }
+
+    let rendered = Rendered {
+        http_conf: String::new(),
+        files: files
+            .into_iter()
+            .map(|(path, (contents, mode))| OutFile {
+                path,
+                contents,
+                mode,
+            })
+            .collect(),
+        upstreams,
+        domains: domains.len(),
+        warnings,
+        hash: String::new(),
+    };
+    (out, rendered)
+}
+
+const HTTP_PREAMBLE: &str = r#"
+# generated by webrouter from etcd; do not edit
+# A request id: the client's if it looks like one, else nginx's own.
+map $http_x_request_id $lain_request_id {
+    "~^[A-Za-z0-9._-]{1,128}$" $http_x_request_id;
+    default $request_id;
+}
+map $http_upgrade $lain_connection {
+    default upgrade;
+    "" "";
+}
+log_format lain_json escape=json '{"time":"$time_iso8601","request_id":"$lain_request_id",'
+    '"remote_addr":"$remote_addr","host":"$host","method":"$request_method",'
+    '"uri":"$request_uri","status":$status,"bytes_sent":$bytes_sent,'
+    '"request_time":$request_time,"upstream":"$upstream_addr",'
+    '"upstream_status":"$upstream_status","upstream_time":"$upstream_response_time",'
+    '"user_agent":"$http_user_agent","scheme":"$scheme"}';
+server_names_hash_bucket_size 128;
+server_names_hash_max_size 131072;
+proxy_http_version 1.1;
+proxy_set_header Host $host;
+proxy_set_header X-Real-IP $remote_addr;
+proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+proxy_set_header X-Forwarded-Proto $scheme;
+proxy_set_header X-Request-Id $lain_request_id;
+proxy_set_header Upgrade $http_upgrade;
+proxy_set_header Connection $lain_connection;
+proxy_connect_timeout 2s;
+proxy_next_upstream error timeout;
+proxy_next_upstream_tries 3;
+add_header X-Request-Id $lain_request_id always;
+"#;
+
+fn write_location(out: &mut String, path: &str, route: &Route<'_>, upstreams: &[String]) {
+    let loc = location_of(path);
+    if route.healthy {
+        // `proxy_pass http://u/` replaces the matched `/path/` with `/`
+        // (LAIN's prefix stripping); the root passes the URI unchanged.
+        let slash = if path.is_empty() { "" } else { "/" };
+        let _ = writeln!(
+            out,
+            "    location {loc} {{\n        proxy_pass http://{}{slash};\n    }}",
+            upstreams[route.upstream]
+        );
+    } else {
+        // Names are etcd key segments (letters, digits, `._-`); `clean`
+        // keeps it that way so the text cannot end the string or add a
+        // variable.
+        let _ = writeln!(
+            out,
+            "    location {loc} {{\n        default_type text/plain;\n        \
+             add_header X-Request-Id $lain_request_id always;\n        \
+             add_header Retry-After 5 always;\n        \
+             return 503 \"503 Service Unavailable: {}/{} has no healthy instance right now. \
+             Try again shortly; its maintainers can check `lain ps {}`.\\n\";\n    }}",
+            clean(route.app),
+            clean(route.proc),
+            clean(route.app)
+        );
+    }
+}
+
+fn location_of(path: &str) -> String {
+    if path.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("{path}/")
+    }
+}
+
+/// `{app}-{proc}` with everything but ASCII letters and digits written as
+/// `_XX` (hex), so distinct procs never share a name.
+pub fn upstream_name(app: &str, proc: &str) -> String {
+    let enc = |s: &str| {
+        let mut o = String::with_capacity(s.len() + 8);
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() {
+                o.push(char::from(b));
+            } else {
+                let _ = write!(o, "_{b:02X}");
+            }
+        }
+        o
+    };
+    format!("{}-{}", enc(app), enc(proc))
+}
+
+/// Splits an expanded mountpoint into a lowercase host and a path that is
+/// `""` (the root) or starts with `/` and has no trailing `/`. `None` for
+/// anything outside the lain.yaml mountpoint rules.
+pub fn parse_mountpoint(mp: &str) -> Option<(String, String)> {
+    let (host, path) = match mp.find('/') {
+        Some(i) => (&mp[..i], &mp[i..]),
+        None => (mp, ""),
+    };
+    let host = host.to_ascii_lowercase();
+    if !valid_host(&host) {
+        return None;
+    }
+    let path = path.trim_end_matches('/');
+    if !path.is_empty() {
+        let ok_chars = path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%/".contains(&b));
+        let ok_segments = path[1..]
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+        if !ok_chars || !ok_segments || path.len() > 1024 {
+            return None;
+        }
+    }
+    Some((host, path.to_owned()))
+}
+
+/// A DNS name: dot-separated labels of letters, digits and inner `-`.
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn valid_cert_name(name: &str) -> bool {
+    valid_host(name.strip_prefix("*.").unwrap_or(name))
+}
+
+fn parent(domain: &str) -> Option<&str> {
+    domain
+        .split_once('.')
+        .map(|(_, p)| p)
+        .filter(|p| p.contains('.') || !p.is_empty())
+}
+
+/// The exact certificate for `domain`, else the wildcard of its parent.
+fn find_cert<'a>(
+    certs: &BTreeMap<&'a str, &'a CertPair>,
+    domain: &str,
+) -> Option<(&'a str, &'a CertPair)> {
+    if let Some((n, c)) = certs.get_key_value(domain) {
+        return Some((n, c));
+    }
+    let wildcard = format!("*.{}", parent(domain)?);
+    certs
+        .get_key_value(wildcard.as_str())
+        .map(|(n, c)| (*n, *c))
+}
+
+/// Names a certificate's files by content, so a changed certificate gets
+/// new files and a new config hash (and with it a reload).
+fn cert_id(pair: &CertPair) -> String {
+    let mut h = Sha256::new();
+    h.update(&pair.cert);
+    h.update([0]);
+    h.update(&pair.key);
+    hex(&h.finalize()[..12])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(253)
+        .collect()
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// The complete `nginx.conf` of a generation, including `http_conf_path`.
+/// Logs, pid, lock and temp files all live in the state dir, so several
+/// routers on one host never collide.
+pub fn main_conf(opts: &MainOptions, generation: u64, http_conf_path: &Path) -> String {
+    let p = opts.state_dir.display();
+    let user = opts
+        .user
+        .as_deref()
+        .filter(|u| {
+            !u.is_empty()
+                && u.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .map(|u| format!("user {u};\n"))
+        .unwrap_or_default();
+    format!(
+        "# generated by webrouter, generation {generation}; do not edit\n\
+         daemon off;\n\
+         master_process on;\n\
+         worker_processes {workers};\n\
+         {user}\
+         pid {p}/nginx.pid;\n\
+         lock_file {p}/nginx.lock;\n\
+         error_log {p}/error.log notice;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n\
+         \x20   client_body_temp_path {p}/temp/body;\n\
+         \x20   proxy_temp_path {p}/temp/proxy;\n\
+         \x20   fastcgi_temp_path {p}/temp/fastcgi;\n\
+         \x20   uwsgi_temp_path {p}/temp/uwsgi;\n\
+         \x20   scgi_temp_path {p}/temp/scgi;\n\
+         \x20   default_type text/plain;\n\
+         \x20   # webrouter asks this server which generation is live\n\
+         \x20   server {{\n\
+         \x20       listen {status};\n\
+         \x20       access_log off;\n\
+         \x20       location = {GENERATION_PATH} {{ return 200 \"{generation}\"; }}\n\
+         \x20       location / {{ return 404; }}\n\
+         \x20   }}\n\
+         \x20   include {http};\n\
+         }}\n",
+        workers = opts.worker_processes.max(1),
+        status = opts.status_listen,
+        http = http_conf_path.display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountpoints_parse_strictly() {
+        assert_eq!(
+            parse_mountpoint("A.example.com/api/"),
+            Some(("a.example.com".into(), "/api".into()))
+        );
+        assert_eq!(
+            parse_mountpoint("a.com"),
+            Some(("a.com".into(), String::new()))
+        );
+        for bad in [
+            "",
+            "/api",
+            "a.com/a b",
+            "a.com/x;y",
+            "a.com/$x",
+            "a.com/{",
+            "a.com/\"",
+            "a.com//x",
+            "a.com/../x",
+            "a.com:80/x",
+            "*.a.com",
+            "-a.com",
+            "a.com/x\n",
+        ] {
+            assert_eq!(parse_mountpoint(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_names_are_distinct_and_safe() {
+        assert_eq!(upstream_name("hello", "web.admin"), "hello-web_2Eadmin");
+        assert_ne!(upstream_name("a-b", "web"), upstream_name("a", "b-web"));
+    }
+
+    #[test]
+    fn wildcard_certificates_cover_one_level() {
+        let pair = CertPair {
+            cert: b"c".to_vec(),
+            key: b"k".to_vec(),
+        };
+        let certs: BTreeMap<&str, &CertPair> = [("*.example.com", &pair)].into_iter().collect();
+        assert!(find_cert(&certs, "a.example.com").is_some());
+        assert!(find_cert(&certs, "example.com").is_none());
+        assert!(find_cert(&certs, "b.a.example.com").is_none());
+    }
+}

@@ -1,0 +1,353 @@
+//! Snapshot tests of the pure renderer: committed expected files under
+//! tests/snapshots/. Run with `UPDATE_SNAPSHOTS=1` to rewrite them after an
+//! intended change, and review the diff.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use lain_store::{ClusterConfig, DesiredProc, Health, InstanceState, ObservedInstance, ProcType};
+use webrouter::render::{main_conf, render, CertPair, MainOptions, RenderOptions, RouteState};
+
+fn proc(app: &str, name: &str, mountpoints: &[&str], https_only: bool) -> DesiredProc {
+    DesiredProc {
+        app: app.into(),
+        proc: name.into(),
+        proc_type: if name.starts_with("web") {
+            ProcType::Web
+        } else {
+            ProcType::Worker
+        },
+        release: "1700000000-abc".into(),
+        image: format!("registry.lain.local/{app}:release-1700000000-abc"),
+        instances: 2,
+        cmd: vec![],
+        entrypoint: vec![],
+        user: None,
+        workdir: None,
+        cpu_millis: 0,
+        memory_bytes: 32 << 20,
+        env: BTreeMap::new(),
+        secrets: vec![],
+        port: Some(8080),
+        healthcheck: None,
+        mountpoints: mountpoints.iter().map(|s| s.to_string()).collect(),
+        https_only,
+        volumes: vec![],
+        labels: BTreeMap::new(),
+        kill_timeout_secs: 10,
+        setup_time_secs: 0,
+        stateful: false,
+        filters: vec![],
+        generation: 1,
+    }
+}
+
+fn inst(state: InstanceState, health: Health, addr: Option<&str>) -> ObservedInstance {
+    ObservedInstance {
+        node: "n1".into(),
+        container_id: Some("c".into()),
+        generation: 1,
+        release: String::new(),
+        image: String::new(),
+        state,
+        health,
+        address: addr.map(str::to_owned),
+        restarts: 0,
+        started_at_ms: None,
+        updated_at_ms: 0,
+        message: None,
+    }
+}
+
+/// A cluster with most of what the renderer handles.
+pub fn sample_state() -> RouteState {
+    let mut s = RouteState {
+        cluster: Some(ClusterConfig {
+            name: "local".into(),
+            domain: "lain.local".into(),
+            extra_domains: vec!["example.com".into()],
+            registry: "registry.lain.local:5000".into(),
+            registry_insecure: false,
+            node_lost_after_ms: 3000,
+        }),
+        ..RouteState::default()
+    };
+    let procs = [
+        // `web` gets the default domains on top of what it declares.
+        proc(
+            "hello",
+            "web",
+            &["hello.lain.local", "www.hello.com"],
+            false,
+        ),
+        proc(
+            "hello",
+            "web.api",
+            &[
+                "hello.lain.local/api",
+                "api.example.com/v1",
+                "api.example.com/v2/beta",
+            ],
+            false,
+        ),
+        proc("shop", "web", &[], true),
+        // No healthy instance: a 503 page, not a broken config.
+        proc("empty", "web.down", &["down.example.com"], false),
+        // Conflict with hello/web.api: skipped with a warning.
+        proc("zzz", "web.thief", &["hello.lain.local/api"], false),
+        // Hostile values from etcd: skipped.
+        proc(
+            "evil",
+            "web.x",
+            &[
+                "evil.com/a;b",
+                "evil.com/$host",
+                "evil.com/ok",
+                "evil.com/x y",
+                "bad host",
+            ],
+            false,
+        ),
+        proc("hello", "worker", &["not.routed.com"], false),
+    ];
+    for p in procs {
+        s.procs.insert((p.app.clone(), p.proc.clone()), p);
+    }
+    let insts = [
+        (
+            "hello",
+            "web",
+            "i1",
+            inst(
+                InstanceState::Running,
+                Health::Healthy,
+                Some("10.0.0.2:8080"),
+            ),
+        ),
+        (
+            "hello",
+            "web",
+            "i2",
+            inst(
+                InstanceState::Running,
+                Health::Healthy,
+                Some("10.0.0.1:8080"),
+            ),
+        ),
+        (
+            "hello",
+            "web",
+            "i3",
+            inst(
+                InstanceState::Running,
+                Health::Unhealthy,
+                Some("10.0.0.3:8080"),
+            ),
+        ),
+        (
+            "hello",
+            "web",
+            "i4",
+            inst(
+                InstanceState::Draining,
+                Health::Healthy,
+                Some("10.0.0.4:8080"),
+            ),
+        ),
+        (
+            "hello",
+            "web.api",
+            "i1",
+            inst(
+                InstanceState::Running,
+                Health::Healthy,
+                Some("10.0.1.1:8080"),
+            ),
+        ),
+        (
+            "shop",
+            "web",
+            "i1",
+            inst(
+                InstanceState::Running,
+                Health::Healthy,
+                Some("[fd00::1]:80"),
+            ),
+        ),
+        (
+            "empty",
+            "web.down",
+            "i1",
+            inst(
+                InstanceState::Starting,
+                Health::Starting,
+                Some("10.0.2.1:80"),
+            ),
+        ),
+        (
+            "zzz",
+            "web.thief",
+            "i1",
+            inst(InstanceState::Running, Health::Healthy, Some("10.0.3.1:80")),
+        ),
+        (
+            "evil",
+            "web.x",
+            "i1",
+            inst(
+                InstanceState::Running,
+                Health::Healthy,
+                Some("1.2.3.4:80; include /etc/passwd"),
+            ),
+        ),
+        (
+            "evil",
+            "web.x",
+            "i2",
+            inst(InstanceState::Running, Health::Healthy, Some("10.0.4.1:80")),
+        ),
+        (
+            "hello",
+            "worker",
+            "i1",
+            inst(InstanceState::Running, Health::Healthy, Some("10.0.5.1:80")),
+        ),
+    ];
+    for (a, p, i, v) in insts {
+        s.instances.insert((a.into(), p.into(), i.into()), v);
+    }
+    s.certs.insert(
+        "*.example.com".into(),
+        CertPair {
+            cert: b"WILDCARD CERT".to_vec(),
+            key: b"WILDCARD KEY".to_vec(),
+        },
+    );
+    s.certs.insert(
+        "shop.lain.local".into(),
+        CertPair {
+            cert: b"SHOP CERT".to_vec(),
+            key: b"SHOP KEY".to_vec(),
+        },
+    );
+    s
+}
+
+fn opts(https: bool) -> RenderOptions {
+    RenderOptions {
+        state_dir: PathBuf::from("/var/lib/lain/webrouter"),
+        http_listen: "0.0.0.0:80".parse().unwrap(),
+        https_listen: https.then(|| "0.0.0.0:443".parse().unwrap()),
+    }
+}
+
+fn check(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .map_or(expected.lines().count().min(actual.lines().count()), |i| i);
+        panic!(
+            "{name} differs from the snapshot at line {}:\nexpected: {:?}\nactual:   {:?}\n\
+             (UPDATE_SNAPSHOTS=1 rewrites it)",
+            line + 1,
+            expected.lines().nth(line),
+            actual.lines().nth(line)
+        );
+    }
+}
+
+#[test]
+fn full_state_with_https() {
+    let r = render(&sample_state(), &opts(true));
+    check("full_https.conf", &r.http_conf);
+    let mut summary = format!(
+        "upstreams: {}\ndomains: {}\nhash: {}\nfiles:\n",
+        r.upstreams, r.domains, r.hash
+    );
+    for f in &r.files {
+        summary += &format!(
+            "  {} {:o} {:?}\n",
+            f.path.display(),
+            f.mode,
+            String::from_utf8_lossy(&f.contents)
+        );
+    }
+    summary += "warnings:\n";
+    for w in &r.warnings {
+        summary += &format!("  {w}\n");
+    }
+    check("full_https.summary", &summary);
+    // Keys are private; certificates are not.
+    for f in &r.files {
+        let want = if f.path.extension().is_some_and(|e| e == "key") {
+            0o600
+        } else {
+            0o644
+        };
+        assert_eq!(f.mode, want, "{}", f.path.display());
+    }
+}
+
+#[test]
+fn full_state_http_only() {
+    let r = render(&sample_state(), &opts(false));
+    check("full_http.conf", &r.http_conf);
+    assert!(
+        r.files.is_empty(),
+        "no HTTPS listener, no certificate files"
+    );
+}
+
+#[test]
+fn empty_state_is_only_the_default_server() {
+    let r = render(&RouteState::default(), &opts(true));
+    check("empty.conf", &r.http_conf);
+    assert_eq!(r.upstreams, 0);
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let a = render(&sample_state(), &opts(true));
+    let b = render(&sample_state(), &opts(true));
+    assert_eq!(a, b);
+    // Another router, other ports and dir, same routing: same hash.
+    let other = RenderOptions {
+        state_dir: PathBuf::from("/srv/router-2"),
+        http_listen: "10.0.0.9:8080".parse().unwrap(),
+        https_listen: Some("0.0.0.0:443".parse().unwrap()),
+    };
+    let c = render(&sample_state(), &other);
+    assert_eq!(a.hash, c.hash);
+    assert_ne!(a.http_conf, c.http_conf);
+    assert!(!c.http_conf.contains('@'), "a placeholder was left");
+}
+
+#[test]
+fn main_conf_snapshot() {
+    let text = main_conf(
+        &MainOptions {
+            state_dir: PathBuf::from("/var/lib/lain/webrouter"),
+            status_listen: "127.0.0.1:9081".parse().unwrap(),
+            worker_processes: 2,
+            user: Some("www-data".into()),
+        },
+        42,
+        Path::new("/var/lib/lain/webrouter/generations/00000042/http.conf"),
+    );
+    check("main.conf", &text);
+}

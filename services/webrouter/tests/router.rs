@@ -1,0 +1,548 @@
+//! webrouter against real etcd and real nginx (from the test kit); the app
+//! instances are plain HTTP servers on loopback.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use lain_store::{InstanceState, ObservedKey, RouterKey, Store};
+use tokio::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_follow_healthy_instances_and_mountpoints() {
+    let etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_cluster(&store).await;
+    let router = start_router(&etcd, "r1").await;
+    let c = client(
+        &router,
+        &["hello.lain.local", "api.example.com", "nobody.example.com"],
+    );
+    let port = router.http().port();
+    let url = |host: &str, path: &str| format!("http://{host}:{port}{path}");
+
+    // Not routed yet: the default server answers with a clear 404.
+    let (code, body) = get(&c, &url("hello.lain.local", "/")).await;
+    assert_eq!(code, 404, "{body}");
+
+    // A proc goes live: its default domain answers through nginx.
+    let mut b1 = Backend::start("b1").await;
+    put_desired(&store, &desired("hello", "web", &[], false)).await;
+    let put_at = Instant::now();
+    let rev = put_instance(&store, "hello", "web", "i1", &instance(b1.addr, true)).await;
+    wait_for("hello answers", Duration::from_secs(10), || async {
+        get(&c, &url("hello.lain.local", "/x?y=1"))
+            .await
+            .1
+            .starts_with("b1 /x?y=1")
+    })
+    .await;
+    let change_to_serving = put_at.elapsed();
+    let status = wait_applied(&store, "r1", rev).await;
+    assert_eq!(status.upstreams, 1);
+    assert_eq!(status.error, None);
+    println!("latency etcd change -> nginx serving: {change_to_serving:?}");
+
+    // Request ids reach the app and the client; access logs are JSON.
+    let resp = c.get(url("hello.lain.local", "/rid")).send().await.unwrap();
+    let rid = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(rid.len(), 32, "{rid}");
+    assert!(resp.text().await.unwrap().ends_with(&format!("rid={rid}")));
+    let resp = c
+        .get(url("hello.lain.local", "/rid"))
+        .header("x-request-id", "client-id-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-id-1");
+    let log = std::fs::read_to_string(router.config.state_dir.join("access.log")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["request_id"], "client-id-1");
+    assert_eq!(last["host"], "hello.lain.local");
+    assert_eq!(last["status"], 200);
+
+    // A second instance joins the upstream.
+    let b2 = Backend::start("b2").await;
+    let rev = put_instance(&store, "hello", "web", "i2", &instance(b2.addr, true)).await;
+    wait_applied(&store, "r1", rev).await;
+    let mut seen = BTreeSet::new();
+    for _ in 0..20 {
+        let (_, body) = get(&c, &url("hello.lain.local", "/")).await;
+        seen.insert(body.split(' ').next().unwrap().to_owned());
+    }
+    assert_eq!(seen, BTreeSet::from(["b1".to_owned(), "b2".to_owned()]));
+
+    // An instance turns unhealthy and leaves the upstream.
+    let rev = put_instance(&store, "hello", "web", "i1", &instance(b1.addr, false)).await;
+    wait_applied(&store, "r1", rev).await;
+    for _ in 0..10 {
+        let (code, body) = get(&c, &url("hello.lain.local", "/")).await;
+        assert_eq!(code, 200);
+        assert!(body.starts_with("b2 "), "{body}");
+    }
+    b1.stop().await;
+
+    // No healthy instance left: a clear 503 page, and nginx still serves
+    // everything else.
+    let rev = put_instance(&store, "hello", "web", "i2", &instance(b2.addr, false)).await;
+    wait_applied(&store, "r1", rev).await;
+    let (code, body) = get(&c, &url("hello.lain.local", "/")).await;
+    assert_eq!(code, 503);
+    assert!(body.contains("hello/web has no healthy instance"), "{body}");
+    assert_eq!(router.metric("webrouter_upstreams").await, 0.0);
+
+    // Several path mountpoints on one domain, with the prefix stripped.
+    let api = Backend::start("api").await;
+    let admin = Backend::start("admin").await;
+    put_desired(
+        &store,
+        &desired(
+            "hello",
+            "web.api",
+            &["api.example.com/v1", "hello.lain.local/api"],
+            false,
+        ),
+    )
+    .await;
+    put_desired(
+        &store,
+        &desired(
+            "hello",
+            "web.admin",
+            &["api.example.com/admin/tools"],
+            false,
+        ),
+    )
+    .await;
+    put_instance(&store, "hello", "web.api", "a1", &instance(api.addr, true)).await;
+    let rev = put_instance(
+        &store,
+        "hello",
+        "web.admin",
+        "m1",
+        &instance(admin.addr, true),
+    )
+    .await;
+    wait_applied(&store, "r1", rev).await;
+    assert!(get(&c, &url("api.example.com", "/v1/users?id=3"))
+        .await
+        .1
+        .starts_with("api /users?id=3"));
+    assert!(get(&c, &url("api.example.com", "/admin/tools/x"))
+        .await
+        .1
+        .starts_with("admin /x"));
+    assert!(get(&c, &url("hello.lain.local", "/api/ping"))
+        .await
+        .1
+        .starts_with("api /ping"));
+    // `/v1` without its slash is redirected by nginx to `/v1/`.
+    let resp = c.get(url("api.example.com", "/v1")).send().await.unwrap();
+    assert_eq!(resp.status(), 301);
+    // Paths outside every mountpoint of a domain are not routed.
+    assert_eq!(get(&c, &url("api.example.com", "/other")).await.0, 404);
+    // The root of hello.lain.local still belongs to web (503: unhealthy).
+    assert_eq!(get(&c, &url("hello.lain.local", "/")).await.0, 503);
+
+    let metrics = router.metrics().await;
+    for name in [
+        "webrouter_config_generation",
+        "webrouter_reloads_total",
+        "webrouter_reload_failures_total 0",
+        "webrouter_seconds_since_last_applied_change",
+        "webrouter_upstreams 2",
+        "webrouter_nginx_up 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing in\n{metrics}");
+    }
+    assert!(router.metric("webrouter_reloads_total").await >= 5.0);
+
+    // nginx dies: the supervisor starts it again, with the same config.
+    let pid = std::fs::read_to_string(router.config.state_dir.join("nginx.pid")).unwrap();
+    assert!(Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("nginx restarted", Duration::from_secs(15), || async {
+        router.metric("webrouter_nginx_restarts_total").await >= 1.0
+            && router.metric("webrouter_nginx_up").await == 1.0
+    })
+    .await;
+    // The new master serves, and takes reloads.
+    let b3 = Backend::start("b3").await;
+    let rev = put_instance(&store, "hello", "web", "i3", &instance(b3.addr, true)).await;
+    wait_applied(&store, "r1", rev).await;
+    assert!(get(&c, &url("hello.lain.local", "/"))
+        .await
+        .1
+        .starts_with("b3 "));
+    assert!(get(&c, &url("api.example.com", "/v1/a"))
+        .await
+        .1
+        .starts_with("api /a"));
+
+    let mut router = router;
+    router.stop().await;
+    // Stopping withdraws the router's leased status at once.
+    assert!(store
+        .get(&RouterKey::new("r1").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        get(&c, &url("api.example.com", "/v1/a")).await.0,
+        0,
+        "nginx stopped"
+    );
+}
+
+fn openssl_cert(dir: &std::path::Path, file: &str, cn: &str) {
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{cn}"))
+        .arg("-keyout")
+        .arg(dir.join(format!("{file}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{file}.crt")))
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_only_tls_and_a_bad_certificate() {
+    let etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_cluster(&store).await;
+    let router = start_router(&etcd, "r-tls").await;
+    let certs = router.certs_dir();
+    openssl_cert(&certs, "secure.example.com", "secure.example.com");
+    openssl_cert(&certs, "_.wild.example.com", "*.wild.example.com");
+
+    let b = Backend::start("tls").await;
+    put_desired(
+        &store,
+        &desired("sec", "web.a", &["secure.example.com"], true),
+    )
+    .await;
+    put_desired(
+        &store,
+        &desired("sec", "web.b", &["x.wild.example.com/p"], false),
+    )
+    .await;
+    put_instance(&store, "sec", "web.a", "i1", &instance(b.addr, true)).await;
+    let rev = put_instance(&store, "sec", "web.b", "i1", &instance(b.addr, true)).await;
+    wait_applied(&store, "r-tls", rev).await;
+
+    let (http, https) = (router.http().port(), router.https().port());
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .resolve("secure.example.com", router.https())
+        .resolve("x.wild.example.com", router.https())
+        .build()
+        .unwrap();
+    let plain = client(&router, &["secure.example.com", "x.wild.example.com"]);
+
+    // https_only: plain HTTP is redirected to HTTPS, keeping the URI.
+    wait_for(
+        "certificates picked up",
+        Duration::from_secs(10),
+        || async {
+            c.get(format!("https://secure.example.com:{https}/"))
+                .send()
+                .await
+                .is_ok()
+                && c.get(format!("https://x.wild.example.com:{https}/p/"))
+                    .send()
+                    .await
+                    .is_ok()
+        },
+    )
+    .await;
+    let resp = plain
+        .get(format!("http://secure.example.com:{http}/a?b=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 301);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://secure.example.com:{https}/a?b=1").as_str()
+    );
+    // TLS with the domain's certificate, and with a wildcard.
+    let resp = c
+        .get(format!("https://secure.example.com:{https}/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().starts_with("tls /a"));
+    let resp = c
+        .get(format!("https://x.wild.example.com:{https}/p/q"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.text().await.unwrap().starts_with("tls /q"));
+    // Without https_only, plain HTTP is served too.
+    assert!(
+        get(&plain, &format!("http://x.wild.example.com:{http}/p/q"))
+            .await
+            .1
+            .starts_with("tls /q")
+    );
+    // Key files are private.
+    let mut keys = 0;
+    for e in std::fs::read_dir(router.config.state_dir.join("certs")).unwrap() {
+        let e = e.unwrap();
+        if e.path().extension().is_some_and(|x| x == "key") {
+            keys += 1;
+            assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+    assert_eq!(keys, 2);
+
+    // A bad certificate is refused by nginx -t; the old config keeps serving.
+    std::fs::write(
+        certs.join("secure.example.com.crt"),
+        "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    wait_for(
+        "the failure is counted",
+        Duration::from_secs(10),
+        || async { router.metric("webrouter_reload_failures_total").await >= 1.0 },
+    )
+    .await;
+    let status = store
+        .get(&RouterKey::new("r-tls").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let error = status.error.expect("the router reports the failure");
+    assert!(error.contains("nginx rejected"), "{error}");
+    assert!(status.applied_revision >= rev);
+    let resp = c
+        .get(format!("https://secure.example.com:{https}/still"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.text().await.unwrap().starts_with("tls /still"));
+    // A change in etcd meanwhile is not applied (the config stays refused)
+    // and the old one still serves.
+    let b2 = Backend::start("tls2").await;
+    put_instance(&store, "sec", "web.b", "i1", &instance(b2.addr, true)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        get(&plain, &format!("http://x.wild.example.com:{http}/p/q"))
+            .await
+            .1
+            .starts_with("tls /q")
+    );
+
+    // Fixing the certificate applies everything.
+    openssl_cert(&certs, "secure.example.com", "secure.example.com");
+    wait_for("fixed config applied", Duration::from_secs(10), || async {
+        get(&plain, &format!("http://x.wild.example.com:{http}/p/q"))
+            .await
+            .1
+            .starts_with("tls2 /q")
+    })
+    .await;
+    // The status is published right after the reload.
+    wait_for("the error is cleared", Duration::from_secs(5), || async {
+        let s = store
+            .get(&RouterKey::new("r-tls").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        s.error.is_none()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_restart_and_webrouter_resumes() {
+    let mut etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_cluster(&store).await;
+    let router = start_router(&etcd, "r-etcd").await;
+    let c = client(&router, &["hello.lain.local"]);
+    let url = format!("http://hello.lain.local:{}/", router.http().port());
+    let b1 = Backend::start("b1").await;
+    put_desired(&store, &desired("hello", "web", &[], false)).await;
+    let rev = put_instance(&store, "hello", "web", "i1", &instance(b1.addr, true)).await;
+    wait_applied(&store, "r-etcd", rev).await;
+
+    // etcd goes away: nginx keeps serving.
+    tokio::task::block_in_place(|| etcd.kill());
+    for _ in 0..5 {
+        assert!(get(&c, &url).await.1.starts_with("b1 "));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| etcd.restart()).expect("etcd restarts");
+
+    // A change after the restart reaches nginx.
+    let b2 = Backend::start("b2").await;
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_instance(&store, "hello", "web", "i2", &instance(b2.addr, true)).await;
+    let rev = put_instance(&store, "hello", "web", "i1", &instance(b1.addr, false)).await;
+    wait_applied(&store, "r-etcd", rev).await;
+    for _ in 0..5 {
+        assert!(get(&c, &url).await.1.starts_with("b2 "));
+    }
+}
+
+/// Replaces every instance of a proc one by one, as deployd does (start
+/// the new one, wait until every router serves it, take the old one out,
+/// wait again, stop it), under a steady request load through one of two
+/// routers. No request may fail, and both routers converge on one config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_replacement_under_load_drops_nothing() {
+    let etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_cluster(&store).await;
+    let ra = start_router(&etcd, "ra").await;
+    let rb = start_router(&etcd, "rb").await;
+    put_desired(&store, &desired("roll", "web", &[], false)).await;
+    let mut olds = Vec::new();
+    let mut rev = 0;
+    for i in 0..3 {
+        let b = Backend::start(&format!("old{i}")).await;
+        rev = put_instance(
+            &store,
+            "roll",
+            "web",
+            &format!("old{i}"),
+            &instance(b.addr, true),
+        )
+        .await;
+        olds.push(b);
+    }
+    wait_applied(&store, "ra", rev).await;
+    wait_applied(&store, "rb", rev).await;
+
+    let c = client(&ra, &["roll.lain.local"]);
+    let url = format!("http://roll.lain.local:{}/load", ra.http().port());
+    assert_eq!(get(&c, &url).await.0, 200);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // Bounded: at most 20,000 requests or 60 s, to loopback only.
+    let load = tokio::spawn({
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while ok + (failed.len() as u32) < 20_000 && Instant::now() < deadline {
+                if *stop_rx.borrow_and_update() {
+                    break;
+                }
+                let (code, body) = get(&c, &url).await;
+                if code == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(format!("{code} {body}"));
+                }
+            }
+            (ok, failed)
+        }
+    });
+
+    let mut news = Vec::new();
+    for (i, mut old) in olds.into_iter().enumerate() {
+        let new = Backend::start(&format!("new{i}")).await;
+        let rev = put_instance(
+            &store,
+            "roll",
+            "web",
+            &format!("new{i}"),
+            &instance(new.addr, true),
+        )
+        .await;
+        wait_applied(&store, "ra", rev).await;
+        wait_applied(&store, "rb", rev).await;
+        let key = ObservedKey::new("roll", "web", &format!("old{i}")).unwrap();
+        let mut draining = instance(old.addr, true);
+        draining.state = InstanceState::Draining;
+        let rev = store.put(&key, &draining).await.unwrap();
+        wait_applied(&store, "ra", rev).await;
+        wait_applied(&store, "rb", rev).await;
+        old.stop().await;
+        store.delete(&key).await.unwrap();
+        news.push(new);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send_replace(true);
+    let (ok, failed) = load.await.unwrap();
+    println!(
+        "rolling replacement: {ok} requests succeeded, {} failed",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "failed requests: {:?}",
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 50, "too few requests to mean anything: {ok}");
+    for _ in 0..10 {
+        assert!(get(&c, &url).await.1.starts_with("new"));
+    }
+
+    // Both routers converged on the same configuration. (A write of our
+    // own marks the point: the routers' status writes move the revision.)
+    let rev = put_cluster(&store).await;
+    let a = wait_applied(&store, "ra", rev).await;
+    let b = wait_applied(&store, "rb", rev).await;
+    assert_eq!(a.config_hash, b.config_hash);
+    assert_eq!(a.upstreams, 1);
+    assert_eq!(rb.metric("webrouter_upstreams").await, 1.0);
+}
+
+/// The figure for docs/benchmarks.md: from an etcd write to nginx serving
+/// it (goal: under 1 s). Each round points the proc at the other backend
+/// and polls until the answer changes. Asserts only a generous bound; the
+/// printed numbers are the measurement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_to_serving_latency() {
+    let etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_cluster(&store).await;
+    let router = start_router(&etcd, "r-lat").await;
+    let c = client(&router, &["lat.lain.local"]);
+    let url = format!("http://lat.lain.local:{}/", router.http().port());
+    let backends = [Backend::start("even").await, Backend::start("odd").await];
+    put_desired(&store, &desired("lat", "web", &[], false)).await;
+    let mut samples = Vec::new();
+    for round in 0..10 {
+        let b = &backends[round % 2];
+        let t = Instant::now();
+        put_instance(&store, "lat", "web", "i1", &instance(b.addr, true)).await;
+        wait_for("the change is served", Duration::from_secs(5), || async {
+            get(&c, &url).await.1.starts_with(&format!("{} ", b.name))
+        })
+        .await;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    println!(
+        "etcd change -> nginx serving: median {:?}, max {:?} (debounce {} ms)",
+        samples[samples.len() / 2],
+        samples[samples.len() - 1],
+        router.config.debounce_ms
+    );
+    assert!(samples[samples.len() / 2] < Duration::from_secs(1));
+}
