@@ -182,34 +182,9 @@ const SCALARS: &[&str] = &[
     "<<",
 ];
 
-const KEYS: &[&str] = &[
-    "cmd",
-    "entrypoint",
-    "image",
-    "user",
-    "workdir",
-    "working_dir",
-    "num_instances",
-    "cpu",
-    "memory",
-    "port",
-    "ports",
-    "env",
-    "volumes",
-    "persistent_dirs",
-    "cloud_volumes",
-    "secret_files",
-    "secret_files_bypass",
-    "logs",
-    "mountpoint",
-    "https_only",
-    "healthcheck",
-    "container_healthcheck",
-    "stateful",
-    "setup_time",
-    "kill_timeout",
-    "labels",
-    "filters",
+/// Keys beyond the proc keys (`lain_spec::PROC_KEYS`) that the generator
+/// mixes in: nested keys, prefixes and near misses.
+const EXTRA_KEYS: &[&str] = &[
     "type",
     "portal",
     "service_name",
@@ -242,16 +217,8 @@ const KEYS: &[&str] = &[
     "x y",
 ];
 
-const TOP_KEYS: &[&str] = &[
-    "appname",
-    "giturl",
-    "apptype",
-    "build",
-    "release",
-    "test",
-    "use_services",
-    "use_resources",
-    "notify",
+/// Section keys beyond `lain_spec::TOP_KEYS`: proc sections, near misses.
+const SECTION_KEYS: &[&str] = &[
     "web",
     "web.admin",
     "web.web",
@@ -286,7 +253,7 @@ fn scalar() -> impl Strategy<Value = String> {
 
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        6 => prop::sample::select(KEYS).prop_map(str::to_owned),
+        6 => prop::sample::select([lain_spec::PROC_KEYS, EXTRA_KEYS].concat()).prop_map(str::to_owned),
         1 => "[a-z_]{1,8}",
     ]
 }
@@ -319,7 +286,8 @@ fn document() -> impl Strategy<Value = String> {
         any::<bool>(),
         prop::collection::vec(
             (
-                prop::sample::select(TOP_KEYS).prop_map(str::to_owned),
+                prop::sample::select([lain_spec::TOP_KEYS, SECTION_KEYS].concat())
+                    .prop_map(str::to_owned),
                 section(),
             ),
             0..7,
@@ -465,43 +433,13 @@ const PROC_SECTION_NAMES: &[&str] = &[
     "service.api",
 ];
 
-const LAIN_PROC_KEYS: &[&str] = &[
-    "cmd",
-    "entrypoint",
-    "image",
-    "user",
-    "workdir",
-    "working_dir",
-    "num_instances",
-    "cpu",
-    "memory",
-    "port",
-    "ports",
-    "env",
-    "volumes",
-    "persistent_dirs",
-    "cloud_volumes",
-    "secret_files",
-    "secret_files_bypass",
-    "logs",
-    "mountpoint",
-    "https_only",
-    "healthcheck",
-    "container_healthcheck",
-    "stateful",
-    "setup_time",
-    "kill_timeout",
-    "labels",
-    "filters",
-    "type",
-    "portal",
-    "service_name",
-    "allow_clients",
-];
+/// Keys of typed procs, portals and services (`lain_spec::PROC_KEYS` plus the
+/// section-specific ones).
+const SECTION_PROC_KEYS: &[&str] = &["type", "portal", "service_name", "allow_clients"];
 
 /// One `key: value` line of a proc: usually a sensible value, sometimes junk.
 fn proc_line() -> impl Strategy<Value = String> {
-    prop::sample::select(LAIN_PROC_KEYS).prop_flat_map(|k| {
+    prop::sample::select([lain_spec::PROC_KEYS, SECTION_PROC_KEYS].concat()).prop_flat_map(|k| {
         prop_oneof![
             6 => good_value(k),
             1 => scalar(),

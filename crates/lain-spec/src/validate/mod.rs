@@ -9,6 +9,7 @@
 mod fields;
 mod proc_values;
 mod procs;
+pub use procs::PROC_KEYS;
 
 use crate::diag::{Pos, Sink};
 use crate::model::{
@@ -21,7 +22,7 @@ use fields::{is_core_name, Single, NAME_RULE};
 use std::collections::BTreeMap;
 
 /// Top-level keys that are not proc sections.
-const TOP_KEYS: &[&str] = &[
+pub const TOP_KEYS: &[&str] = &[
     "appname",
     "giturl",
     "apptype",

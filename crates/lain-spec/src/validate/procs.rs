@@ -14,7 +14,7 @@ use crate::yaml::{short, Node};
 use std::collections::{BTreeMap, HashMap};
 
 /// Keys every proc takes (LAIN's `typed_proc_properties`).
-pub(crate) const PROC_KEYS: &[&str] = &[
+pub const PROC_KEYS: &[&str] = &[
     "cmd",
     "entrypoint",
     "image",
