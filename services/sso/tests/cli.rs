@@ -253,70 +253,31 @@ async fn admin_commands_then_serve() {
     )
     .expect("sso starts");
     let issuer = format!("http://{}", d.addr);
-    let r: serde_json::Value = http()
-        .post(format!("{issuer}/token"))
-        .basic_auth("deployd", Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = json_of(
+        http()
+            .post(format!("{issuer}/token"))
+            .basic_auth("deployd", Some(&secret))
+            .form(&[("grant_type", "client_credentials")]),
+    )
+    .await;
     let at = r["access_token"].as_str().expect("token").to_owned();
     assert_eq!(jwt_claims(&at)["aud"], "console");
     // The admin logs in with the bootstrap password and is in `admin`.
-    let verifier = "w".repeat(43);
-    let challenge = {
-        use base64::Engine;
-        use sha2::Digest;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(sha2::Sha256::digest(verifier.as_bytes()))
-    };
-    let auth = format!(
-        "{issuer}/authorize?response_type=code&client_id=cli&scope=openid&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
-        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
-    );
+    let (auth, verifier) = authorize_url_at(&issuer, "cli", "openid", "");
     let b = browser();
-    let html = b.get(&auth).send().await.unwrap().text().await.unwrap();
-    let mut form = hidden_fields(&html);
-    form.push(("username".into(), "admin".into()));
-    form.push(("password".into(), ADMIN_PW.into()));
-    let (st, loc, body) = post_form(&b, &format!("{issuer}/authorize"), &form, None).await;
+    let authorize = format!("{issuer}/authorize");
+    let (st, loc, body) = login_at(&b, &authorize, &auth, "admin", ADMIN_PW, None).await;
     assert_eq!(st, 303, "{body}");
     let code = param(&loc.unwrap(), "code").unwrap();
-    let r: serde_json::Value = http()
-        .post(format!("{issuer}/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("client_id", "cli"),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let form = code_grant("cli", &code, Some(REDIRECT), &verifier);
+    let (_, r) = token_request_at(&format!("{issuer}/token"), &form).await;
     assert_eq!(
         jwt_claims(r["id_token"].as_str().unwrap())["groups"],
         serde_json::json!(["admin"])
     );
     // A disabled user cannot log in.
-    let html = b
-        .get(format!("{auth}&prompt=login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut form = hidden_fields(&html);
-    form.push(("username".into(), "carol".into()));
-    form.push(("password".into(), "carol-password-1".into()));
-    let (st, _, _) = post_form(&b, &format!("{issuer}/authorize"), &form, None).await;
+    let relogin = format!("{auth}&prompt=login");
+    let (st, _, _) = login_at(&b, &authorize, &relogin, "carol", "carol-password-1", None).await;
     assert_eq!(st, 401);
 
     d.proc.stop();

@@ -9,18 +9,59 @@ use std::time::Duration;
 use common::*;
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreDeviceAuthorizationResponse, CoreIdToken,
-    CoreProviderMetadata, CoreUserInfoClaims,
+    CoreProviderMetadata, CoreTokenResponse, CoreUserInfoClaims,
 };
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, DeviceAuthorizationUrl,
-    IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 
 async fn discover(s: &TestSso) -> CoreProviderMetadata {
     CoreProviderMetadata::discover_async(IssuerUrl::new(s.issuer.clone()).unwrap(), &http())
         .await
         .expect("discovery")
+}
+
+/// A client built from discovery, redirecting to [`REDIRECT`].
+type OidcClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Client `client_id` (confidential with `secret`) from discovery.
+fn oidc_client(md: CoreProviderMetadata, client_id: &str, secret: Option<&str>) -> OidcClient {
+    CoreClient::from_provider_metadata(
+        md,
+        ClientId::new(client_id.into()),
+        secret.map(|x| ClientSecret::new(x.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap())
+}
+
+/// Exchanges `code` (with its PKCE verifier) through `client`.
+async fn exchange(client: &OidcClient, code: String, ver: PkceCodeVerifier) -> CoreTokenResponse {
+    client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(ver)
+        .request_async(&http())
+        .await
+        .expect("token")
+}
+
+/// A refresh through `client`; the error as its debug text.
+async fn oidc_refresh(client: &OidcClient, rt: &RefreshToken) -> Result<CoreTokenResponse, String> {
+    client
+        .exchange_refresh_token(rt)
+        .unwrap()
+        .request_async(&http())
+        .await
+        .map_err(|e| format!("{e:?}"))
 }
 
 /// Runs the browser part of a code flow for `client_id`; returns the
@@ -31,8 +72,7 @@ async fn code_for(
     client_id: &str,
     user: &str,
 ) -> (String, PkceCodeVerifier, Nonce) {
-    let client = CoreClient::from_provider_metadata(md, ClientId::new(client_id.into()), None)
-        .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
+    let client = oidc_client(md, client_id, None);
     let (ch, ver) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = client
         .authorize_url(
@@ -63,14 +103,7 @@ async fn discovery_jwks_healthz_metrics() {
     assert_eq!(md.issuer().as_str(), s.issuer);
     let jwks = md.jwks();
     assert!(!jwks.keys().is_empty());
-    let raw: serde_json::Value = http()
-        .get(s.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = get_json(&s.url("/.well-known/openid-configuration")).await;
     assert_eq!(
         raw["code_challenge_methods_supported"],
         serde_json::json!(["S256"])
@@ -79,23 +112,9 @@ async fn discovery_jwks_healthz_metrics() {
         raw["device_authorization_endpoint"],
         s.url("/device_authorization")
     );
-    let h: serde_json::Value = http()
-        .get(s.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = get_json(&s.url("/healthz")).await;
     assert_eq!(h["service"], "sso");
-    let m = http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&http(), &s.url("/metrics")).await;
     assert!(m.contains("# TYPE sso_tokens_issued_total counter"), "{m}");
     assert!(m.contains("sso_logins_total{result=\"failure\"}"), "{m}");
     assert!(m.contains("sso_published_signing_keys"), "{m}");
@@ -106,15 +125,8 @@ async fn code_flow_with_pkce_id_token_and_userinfo() {
     let s = shared();
     let md = discover(s).await;
     let (code, ver, nonce) = code_for(s, md.clone(), "cli", "alice").await;
-    let client = CoreClient::from_provider_metadata(md, ClientId::new("cli".into()), None)
-        .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
-    let tr = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(ver)
-        .request_async(&http())
-        .await
-        .expect("token");
+    let client = oidc_client(md, "cli", None);
+    let tr = exchange(&client, code, ver).await;
     let id = tr.id_token().expect("id token");
     let verifier = client.id_token_verifier();
     let claims = id.claims(&verifier, &nonce).expect("id token verifies");
@@ -167,65 +179,25 @@ async fn refresh_rotates_and_reuse_revokes_the_grant() {
     let s = shared();
     let md = discover(s).await;
     let (code, ver, _) = code_for(s, md.clone(), "web", "carol").await;
-    let client = CoreClient::from_provider_metadata(
-        md,
-        ClientId::new("web".into()),
-        Some(ClientSecret::new(s.web_secret.clone())),
-    )
-    .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
-    let tr = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(ver)
-        .request_async(&http())
-        .await
-        .expect("token");
+    let client = oidc_client(md, "web", Some(&s.web_secret));
+    let tr = exchange(&client, code, ver).await;
     let rt1 = tr.refresh_token().unwrap().clone();
-    let tr2 = client
-        .exchange_refresh_token(&rt1)
-        .unwrap()
-        .request_async(&http())
-        .await
-        .expect("refresh");
+    let tr2 = oidc_refresh(&client, &rt1).await.expect("refresh");
     let rt2 = tr2.refresh_token().unwrap().clone();
     assert_ne!(rt1.secret(), rt2.secret(), "refresh tokens rotate");
     assert!(tr2.id_token().is_some());
     // Another client cannot use it (and does not burn it).
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", rt2.secret()),
-            ("client_id", "other"),
-            ("client_secret", &s.other_secret),
-        ],
-    )
-    .await;
-    assert_eq!((st, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (st, body) = refresh_confidential(s, "other", &s.other_secret, rt2.secret()).await;
+    assert_oauth_error(st, &body, "invalid_grant");
     // Reusing the first one is detected and revokes the whole grant.
-    let e = client
-        .exchange_refresh_token(&rt1)
-        .unwrap()
-        .request_async(&http())
-        .await
-        .unwrap_err();
-    assert!(format!("{e:?}").contains("invalid_grant"), "{e:?}");
-    let e = client
-        .exchange_refresh_token(&rt2)
-        .unwrap()
-        .request_async(&http())
-        .await
-        .unwrap_err();
+    let e = oidc_refresh(&client, &rt1).await.unwrap_err();
+    assert!(e.contains("invalid_grant"), "{e}");
+    let e = oidc_refresh(&client, &rt2).await.unwrap_err();
     assert!(
-        format!("{e:?}").contains("invalid_grant"),
-        "rotated token revoked too: {e:?}"
+        e.contains("invalid_grant"),
+        "rotated token revoked too: {e}"
     );
-    let r = http()
-        .get(s.url("/userinfo"))
-        .bearer_auth(tr2.access_token().secret())
-        .send()
-        .await
-        .unwrap();
+    let r = userinfo(s, tr2.access_token().secret()).await;
     assert_eq!(
         r.status(),
         401,
@@ -272,19 +244,8 @@ async fn client_credentials() {
         .await
         .unwrap_err();
     assert!(format!("{e:?}").contains("invalid_client"), "{e:?}");
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "web"),
-            ("client_secret", &s.web_secret),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, body["error"].as_str()),
-        (400, Some("unauthorized_client"))
-    );
+    let (st, body) = client_credentials_grant(s, "web", &s.web_secret).await;
+    assert_oauth_error(st, &body, "unauthorized_client");
 }
 
 #[tokio::test]
@@ -302,44 +263,18 @@ async fn device_flow() {
         .await
         .expect("device authorization");
     // Before approval the device is told to keep polling.
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("device_code", details.device_code().secret()),
-            ("client_id", "cli"),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, body["error"].as_str()),
-        (400, Some("authorization_pending"))
-    );
+    let (st, body) = device_poll(s, details.device_code().secret()).await;
+    assert_oauth_error(st, &body, "authorization_pending");
 
     let b = browser();
-    let page = b
-        .get(details.verification_uri_complete().unwrap().secret())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&b, details.verification_uri_complete().unwrap().secret()).await;
     assert!(
         page.contains("cli app"),
         "the page names the client: {page}"
     );
-    let mut form = hidden_fields(&page);
     // The code as typed (any case), and the explicit confirmation.
-    form.retain(|(k, _)| k != "user_code");
-    form.push((
-        "user_code".into(),
-        details.user_code().secret().to_lowercase(),
-    ));
-    form.push(("confirm_code".into(), "yes".into()));
-    form.push(("username".into(), "dave".into()));
-    form.push(("password".into(), PASSWORD.into()));
-    form.push(("action".into(), "approve".into()));
+    let typed = details.user_code().secret().to_lowercase();
+    let form = device_form(&page, Some(&typed), true, "dave", "approve");
     let (st, _, body) = post_form(&b, &s.url("/device"), &form, None).await;
     assert_eq!(st, 200, "{body}");
     assert!(body.contains("Device approved"), "{body}");
@@ -356,38 +291,23 @@ async fn device_flow() {
         "cli"
     );
     // The device code is single use.
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("device_code", details.device_code().secret()),
-            ("client_id", "cli"),
-        ],
-    )
-    .await;
-    assert_eq!((st, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (st, body) = device_poll(s, details.device_code().secret()).await;
+    assert_oauth_error(st, &body, "invalid_grant");
 }
 
 #[tokio::test]
 async fn device_denied_and_slow_down() {
     let s = shared();
-    let r: serde_json::Value = http()
-        .post(s.url("/device_authorization"))
-        // A public client may also send its id as Basic with an empty password.
-        .basic_auth("cli", Some(""))
-        .form(&[("scope", "openid")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = json_of(
+        http()
+            .post(s.url("/device_authorization"))
+            // A public client may also send its id as Basic with an empty password.
+            .basic_auth("cli", Some(""))
+            .form(&[("scope", "openid")]),
+    )
+    .await;
     let dc = r["device_code"].as_str().unwrap();
-    let poll = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-        ("device_code", dc),
-        ("client_id", "cli"),
-    ];
+    let poll = device_poll_form(dc);
     assert_eq!(
         token_request(s, &poll).await.1["error"],
         "authorization_pending"
@@ -408,10 +328,7 @@ async fn device_denied_and_slow_down() {
         .await
         .unwrap();
     // Denying needs no code confirmation.
-    let mut form = hidden_fields(&page);
-    form.push(("username".into(), "dave".into()));
-    form.push(("password".into(), PASSWORD.into()));
-    form.push(("action".into(), "deny".into()));
+    let form = device_form(&page, None, false, "dave", "deny");
     let (st, _, body) = post_form(&b, &s.url("/device"), &form, None).await;
     assert_eq!(st, 200, "{body}");
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -446,18 +363,9 @@ async fn wrong_redirect_uri_is_refused_without_redirect() {
     // A token request with another redirect_uri than /authorize had.
     let md = discover(s).await;
     let (code, ver, _) = code_for(s, md, "cli", "alice").await;
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", "cli"),
-            ("redirect_uri", "http://127.0.0.1:9/other"),
-            ("code_verifier", ver.secret()),
-        ],
-    )
-    .await;
-    assert_eq!((st, body["error"].as_str()), (400, Some("invalid_grant")));
+    let form = code_grant("cli", &code, Some("http://127.0.0.1:9/other"), ver.secret());
+    let (st, body) = token_request(s, &form).await;
+    assert_oauth_error(st, &body, "invalid_grant");
 }
 
 #[tokio::test]
@@ -522,37 +430,18 @@ async fn reused_code_is_refused_and_revokes_its_tokens() {
     let s = shared();
     let md = discover(s).await;
     let (code, ver, _) = code_for(s, md, "cli", "erin").await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("client_id", "cli"),
-        ("redirect_uri", REDIRECT),
-        ("code_verifier", ver.secret().as_str()),
-    ];
-    let (st, first) = token_request(s, &form).await;
+    let (st, first) = redeem_code(s, "cli", &code, ver.secret()).await;
     assert_eq!(st, 200, "{first}");
-    let (st, body) = token_request(s, &form).await;
-    assert_eq!((st, body["error"].as_str()), (400, Some("invalid_grant")));
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", first["refresh_token"].as_str().unwrap()),
-            ("client_id", "cli"),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "the refresh token the code gave is revoked"
+    let (st, body) = redeem_code(s, "cli", &code, ver.secret()).await;
+    assert_oauth_error(st, &body, "invalid_grant");
+    let (st, body) = refresh(s, "cli", first["refresh_token"].as_str().unwrap()).await;
+    assert_oauth_error_because(
+        st,
+        &body,
+        "invalid_grant",
+        "the refresh token the code gave is revoked",
     );
-    let r = http()
-        .get(s.url("/userinfo"))
-        .bearer_auth(first["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = userinfo(s, first["access_token"].as_str().unwrap()).await;
     assert_eq!(r.status(), 401);
 }
 
@@ -562,31 +451,10 @@ async fn wrong_pkce_verifier_is_refused() {
     let md = discover(s).await;
     let (code, ver, _) = code_for(s, md, "cli", "alice").await;
     let wrong = PkceCodeVerifier::new("x".repeat(64));
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", "cli"),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", wrong.secret()),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    let (st, body) = redeem_code(s, "cli", &code, wrong.secret()).await;
+    assert_oauth_error(st, &body, "invalid_grant");
     // The failed attempt changed nothing: the right verifier still works.
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("client_id", "cli"),
-        ("redirect_uri", REDIRECT),
-        ("code_verifier", ver.secret().as_str()),
-    ];
-    let (st, body) = token_request(s, &form).await;
+    let (st, body) = redeem_code(s, "cli", &code, ver.secret()).await;
     assert_eq!(st, 200, "{body}");
 }
 
@@ -596,22 +464,8 @@ async fn expired_code_is_refused() {
     let md = discover(s).await;
     let (code, ver, _) = code_for(s, md, "cli", "alice").await;
     tokio::time::sleep(Duration::from_secs(7)).await; // codes live 5 s here
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", "cli"),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", ver.secret()),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (st, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    let (st, body) = redeem_code(s, "cli", &code, ver.secret()).await;
+    assert_oauth_error(st, &body, "invalid_grant");
 }
 
 #[tokio::test]
@@ -619,19 +473,8 @@ async fn forged_signature_and_wrong_audience_are_refused() {
     let s = shared();
     let md = discover(s).await;
     let (code, ver, nonce) = code_for(s, md.clone(), "web", "alice").await;
-    let web = CoreClient::from_provider_metadata(
-        md.clone(),
-        ClientId::new("web".into()),
-        Some(ClientSecret::new(s.web_secret.clone())),
-    )
-    .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
-    let tr = web
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(ver)
-        .request_async(&http())
-        .await
-        .unwrap();
+    let web = oidc_client(md.clone(), "web", Some(&s.web_secret));
+    let tr = exchange(&web, code, ver).await;
     let id = tr.id_token().unwrap().to_string();
     assert!(CoreIdToken::from_str(&id)
         .unwrap()
@@ -669,12 +512,7 @@ async fn forged_signature_and_wrong_audience_are_refused() {
         ap[1]
     );
     for t in [forged_at.as_str(), none_at.as_str(), "garbage"] {
-        let r = http()
-            .get(s.url("/userinfo"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
+        let r = userinfo(s, t).await;
         assert_eq!(r.status(), 401);
         assert!(r.headers()["www-authenticate"]
             .to_str()
@@ -702,13 +540,7 @@ async fn forged_signature_and_wrong_audience_are_refused() {
 #[tokio::test]
 async fn lockout_after_repeated_failed_logins() {
     let s = shared();
-    let (ch, _) = PkceCodeChallenge::new_random_sha256();
-    let url = format!(
-        "{}?response_type=code&client_id=cli&redirect_uri={}&code_challenge={}&code_challenge_method=S256",
-        s.url("/authorize"),
-        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
-        ch.as_str()
-    );
+    let (url, _) = authorize_url(s, "cli", "", "");
     let b = browser();
     // Per user: 5 failures lock frank, even with the right password after.
     for i in 0..5 {
@@ -744,14 +576,7 @@ async fn lockout_after_repeated_failed_logins() {
     assert_eq!(st, 429);
     let (st, _, _) = login(&b, s, &url, "alice", PASSWORD, Some("10.2.0.2")).await;
     assert_eq!(st, 303, "another address still works");
-    let m = http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&http(), &s.url("/metrics")).await;
     assert!(m.contains("sso_lockouts_total"), "{m}");
 }
 
@@ -789,13 +614,7 @@ async fn csrf_is_required_on_the_login_form() {
 #[tokio::test]
 async fn session_sso_and_end_session() {
     let s = shared();
-    let (ch, _) = PkceCodeChallenge::new_random_sha256();
-    let url = format!(
-        "{}?response_type=code&client_id=cli&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=abc",
-        s.url("/authorize"),
-        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
-        ch.as_str()
-    );
+    let (url, _) = authorize_url(s, "cli", "", "&state=abc");
     let b = browser();
     let (st, _, _) = login(&b, s, &url, "bob", PASSWORD, None).await;
     assert_eq!(st, 303);
@@ -804,34 +623,23 @@ async fn session_sso_and_end_session() {
     assert_eq!(r.status(), 303);
     assert!(param(r.headers()["location"].to_str().unwrap(), "code").is_some());
     // End session (after confirming), back to a registered URI with state.
-    let page = b
-        .get(s.url("/logout"))
-        .query(&[
-            ("client_id", "cli"),
-            ("post_logout_redirect_uri", LOGOUT_REDIRECT),
-            ("state", "st8"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let q = [
+        ("client_id", "cli"),
+        ("post_logout_redirect_uri", LOGOUT_REDIRECT),
+        ("state", "st8"),
+    ];
+    let page = logout_get(&b, s, &q).await.text().await.unwrap();
     let (st, loc, _) = post_form(&b, &s.url("/logout"), &hidden_fields(&page), None).await;
     assert_eq!(st, 303);
     assert_eq!(loc.unwrap(), format!("{LOGOUT_REDIRECT}?state=st8"));
     let r = b.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200, "login page again");
     // An unregistered logout URI is not followed.
-    let r = b
-        .get(s.url("/logout"))
-        .query(&[
-            ("client_id", "cli"),
-            ("post_logout_redirect_uri", "http://evil.example/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let q = [
+        ("client_id", "cli"),
+        ("post_logout_redirect_uri", "http://evil.example/"),
+    ];
+    let r = logout_get(&b, s, &q).await;
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("location").is_none());
 }
@@ -842,19 +650,13 @@ async fn revocation_revokes_the_grant() {
     let md = discover(s).await;
     let (code, ver, _) = code_for(s, md, "web", "alice").await;
     let auth = |rb: reqwest::RequestBuilder| rb.basic_auth("web", Some(&s.web_secret));
-    let r: serde_json::Value = auth(http().post(s.url("/token")))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", ver.secret().as_str()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = json_of(auth(http().post(s.url("/token"))).form(&[
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", ver.secret().as_str()),
+    ]))
+    .await;
     let rt = r["refresh_token"].as_str().unwrap();
     // Another client's revocation is ignored; unknown tokens are fine.
     let x = http()
@@ -871,12 +673,7 @@ async fn revocation_revokes_the_grant() {
         .await
         .unwrap();
     assert_eq!(x.status(), 200);
-    let ui = http()
-        .get(s.url("/userinfo"))
-        .bearer_auth(r["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let ui = userinfo(s, r["access_token"].as_str().unwrap()).await;
     assert_eq!(ui.status(), 200);
     let x = auth(http().post(s.url("/revoke")))
         .form(&[("token", rt), ("token_type_hint", "refresh_token")])
@@ -884,23 +681,9 @@ async fn revocation_revokes_the_grant() {
         .await
         .unwrap();
     assert_eq!(x.status(), 200);
-    let (st, body) = token_request(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", rt),
-            ("client_id", "web"),
-            ("client_secret", &s.web_secret),
-        ],
-    )
-    .await;
-    assert_eq!((st, body["error"].as_str()), (400, Some("invalid_grant")));
-    let ui = http()
-        .get(s.url("/userinfo"))
-        .bearer_auth(r["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let (st, body) = refresh_confidential(s, "web", &s.web_secret, rt).await;
+    assert_oauth_error(st, &body, "invalid_grant");
+    let ui = userinfo(s, r["access_token"].as_str().unwrap()).await;
     assert_eq!(ui.status(), 401);
 }
 
@@ -957,28 +740,13 @@ async fn bad_requests_get_oauth_errors_never_500() {
 #[tokio::test]
 async fn key_rotation_keeps_old_keys_published() {
     let s = shared();
-    let (st, r) = token_request(
-        s,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "deployd"),
-            ("client_secret", &s.daemon_secret),
-        ],
-    )
-    .await;
+    let (st, r) = client_credentials_grant(s, "deployd", &s.daemon_secret).await;
     assert_eq!(st, 200);
     let old = r["access_token"].as_str().unwrap().to_owned();
     let old_kid = s.sso.state().keys.active_kid().unwrap();
     let new_kid = s.sso.state().keys.rotate().await.unwrap();
     assert_ne!(old_kid, new_kid);
-    let jwks: serde_json::Value = http()
-        .get(s.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = get_json(&s.url("/jwks")).await;
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -993,15 +761,7 @@ async fn key_rotation_keeps_old_keys_published() {
     let v = lain_auth::Verifier::new(lain_auth::VerifierConfig::new(s.issuer.clone(), "console"))
         .unwrap();
     assert!(v.verify(&old).await.is_ok());
-    let (_, r) = token_request(
-        s,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "deployd"),
-            ("client_secret", &s.daemon_secret),
-        ],
-    )
-    .await;
+    let (_, r) = client_credentials_grant(s, "deployd", &s.daemon_secret).await;
     let new = r["access_token"].as_str().unwrap();
     use base64::Engine;
     let header: serde_json::Value = serde_json::from_slice(

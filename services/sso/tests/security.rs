@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use reqwest::Method;
 use serde_json::json;
 use sso::domain::{ClientKind, NewClient};
 use sso::secret::Secret;
@@ -21,44 +22,6 @@ async fn add_user(s: &TestSso, name: &str) {
         )
         .await
         .unwrap();
-}
-
-async fn api(
-    s: &TestSso,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut r = http().request(method, s.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.unwrap();
-    let st = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (st, serde_json::from_str(&text).unwrap_or(json!(text)))
-}
-
-async fn refresh(s: &TestSso, client_id: &str, rt: &str) -> (u16, serde_json::Value) {
-    token_request(
-        s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", rt),
-            ("client_id", client_id),
-        ],
-    )
-    .await
-}
-
-async fn userinfo(s: &TestSso, token: &str) -> reqwest::Response {
-    http()
-        .get(s.url("/userinfo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
 }
 
 // ---- 1: CSP form-action vs. the redirect after POST /authorize ----------
@@ -95,10 +58,7 @@ async fn parallel_wrong_passwords_are_limited_before_verification() {
     let s = TestSso::start(None).await;
     let (url, _) = authorize_url(&s, "cli", "openid", "");
     let b = browser();
-    let html = b.get(&url).send().await.unwrap().text().await.unwrap();
-    let mut form = hidden_fields(&html);
-    form.push(("username".into(), "frank".into()));
-    form.push(("password".into(), "wrong-password".into()));
+    let form = login_form(&get_text(&b, &url).await, "frank", "wrong-password");
     let mut tasks = Vec::new();
     for i in 0..50 {
         let (b, form, u) = (b.clone(), form.clone(), s.url("/authorize"));
@@ -136,25 +96,14 @@ async fn parallel_wrong_passwords_are_limited_before_verification() {
 #[tokio::test]
 async fn device_page_shows_the_client_and_needs_an_explicit_confirmation() {
     let s = shared();
-    let r: serde_json::Value = http()
-        .post(s.url("/device_authorization"))
-        .form(&[("client_id", "cli"), ("scope", "openid profile groups")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = device_authorization(
+        s,
+        &[("client_id", "cli"), ("scope", "openid profile groups")],
+    )
+    .await;
     let user_code = r["user_code"].as_str().unwrap().to_owned();
     let b = browser();
-    let page = b
-        .get(r["verification_uri_complete"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&b, r["verification_uri_complete"].as_str().unwrap()).await;
     assert!(page.contains("cli app"), "client name shown: {page}");
     assert!(page.contains("groups"), "scopes shown: {page}");
     assert!(page.contains("console"), "audience shown: {page}");
@@ -164,40 +113,17 @@ async fn device_page_shows_the_client_and_needs_an_explicit_confirmation() {
     );
     assert!(page.contains(&user_code), "code shown for comparison");
     // Approving without confirming the code does nothing.
-    let mut form = hidden_fields(&page);
-    form.retain(|(k, _)| k != "user_code");
-    form.push(("user_code".into(), user_code.clone()));
-    form.push(("username".into(), "dave".into()));
-    form.push(("password".into(), PASSWORD.into()));
-    form.push(("action".into(), "approve".into()));
+    let form = device_form(&page, Some(&user_code), false, "dave", "approve");
     let (st, _, body) = post_form(&b, &s.url("/device"), &form, None).await;
     assert_eq!(st, 400, "{body}");
     assert!(!body.contains("Device approved"), "{body}");
-    let poll = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-        ("device_code", r["device_code"].as_str().unwrap()),
-        ("client_id", "cli"),
-    ];
     assert_eq!(
-        token_request(s, &poll).await.1["error"],
+        device_poll(s, r["device_code"].as_str().unwrap()).await.1["error"],
         "authorization_pending"
     );
     // With the confirmation it is approved.
-    let page = b
-        .get(r["verification_uri_complete"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut form = hidden_fields(&page);
-    form.retain(|(k, _)| k != "user_code");
-    form.push(("user_code".into(), user_code));
-    form.push(("confirm_code".into(), "yes".into()));
-    form.push(("username".into(), "dave".into()));
-    form.push(("password".into(), PASSWORD.into()));
-    form.push(("action".into(), "approve".into()));
+    let page = get_text(&b, r["verification_uri_complete"].as_str().unwrap()).await;
+    let form = device_form(&page, Some(&user_code), true, "dave", "approve");
     let (st, _, body) = post_form(&b, &s.url("/device"), &form, None).await;
     assert_eq!(st, 200, "{body}");
     assert!(body.contains("Device approved"), "{body}");
@@ -239,7 +165,6 @@ async fn self_service_password_change_needs_the_current_password_and_revokes_tok
     let cli = user_tokens_scope(s, "cli", "pw-self", PASSWORD, "openid").await;
     let admin = user_tokens_scope(s, "admin-ui", "pw-self", PASSWORD, "openid").await;
     let at = admin["access_token"].as_str().unwrap();
-    use reqwest::Method;
     let path = "/api/v1/users/pw-self/password";
     let (st, e) = api(
         s,
@@ -278,10 +203,11 @@ async fn self_service_password_change_needs_the_current_password_and_revokes_tok
     .await;
     assert_eq!(st, 204, "{e}");
     let (st, body) = refresh(s, "cli", cli["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        (st, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "refresh tokens die with the old password"
+    assert_oauth_error_because(
+        st,
+        &body,
+        "invalid_grant",
+        "refresh tokens die with the old password",
     );
     assert_eq!(
         userinfo(s, cli["access_token"].as_str().unwrap())
@@ -307,7 +233,7 @@ async fn admin_and_cli_password_changes_and_disable_revoke_grants() {
     // An admin changing another user's password needs no current password.
     let (st, e) = api(
         s,
-        reqwest::Method::PUT,
+        Method::PUT,
         "/api/v1/users/pw-other/password",
         bob["access_token"].as_str().unwrap(),
         Some(json!({ "password": "other-password-9" })),
@@ -377,23 +303,13 @@ async fn id_tokens_are_refused_as_access_tokens() {
         .await
         .unwrap();
     let t = user_tokens_scope(s, "sso", "bob", PASSWORD, "openid").await;
-    let (st, e) = api(
-        s,
-        reqwest::Method::GET,
-        "/api/v1/users",
+    let (id_token, access) = (
         t["id_token"].as_str().unwrap(),
-        None,
-    )
-    .await;
-    assert_eq!(st, 401, "{e}");
-    let (st, _) = api(
-        s,
-        reqwest::Method::GET,
-        "/api/v1/users",
         t["access_token"].as_str().unwrap(),
-        None,
-    )
-    .await;
+    );
+    let (st, e) = api(s, Method::GET, "/api/v1/users", id_token, None).await;
+    assert_eq!(st, 401, "{e}");
+    let (st, _) = api(s, Method::GET, "/api/v1/users", access, None).await;
     assert_eq!(st, 200);
     // /userinfo needs the openid scope.
     let t = user_tokens_scope(s, "cli", "alice", PASSWORD, "profile").await;
@@ -473,15 +389,7 @@ async fn max_age_prompt_and_response_mode() {
 #[tokio::test]
 async fn client_credentials_subject_cannot_pass_for_a_user() {
     let s = shared();
-    let (st, r) = token_request(
-        s,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "deployd"),
-            ("client_secret", &s.daemon_secret),
-        ],
-    )
-    .await;
+    let (st, r) = client_credentials_grant(s, "deployd", &s.daemon_secret).await;
     assert_eq!(st, 200, "{r}");
     let c = jwt_claims(r["access_token"].as_str().unwrap());
     assert_eq!(c["sub"], "client:deployd");
@@ -518,7 +426,7 @@ async fn logout_needs_a_confirmation_unless_an_id_token_hint_names_the_user() {
         ("state", "st9"),
     ];
     // A plain GET (a link, an image) only asks.
-    let r = b.get(s.url("/logout")).query(&q).send().await.unwrap();
+    let r = logout_get(&b, s, &q).await;
     assert_eq!(r.status(), 200);
     let csp = r.headers()["content-security-policy"]
         .to_str()
@@ -542,29 +450,19 @@ async fn logout_needs_a_confirmation_unless_an_id_token_hint_names_the_user() {
     let (st, _, _) = login(&b, s, &url, "erin", PASSWORD, None).await;
     assert_eq!(st, 303);
     let t = user_tokens_scope(s, "cli", "erin", PASSWORD, "openid").await;
-    let r = b
-        .get(s.url("/logout"))
-        .query(&[
-            ("id_token_hint", t["id_token"].as_str().unwrap()),
+    let hint = |token| {
+        [
+            ("id_token_hint", token),
             ("post_logout_redirect_uri", LOGOUT_REDIRECT),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ]
+    };
+    let r = logout_get(&b, s, &hint(t["id_token"].as_str().unwrap())).await;
     assert_eq!(r.status(), 303);
     assert!(!signed_in().await);
     // An access token is no id_token_hint.
     let (st, _, _) = login(&b, s, &url, "erin", PASSWORD, None).await;
     assert_eq!(st, 303);
-    let r = b
-        .get(s.url("/logout"))
-        .query(&[
-            ("id_token_hint", t["access_token"].as_str().unwrap()),
-            ("post_logout_redirect_uri", LOGOUT_REDIRECT),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = logout_get(&b, s, &hint(t["access_token"].as_str().unwrap())).await;
     assert_eq!(r.status(), 200);
     assert!(signed_in().await);
 }
@@ -608,9 +506,7 @@ async fn csrf_cookie_is_bound_to_the_session_and_login_renews_session_and_csrf()
         .unwrap();
     assert_eq!(r.status(), 200);
     let c1 = set_cookie_value(&r, "sso_csrf").unwrap();
-    let mut form = hidden_fields(&r.text().await.unwrap());
-    form.push(("username".into(), "alice".into()));
-    form.push(("password".into(), PASSWORD.into()));
+    let form = login_form(&r.text().await.unwrap(), "alice", PASSWORD);
     let r = http()
         .post(s.url("/authorize"))
         .header("cookie", format!("sso_session={old}; sso_csrf={c1}"))
@@ -640,35 +536,13 @@ async fn token_needs_redirect_uri_only_when_authorize_had_one() {
         .collect();
     let mut without = u.clone();
     without.query_pairs_mut().clear().extend_pairs(&pairs);
-    let (st, loc, body) = login(&browser(), s, without.as_str(), "alice", PASSWORD, None).await;
-    assert_eq!(st, 303, "{body}");
-    let code = param(&loc.unwrap(), "code").unwrap();
-    let (st, t) = token_request(
-        s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", "cli"),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let code = login_code(&browser(), s, without.as_str(), "alice").await;
+    let (st, t) = token_request(s, &code_grant("cli", &code, None, &verifier)).await;
     assert_eq!(st, 200, "{t}");
     // With redirect_uri at /authorize, /token must repeat it.
-    let (st, loc, _) = login(&browser(), s, &with, "alice", PASSWORD, None).await;
-    assert_eq!(st, 303);
-    let code = param(&loc.unwrap(), "code").unwrap();
-    let (st, t) = token_request(
-        s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", "cli"),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
-    assert_eq!((st, t["error"].as_str()), (400, Some("invalid_request")));
+    let code = login_code(&browser(), s, &with, "alice").await;
+    let (st, t) = token_request(s, &code_grant("cli", &code, None, &verifier)).await;
+    assert_oauth_error(st, &t, "invalid_request");
 }
 
 #[tokio::test]
@@ -692,14 +566,7 @@ async fn the_last_admin_cannot_be_disabled() {
     let s = shared();
     let bob = user_tokens_scope(s, "admin-ui", "bob", PASSWORD, "openid").await;
     let at = bob["access_token"].as_str().unwrap();
-    let (st, e) = api(
-        s,
-        reqwest::Method::POST,
-        "/api/v1/users/bob/disable",
-        at,
-        None,
-    )
-    .await;
+    let (st, e) = api(s, Method::POST, "/api/v1/users/bob/disable", at, None).await;
     assert_eq!(st, 409, "{e}");
     add_user(s, "adm2").await;
     s.sso
@@ -708,14 +575,7 @@ async fn the_last_admin_cannot_be_disabled() {
         .set_member("admin", "adm2", sso::domain::Role::Normal)
         .await
         .unwrap();
-    let (st, e) = api(
-        s,
-        reqwest::Method::POST,
-        "/api/v1/users/adm2/disable",
-        at,
-        None,
-    )
-    .await;
+    let (st, e) = api(s, Method::POST, "/api/v1/users/adm2/disable", at, None).await;
     assert_eq!(st, 204, "{e}");
 }
 

@@ -116,57 +116,29 @@ async fn seed(sso: &Sso, cfg: &Config) -> (String, String, String) {
         grant_types: grants.iter().map(|s| s.to_string()).collect(),
         audience: aud.map(str::to_owned),
     };
-    db.add_client(&add(
-        "cli",
-        ClientKind::Public,
-        &["authorization_code", "refresh_token", "device_code"],
-        Some("console"),
-    ))
-    .await
-    .unwrap();
-    db.add_client(&add(
-        "admin-ui",
-        ClientKind::Public,
-        &["authorization_code"],
-        Some("sso"),
-    ))
-    .await
-    .unwrap();
-    let web = db
-        .add_client(&add(
-            "web",
-            ClientKind::Confidential,
-            &["authorization_code", "refresh_token"],
-            None,
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let daemon = db
-        .add_client(&add(
+    let mut secrets = Vec::new();
+    use ClientKind::{Confidential, Public};
+    const CODE_REFRESH: &[&str] = &["authorization_code", "refresh_token"];
+    const ALL_USER: &[&str] = &["authorization_code", "refresh_token", "device_code"];
+    for (id, kind, grants, aud) in [
+        ("cli", Public, ALL_USER, Some("console")),
+        ("admin-ui", Public, &["authorization_code"][..], Some("sso")),
+        ("web", Confidential, CODE_REFRESH, None),
+        (
             "deployd",
-            ClientKind::Confidential,
-            &["client_credentials"],
+            Confidential,
+            &["client_credentials"][..],
             Some("console"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let other = db
-        .add_client(&add(
-            "other",
-            ClientKind::Confidential,
-            &["authorization_code", "refresh_token"],
-            None,
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    (
-        web.expose().to_owned(),
-        daemon.expose().to_owned(),
-        other.expose().to_owned(),
-    )
+        ),
+        ("other", Confidential, CODE_REFRESH, None),
+    ] {
+        let secret = db.add_client(&add(id, kind, grants, aud)).await.unwrap();
+        if kind == Confidential {
+            secrets.push(secret.unwrap().expose().to_owned());
+        }
+    }
+    let [web, daemon, other]: [String; 3] = secrets.try_into().unwrap();
+    (web, daemon, other)
 }
 
 /// One sso shared by the tests of a test binary, on its own runtime (so
@@ -232,6 +204,63 @@ pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The form of a login page (its hidden fields) filled in with `user`
+/// and `pw`.
+pub fn login_form(html: &str, user: &str, pw: &str) -> Vec<(String, String)> {
+    let mut form = hidden_fields(html);
+    form.push(("username".into(), user.into()));
+    form.push(("password".into(), pw.into()));
+    form
+}
+
+/// The form of a device page filled in: `user_code` (as typed) replaces
+/// the page's own when given, `confirm` confirms the code, and `user`
+/// signs in with [`PASSWORD`] to `action` ("approve" or "deny").
+pub fn device_form(
+    page: &str,
+    user_code: Option<&str>,
+    confirm: bool,
+    user: &str,
+    action: &str,
+) -> Vec<(String, String)> {
+    let mut form = hidden_fields(page);
+    if let Some(code) = user_code {
+        form.retain(|(k, _)| k != "user_code");
+        form.push(("user_code".into(), code.into()));
+    }
+    if confirm {
+        form.push(("confirm_code".into(), "yes".into()));
+    }
+    form.push(("username".into(), user.into()));
+    form.push(("password".into(), PASSWORD.into()));
+    form.push(("action".into(), action.into()));
+    form
+}
+
+/// GETs `url` with `b` and returns the body.
+pub async fn get_text(b: &reqwest::Client, url: &str) -> String {
+    b.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Sends `req` and parses the answer as JSON.
+pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// GETs `url` with a plain client and parses the body as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    json_of(http().get(url)).await
+}
+
+/// GETs `/logout` with `b` and the given query.
+pub async fn logout_get(
+    b: &reqwest::Client,
+    s: &TestSso,
+    query: &[(&str, &str)],
+) -> reqwest::Response {
+    b.get(s.url("/logout")).query(query).send().await.unwrap()
+}
+
 /// Opens `auth_url` and signs in with the form. Returns the status and
 /// `Location` of the answer to the form post.
 pub async fn login(
@@ -242,13 +271,30 @@ pub async fn login(
     pw: &str,
     xff: Option<&str>,
 ) -> (u16, Option<String>, String) {
+    login_at(b, &s.url("/authorize"), auth_url, user, pw, xff).await
+}
+
+/// Like [`login`] against the `/authorize` endpoint `authorize`.
+pub async fn login_at(
+    b: &reqwest::Client,
+    authorize: &str,
+    auth_url: &str,
+    user: &str,
+    pw: &str,
+    xff: Option<&str>,
+) -> (u16, Option<String>, String) {
     let page = b.get(auth_url).send().await.unwrap();
     assert_eq!(page.status(), 200, "login page");
     let html = page.text().await.unwrap();
-    let mut form = hidden_fields(&html);
-    form.push(("username".into(), user.into()));
-    form.push(("password".into(), pw.into()));
-    post_form(b, &s.url("/authorize"), &form, xff).await
+    post_form(b, authorize, &login_form(&html, user, pw), xff).await
+}
+
+/// Signs `user` in (with [`PASSWORD`]) at `auth_url`, expects the redirect
+/// to the client and returns its code.
+pub async fn login_code(b: &reqwest::Client, s: &TestSso, auth_url: &str, user: &str) -> String {
+    let (st, loc, body) = login(b, s, auth_url, user, PASSWORD, None).await;
+    assert_eq!(st, 303, "{body}");
+    param(&loc.unwrap(), "code").unwrap()
 }
 
 pub async fn post_form(
@@ -293,12 +339,13 @@ pub fn jwt_claims(token: &str) -> serde_json::Value {
 
 /// Posts a form to the token endpoint; returns status and JSON.
 pub async fn token_request(s: &TestSso, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
-    let r = http()
-        .post(s.url("/token"))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+    token_request_at(&s.url("/token"), form).await
+}
+
+/// Posts a form to the token endpoint `url`; returns status and JSON (or
+/// the body as a JSON string).
+pub async fn token_request_at(url: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let r = http().post(url).form(form).send().await.unwrap();
     let status = r.status().as_u16();
     let body = r.text().await.unwrap();
     (
@@ -307,56 +354,210 @@ pub async fn token_request(s: &TestSso, form: &[(&str, &str)]) -> (u16, serde_js
     )
 }
 
+/// The form of an authorization_code token request by public client
+/// `client_id`; `redirect_uri` is left out when `None`.
+pub fn code_grant<'a>(
+    client_id: &'a str,
+    code: &'a str,
+    redirect_uri: Option<&'a str>,
+    verifier: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("client_id", client_id),
+    ];
+    if let Some(uri) = redirect_uri {
+        form.push(("redirect_uri", uri));
+    }
+    form.push(("code_verifier", verifier));
+    form
+}
+
+/// Redeems `code` for public client `client_id` with [`REDIRECT`] and the
+/// PKCE `verifier`; returns status and JSON.
+pub async fn redeem_code(
+    s: &TestSso,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+) -> (u16, serde_json::Value) {
+    token_request(s, &code_grant(client_id, code, Some(REDIRECT), verifier)).await
+}
+
+/// A refresh_token grant by public client `client_id`.
+pub async fn refresh(s: &TestSso, client_id: &str, rt: &str) -> (u16, serde_json::Value) {
+    refresh_grant(s, client_id, None, rt).await
+}
+
+/// A refresh_token grant by confidential client `client_id`.
+pub async fn refresh_confidential(
+    s: &TestSso,
+    client_id: &str,
+    secret: &str,
+    rt: &str,
+) -> (u16, serde_json::Value) {
+    refresh_grant(s, client_id, Some(secret), rt).await
+}
+
+/// A refresh_token grant, with the client secret in the form if given.
+async fn refresh_grant(
+    s: &TestSso,
+    client_id: &str,
+    secret: Option<&str>,
+    rt: &str,
+) -> (u16, serde_json::Value) {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", rt),
+        ("client_id", client_id),
+    ];
+    if let Some(x) = secret {
+        form.push(("client_secret", x));
+    }
+    token_request(s, &form).await
+}
+
+/// A client_credentials grant with the secret in the form.
+pub async fn client_credentials_grant(
+    s: &TestSso,
+    client_id: &str,
+    secret: &str,
+) -> (u16, serde_json::Value) {
+    token_request(
+        s,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ],
+    )
+    .await
+}
+
+/// The token request form a device of client `cli` polls with.
+pub fn device_poll_form(device_code: &str) -> [(&str, &str); 3] {
+    [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", device_code),
+        ("client_id", "cli"),
+    ]
+}
+
+/// One device-code poll of client `cli`.
+pub async fn device_poll(s: &TestSso, device_code: &str) -> (u16, serde_json::Value) {
+    token_request(s, &device_poll_form(device_code)).await
+}
+
+/// Posts `form` to `/device_authorization`; returns the JSON answer.
+pub async fn device_authorization(s: &TestSso, form: &[(&str, &str)]) -> serde_json::Value {
+    json_of(http().post(s.url("/device_authorization")).form(form)).await
+}
+
+/// GET `/userinfo` with bearer `token`.
+pub async fn userinfo(s: &TestSso, token: &str) -> reqwest::Response {
+    http()
+        .get(s.url("/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts an OAuth error answer: status 400 and `error`.
+#[track_caller]
+pub fn assert_oauth_error(status: u16, body: &serde_json::Value, error: &str) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some(error)),
+        "{body}"
+    );
+}
+
+/// [`assert_oauth_error`] with a note on why.
+#[track_caller]
+pub fn assert_oauth_error_because(status: u16, body: &serde_json::Value, error: &str, why: &str) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some(error)),
+        "{why}: {body}"
+    );
+}
+
+/// A call of the admin API with bearer `token` and an optional JSON body;
+/// returns status and JSON (or the body as a JSON string).
+pub async fn api(
+    s: &TestSso,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = http().request(method, s.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let st = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// The S256 PKCE challenge of `verifier`.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
 /// Logs `user` in through the browser flow of public client `client_id`
 /// (PKCE) and exchanges the code; returns the token response.
 pub async fn user_tokens(s: &TestSso, client_id: &str, user: &str) -> serde_json::Value {
-    use base64::Engine;
-    use sha2::Digest;
-    let verifier = sso::secret::random_token();
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(sha2::Sha256::digest(verifier.as_bytes()));
-    let auth = format!(
-        "{}?response_type=code&client_id={client_id}&scope=openid&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
-        s.url("/authorize"),
-        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
-    );
-    let (st, loc, body) = login(&browser(), s, &auth, user, PASSWORD, None).await;
-    assert_eq!(st, 303, "{body}");
-    let code = param(&loc.unwrap(), "code").unwrap();
-    let (st, tok) = token_request(
-        s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", client_id),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
-    assert_eq!(st, 200, "{tok}");
-    tok
+    user_tokens_scope(s, client_id, user, PASSWORD, "openid").await
+}
+
+/// The access token of [`user_tokens`].
+pub async fn access_token(s: &TestSso, client_id: &str, user: &str) -> String {
+    user_tokens(s, client_id, user).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// An `/authorize` URL for public client `client_id` with PKCE and the
-/// given scope and extra query; returns it and the PKCE verifier.
+/// given scope (none if empty) and extra query; returns it and the PKCE
+/// verifier.
 pub fn authorize_url(s: &TestSso, client_id: &str, scope: &str, extra: &str) -> (String, String) {
-    use base64::Engine;
-    use sha2::Digest;
+    authorize_url_at(&s.issuer, client_id, scope, extra)
+}
+
+/// [`authorize_url`] for the sso at `issuer`.
+pub fn authorize_url_at(
+    issuer: &str,
+    client_id: &str,
+    scope: &str,
+    extra: &str,
+) -> (String, String) {
     let verifier = sso::secret::random_token();
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = pkce_challenge(&verifier);
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let scope = if scope.is_empty() {
+        String::new()
+    } else {
+        format!("&scope={}", enc(scope))
+    };
     let url = format!(
-        "{}?response_type=code&client_id={client_id}&scope={}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256{extra}",
-        s.url("/authorize"),
-        enc(scope),
+        "{issuer}/authorize?response_type=code&client_id={client_id}{scope}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256{extra}",
         enc(REDIRECT),
     );
     (url, verifier)
 }
 
-/// Like [`user_tokens`] with a chosen scope.
+/// Like [`user_tokens`] with a chosen scope and password.
 pub async fn user_tokens_scope(
     s: &TestSso,
     client_id: &str,
@@ -368,17 +569,7 @@ pub async fn user_tokens_scope(
     let (st, loc, body) = login(&browser(), s, &auth, user, pw, None).await;
     assert_eq!(st, 303, "{body}");
     let code = param(&loc.unwrap(), "code").unwrap();
-    let (st, tok) = token_request(
-        s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", client_id),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (st, tok) = redeem_code(s, client_id, &code, &verifier).await;
     assert_eq!(st, 200, "{tok}");
     tok
 }
