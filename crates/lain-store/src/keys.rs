@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::value::{
     Candidate, ClusterConfig, DesiredProc, Event, NodeRegistration, ObservedInstance, ObservedNode,
-    RouterStatus, Schema,
+    RouterEvent, RouterStatus, Schema, TlsCertificate,
 };
 
 /// The root of everything LAIN keeps in etcd.
@@ -173,10 +173,14 @@ pub enum Prefix {
     Events,
     /// `/lain/routers/{router}`
     Routers,
+    /// `/lain/router-events/{router}/{event}`
+    RouterEvents,
+    /// `/lain/certs/{name}`
+    Certs,
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 8] = [
+    pub const ALL: [Prefix; 10] = [
         Prefix::Config,
         Prefix::Nodes,
         Prefix::Desired,
@@ -185,6 +189,8 @@ impl Prefix {
         Prefix::Election,
         Prefix::Events,
         Prefix::Routers,
+        Prefix::RouterEvents,
+        Prefix::Certs,
     ];
 
     /// The prefix path, always ending in `/` so that `/lain/observed/`
@@ -199,18 +205,20 @@ impl Prefix {
             Prefix::Election => "/lain/election/",
             Prefix::Events => "/lain/events/",
             Prefix::Routers => "/lain/routers/",
+            Prefix::RouterEvents => "/lain/router-events/",
+            Prefix::Certs => "/lain/certs/",
         }
     }
 
     /// The one component allowed to write under this prefix.
     pub const fn writer(self) -> Component {
         match self {
-            Prefix::Config | Prefix::Desired => Component::Console,
+            Prefix::Config | Prefix::Desired | Prefix::Certs => Component::Console,
             Prefix::Nodes => Component::NodeManagement,
             Prefix::Observed | Prefix::ObservedNodes | Prefix::Election | Prefix::Events => {
                 Component::Deployd
             }
-            Prefix::Routers => Component::Webrouter,
+            Prefix::Routers | Prefix::RouterEvents => Component::Webrouter,
         }
     }
 
@@ -225,13 +233,18 @@ impl Prefix {
             Prefix::Election => &[Component::Deployd, Component::Console],
             Prefix::Events => &[Component::Console],
             Prefix::Routers => &[Component::Deployd, Component::Console],
+            Prefix::RouterEvents => &[Component::Console],
+            Prefix::Certs => &[Component::Webrouter, Component::Console],
         }
     }
 
     /// Whether keys under this prefix are attached to a lease and vanish
     /// when their writer stops renewing it.
     pub const fn leased(self) -> bool {
-        matches!(self, Prefix::Election | Prefix::Events | Prefix::Routers)
+        matches!(
+            self,
+            Prefix::Election | Prefix::Events | Prefix::Routers | Prefix::RouterEvents
+        )
     }
 
     /// The prefix a full key path falls under, if any.
@@ -723,6 +736,107 @@ impl StoreKey for RouterKey {
     }
 }
 
+/// `/lain/router-events/{router}/{event}`: a short-lived event about one
+/// webrouter's configuration (a refused config, a certificate that does
+/// not open), leased on the router's lease.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouterEventKey {
+    router: Name,
+    event: Name,
+}
+
+impl RouterEventKey {
+    pub fn new(router: &str, event: &str) -> Result<Self, KeyError> {
+        Ok(Self {
+            router: Name::parse("router id", router)?,
+            event: Name::parse("event id", event)?,
+        })
+    }
+
+    /// A fresh event id for `router`, sorting by time as
+    /// [`EventKey::generate`]'s do.
+    pub fn generate(router: &str) -> Result<Self, KeyError> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
+        Self::new(router, &format!("{nanos:020}-{seq}"))
+    }
+
+    pub fn router(&self) -> &str {
+        self.router.as_str()
+    }
+
+    pub fn event(&self) -> &str {
+        self.event.as_str()
+    }
+
+    /// All events of one router.
+    pub fn of_router(router: &str) -> Result<KeyPrefix<Self>, KeyError> {
+        let router = Name::parse("router id", router)?;
+        Ok(KeyPrefix::new(format!("{}{router}/", Self::PREFIX.path())))
+    }
+}
+
+impl StoreKey for RouterEventKey {
+    type Value = RouterEvent;
+    const PREFIX: Prefix = Prefix::RouterEvents;
+
+    fn path(&self) -> String {
+        format!("{}{}/{}", Self::PREFIX.path(), self.router, self.event)
+    }
+
+    fn parse(path: &str) -> Result<Self, KeyError> {
+        let [router, event] = segments(
+            path,
+            Self::PREFIX,
+            "/lain/router-events/{router}/{event}",
+            ["router id", "event id"],
+        )?;
+        Ok(Self { router, event })
+    }
+}
+
+/// `/lain/certs/{name}`: a TLS certificate with its sealed private key.
+/// The name is the operator's (e.g. `example.com` or `wildcard.example.com`);
+/// the domains it serves are in the value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CertKey {
+    name: Name,
+}
+
+impl CertKey {
+    pub fn new(name: &str) -> Result<Self, KeyError> {
+        Ok(Self {
+            name: Name::parse("certificate name", name)?,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+}
+
+impl StoreKey for CertKey {
+    type Value = TlsCertificate;
+    const PREFIX: Prefix = Prefix::Certs;
+
+    fn path(&self) -> String {
+        format!("{}{}", Self::PREFIX.path(), self.name)
+    }
+
+    fn parse(path: &str) -> Result<Self, KeyError> {
+        let [name] = segments(
+            path,
+            Self::PREFIX,
+            "/lain/certs/{name}",
+            ["certificate name"],
+        )?;
+        Ok(Self { name })
+    }
+}
+
 // Keys print as their etcd path, for logs and errors.
 macro_rules! display_as_path {
     ($($key:ty),*) => {$(
@@ -743,6 +857,8 @@ display_as_path!(
     ElectionKey,
     EventKey,
     RouterKey,
+    RouterEventKey,
+    CertKey,
     AnyKey
 );
 
@@ -758,6 +874,8 @@ pub enum AnyKey {
     Election(ElectionKey),
     Event(EventKey),
     Router(RouterKey),
+    RouterEvent(RouterEventKey),
+    Cert(CertKey),
 }
 
 impl AnyKey {
@@ -776,6 +894,8 @@ impl AnyKey {
             Prefix::Election => AnyKey::Election(ElectionKey::parse(path)?),
             Prefix::Events => AnyKey::Event(EventKey::parse(path)?),
             Prefix::Routers => AnyKey::Router(RouterKey::parse(path)?),
+            Prefix::RouterEvents => AnyKey::RouterEvent(RouterEventKey::parse(path)?),
+            Prefix::Certs => AnyKey::Cert(CertKey::parse(path)?),
         })
     }
 
@@ -789,6 +909,8 @@ impl AnyKey {
             AnyKey::Election(k) => k.path(),
             AnyKey::Event(k) => k.path(),
             AnyKey::Router(k) => k.path(),
+            AnyKey::RouterEvent(k) => k.path(),
+            AnyKey::Cert(k) => k.path(),
         }
     }
 
@@ -802,6 +924,8 @@ impl AnyKey {
             AnyKey::Election(_) => Prefix::Election,
             AnyKey::Event(_) => Prefix::Events,
             AnyKey::Router(_) => Prefix::Routers,
+            AnyKey::RouterEvent(_) => Prefix::RouterEvents,
+            AnyKey::Cert(_) => Prefix::Certs,
         }
     }
 }
@@ -845,6 +969,23 @@ mod tests {
             "/lain/events/hello/00000000000000000001-0",
         );
         round_trip(RouterKey::new("r1").unwrap(), "/lain/routers/r1");
+        round_trip(
+            RouterEventKey::new("r1", "00000000000000000001-0").unwrap(),
+            "/lain/router-events/r1/00000000000000000001-0",
+        );
+        round_trip(
+            CertKey::new("wildcard.example.com").unwrap(),
+            "/lain/certs/wildcard.example.com",
+        );
+        assert!(RouterKey::parse("/lain/router-events/r1/1").is_err());
+        assert_eq!(
+            RouterEventKey::of_router("r1").unwrap().path(),
+            "/lain/router-events/r1/"
+        );
+        assert!(RouterEventKey::generate("r1")
+            .unwrap()
+            .path()
+            .starts_with("/lain/router-events/r1/"));
     }
 
     #[test]
@@ -944,6 +1085,11 @@ mod tests {
         assert_eq!(Prefix::Observed.writer(), Component::Deployd);
         assert_eq!(Prefix::Routers.writer(), Component::Webrouter);
         assert_eq!(Prefix::Nodes.writer(), Component::NodeManagement);
+        assert_eq!(Prefix::Certs.writer(), Component::Console);
+        assert!(!Prefix::Certs.leased());
+        assert!(Prefix::Certs.readers().contains(&Component::Webrouter));
+        assert_eq!(Prefix::RouterEvents.writer(), Component::Webrouter);
+        assert!(Prefix::RouterEvents.leased());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   and resumes after etcd restarts.
 //! - [`Lease`]: leases with a background keep-alive and loss detection.
 //! - [`Election`]: leader election whose [`Leadership`] fences writes.
+//! - [`secret`]: sealing secrets (TLS private keys) with the cluster
+//!   secrets key before they are written to etcd.
 //!
 //! No other crate builds key strings or links `etcd-client`; the schema is
 //! documented in `docs/reference/etcd-schema.md`.
@@ -29,6 +31,7 @@ pub mod election;
 pub mod error;
 pub mod keys;
 pub mod lease;
+pub mod secret;
 pub mod store;
 pub mod value;
 pub mod watch;
@@ -36,8 +39,9 @@ pub mod watch;
 pub use election::{Election, LeaderInfo, LeaderWatch, Leadership};
 pub use error::{Result, StoreError};
 pub use keys::{
-    AnyKey, ClusterConfigKey, Component, DesiredKey, ElectionKey, EventKey, KeyError, KeyPrefix,
-    Name, NodeKey, ObservedKey, ObservedNodeKey, Prefix, RouterKey, StoreKey,
+    AnyKey, CertKey, ClusterConfigKey, Component, DesiredKey, ElectionKey, EventKey, KeyError,
+    KeyPrefix, Name, NodeKey, ObservedKey, ObservedNodeKey, Prefix, RouterEventKey, RouterKey,
+    StoreKey,
 };
 pub use lease::Lease;
 pub use store::{
@@ -46,7 +50,8 @@ pub use store::{
 pub use value::{
     decode, encode, unix_millis, Candidate, Capacity, ClusterConfig, DecodeError, DesiredProc,
     DockerEndpoint, DockerTls, EncodeError, Event, EventKind, Health, HealthCheck, InstanceState,
-    Liveness, NodeRegistration, ObservedInstance, ObservedNode, ProcType, RouterStatus, Schema,
-    SecretRef, SecretTarget, Severity,
+    Liveness, NodeRegistration, ObservedInstance, ObservedNode, ProcType, RouterEvent,
+    RouterEventKind, RouterStatus, Schema, SealedSecret, SecretRef, SecretTarget, Severity,
+    TlsCertificate,
 };
 pub use watch::{Watch, WatchEvent};

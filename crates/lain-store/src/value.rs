@@ -509,6 +509,78 @@ impl Schema for RouterStatus {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// `/lain/certs/{name}`: a TLS certificate an operator uploaded through
+/// console, served by webrouter for its domains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsCertificate {
+    /// The names it serves: exact DNS names or wildcards `*.domain`.
+    pub domains: Vec<String>,
+    /// The PEM chain, leaf first (public).
+    pub cert_pem: String,
+    /// The PEM private key, sealed under the cluster secrets key with this
+    /// key's etcd path as associated data (see [`crate::secret`]).
+    pub key: SealedSecret,
+    /// When the leaf expires, for display and alerts.
+    #[serde(default)]
+    pub not_after_ms: Option<u64>,
+}
+
+impl Schema for TlsCertificate {
+    const KIND: &'static str = "TlsCertificate";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A secret sealed by [`crate::secret::seal`]. Holds no plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// Always `A256GCM` (AES-256-GCM) for now.
+    pub alg: String,
+    /// Which secrets key sealed it ([`crate::secret::SecretsKey::id`]).
+    pub key_id: String,
+    /// The 96-bit nonce, base64.
+    pub nonce_b64: String,
+    /// Ciphertext and 128-bit tag, base64.
+    pub ciphertext_b64: String,
+}
+
+/// `/lain/router-events/{router}/{event}`: something that happened to a
+/// webrouter's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterEvent {
+    /// The router's id, as in `/lain/routers/{router}`.
+    pub router: String,
+    pub kind: RouterEventKind,
+    #[serde(default)]
+    pub severity: Severity,
+    /// What happened; nginx's own error text for a refused configuration,
+    /// truncated.
+    pub message: String,
+    /// The etcd revision of the state the event is about.
+    #[serde(default)]
+    pub revision: Option<i64>,
+    pub at_ms: u64,
+}
+
+impl Schema for RouterEvent {
+    const KIND: &'static str = "RouterEvent";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterEventKind {
+    /// nginx refused the rendered configuration (or its reload did not go
+    /// live); the previous one keeps serving.
+    ConfigRejected,
+    /// A certificate from etcd could not be opened or is malformed; it is
+    /// left out (its previous version keeps serving).
+    CertificateRejected,
+    /// A configuration applied again after a refusal.
+    ConfigRecovered,
+    #[serde(other)]
+    Other,
+}
+
 /// `/lain/election/{name}/{candidate}`: a candidate of an election.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {
@@ -700,6 +772,25 @@ mod tests {
             upstreams: 3,
             address: None,
             error: None,
+        });
+        rt(TlsCertificate {
+            domains: vec!["*.example.com".into()],
+            cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+            key: SealedSecret {
+                alg: "A256GCM".into(),
+                key_id: "00".into(),
+                nonce_b64: "AA==".into(),
+                ciphertext_b64: "AA==".into(),
+            },
+            not_after_ms: Some(1),
+        });
+        rt(RouterEvent {
+            router: "r1".into(),
+            kind: RouterEventKind::ConfigRejected,
+            severity: Severity::Error,
+            message: "nginx: [emerg] ...".into(),
+            revision: Some(4),
+            at_ms: 2,
         });
         rt(Candidate {
             id: "deployd@a".into(),

@@ -36,11 +36,17 @@ pub struct Config {
     /// A loopback address for nginx's own status server, which webrouter
     /// asks to confirm that a reload is live.
     pub status_listen: SocketAddr,
-    /// Interim certificate source until etcd holds certificates: files
+    /// Certificates from files, the fallback for single-host setups
+    /// (etcd's win for a name both hold):
     /// `{domain}.crt` + `{domain}.key`, and `_.{domain}.crt` + `.key` for
     /// the wildcard `*.{domain}`.
     #[serde(default)]
     pub certs_dir: Option<PathBuf>,
+    /// The cluster secrets key (32 bytes, raw or base64, mode 0600). When
+    /// set, certificates are read from etcd (`/lain/certs/`) and their
+    /// private keys opened with it.
+    #[serde(default)]
+    pub secrets_key_file: Option<PathBuf>,
     /// How often `certs_dir` is re-read.
     #[serde(default = "default_certs_poll_ms")]
     pub certs_poll_ms: u64,
@@ -113,6 +119,7 @@ status_listen = "127.0.0.1:9001"
         assert_eq!(c.nginx_binary, PathBuf::from("nginx"));
         assert_eq!(c.debounce_ms, 50);
         assert_eq!(c.https_listen, None);
+        assert_eq!(c.secrets_key_file, None);
         assert_eq!(c.lease_ttl(), Duration::from_secs(10));
     }
 

@@ -4,7 +4,8 @@
 //! - [`render`]: a pure function from routing state to nginx config text.
 //! - [`apply`]: generation directories, `nginx -t`, atomic swap, reload.
 //! - [`nginx`]: `nginx -t`, confirmed reloads and the process supervisor.
-//! - [`certs`]: certificates from a directory (interim, see its docs).
+//! - [`certs`]: certificates from etcd (private keys sealed under the
+//!   cluster secrets key) and, as a fallback, from a directory.
 //! - [`metrics`]: what `/metrics` serves.
 //!
 //! [`run`] ties them together. Watches on the desired procs, the observed
@@ -14,6 +15,10 @@
 //! `/lain/routers/{id}` is one whose every earlier write the served
 //! configuration reflects. Several routers need no coordination: each
 //! renders the same text from the same state.
+//!
+//! A refused configuration, a certificate that does not open and the
+//! recovery from either are also written as events under
+//! `/lain/router-events/{id}/`, leased on the router's lease.
 
 pub mod apply;
 pub mod certs;
@@ -29,9 +34,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::get;
+use lain_store::secret::{SecretError, SecretsKey};
 use lain_store::{
-    unix_millis, ClusterConfigKey, Component, DesiredKey, KeyError, KeyPrefix, Lease, ObservedKey,
-    RouterKey, RouterStatus, Store, StoreError, StoreKey, StoreOptions,
+    unix_millis, CertKey, ClusterConfigKey, Component, DesiredKey, KeyError, KeyPrefix, Lease,
+    ObservedKey, RouterEvent, RouterEventKey, RouterEventKind, RouterKey, RouterStatus, Severity,
+    Store, StoreError, StoreKey, StoreOptions, WatchEvent,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -52,6 +59,8 @@ pub enum WebrouterError {
         #[source]
         source: KeyError,
     },
+    #[error("cannot load secrets_key_file: {0}")]
+    SecretsKey(#[source] SecretError),
     #[error("cannot prepare the state dir: {0}")]
     StateDir(#[source] ApplyError),
     #[error("cannot install the first nginx configuration: {0}")]
@@ -71,6 +80,15 @@ pub async fn run(
         id: config.router_id.clone(),
         source,
     })?;
+    let secrets_key = config
+        .secrets_key_file
+        .as_deref()
+        .map(SecretsKey::load)
+        .transpose()
+        .map_err(WebrouterError::SecretsKey)?;
+    if let Some(k) = &secrets_key {
+        tracing::info!(key_id = k.id(), "certificates come from etcd");
+    }
     let metrics = Arc::new(Metrics::default());
     let ctl = Arc::new(NginxCtl::new(
         config.nginx_binary.clone(),
@@ -136,9 +154,12 @@ pub async fn run(
         metrics,
         render_opts,
         certs,
+        secrets_key,
+        etcd_certs: Arc::new(Mutex::new(CertView::default())),
         publisher: None,
         applied: None,
         last_warnings: Vec::new(),
+        last_reported: None,
     };
     tokio::select! {
         () = shutdown => {}
@@ -170,6 +191,19 @@ fn read_certs(config: &Config) -> BTreeMap<String, CertPair> {
     certs
 }
 
+/// The certificates from etcd as the renderer takes them.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct CertView {
+    served: BTreeMap<String, CertPair>,
+    errors: Vec<String>,
+}
+
+/// Events kept per router; older ones are deleted.
+const MAX_EVENTS: usize = 50;
+
+/// Longest event message (nginx's error text can be long).
+const MAX_EVENT_MESSAGE: usize = 1000;
+
 /// Publishes this router's status under its leased key.
 struct Publisher {
     store: Store,
@@ -193,6 +227,39 @@ impl Publisher {
         self.store.put_with_lease(key, &status, id).await?;
         self.last = Some(status);
         Ok(())
+    }
+
+    /// Writes an event under `/lain/router-events/{router}/`, on the same
+    /// lease as the status, and keeps only the newest [`MAX_EVENTS`].
+    async fn event(&mut self, ttl: Duration, event: RouterEvent) -> Result<(), StoreError> {
+        let lease = match self.lease.take() {
+            Some(l) if !l.is_lost() => l,
+            _ => self.store.grant_lease(ttl).await?,
+        };
+        let id = lease.id();
+        self.lease = Some(lease);
+        let key = RouterEventKey::generate(&event.router)?;
+        self.store.put_with_lease(&key, &event, id).await?;
+        let listing = self
+            .store
+            .list(&RouterEventKey::of_router(&event.router)?)
+            .await?;
+        let mut keys: Vec<RouterEventKey> = listing.items.into_iter().map(|e| e.key).collect();
+        keys.sort();
+        let excess = keys.len().saturating_sub(MAX_EVENTS);
+        for old in &keys[..excess] {
+            self.store.delete(old).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Truncates `text` to `max` characters, marking the cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        text.chars().take(max).collect::<String>() + "…"
     }
 }
 
@@ -220,9 +287,14 @@ struct Control {
     metrics: Arc<Metrics>,
     render_opts: RenderOptions,
     certs: Arc<Mutex<BTreeMap<String, CertPair>>>,
+    /// Set when certificates come from etcd.
+    secrets_key: Option<SecretsKey>,
+    etcd_certs: Arc<Mutex<CertView>>,
     publisher: Option<Publisher>,
     applied: Option<AppliedState>,
     last_warnings: Vec<String>,
+    /// The error last reported as an event (`None`: healthy).
+    last_reported: Option<(RouterEventKind, String)>,
 }
 
 impl Control {
@@ -266,6 +338,15 @@ impl Control {
             KeyPrefix::<ClusterConfigKey>::all(),
             bump_tx.clone(),
         ));
+        if let Some(key) = self.secrets_key.clone() {
+            tasks.spawn(watch_certs(
+                store.clone(),
+                key,
+                self.etcd_certs.clone(),
+                self.metrics.clone(),
+                bump_tx.clone(),
+            ));
+        }
         if let Some(dir) = self.config.certs_dir.clone() {
             let certs = self.certs.clone();
             let bump = bump_tx.clone();
@@ -388,6 +469,15 @@ impl Control {
                 .collect(),
             certs: self.certs.lock().map(|c| c.clone()).unwrap_or_default(),
         };
+        let mut state = state;
+        let cert_errors = match self.etcd_certs.lock() {
+            Ok(view) => {
+                // etcd's certificates win over the directory's.
+                state.certs.extend(view.served.clone());
+                view.errors.clone()
+            }
+            Err(_) => Vec::new(),
+        };
         let started = Instant::now();
         let rendered = render(&state, &self.render_opts);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -436,36 +526,182 @@ impl Control {
                     upstreams: u32::try_from(rendered.upstreams).unwrap_or(u32::MAX),
                 };
                 self.applied = Some(applied.clone());
+                let error = (!cert_errors.is_empty()).then(|| cert_errors.join("; "));
                 let status = RouterStatus {
                     applied_revision: applied.revision,
                     applied_at_ms: unix_millis(),
                     config_hash: Some(applied.hash),
                     upstreams: applied.upstreams,
                     address,
-                    error: None,
+                    error: error.clone(),
                 };
                 publisher
                     .publish(&self.key, ttl, status)
                     .await
-                    .map_err(Failure::Etcd)
+                    .map_err(Failure::Etcd)?;
+                let now = error.map(|e| (RouterEventKind::CertificateRejected, e));
+                report(
+                    publisher,
+                    &mut self.last_reported,
+                    &self.metrics,
+                    &self.key,
+                    ttl,
+                    now,
+                    revision,
+                )
+                .await;
+                Ok(())
             }
             Err(e) => {
                 self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, revision, "configuration not applied; the previous one keeps serving");
                 let prev = self.applied.clone();
+                let mut error = e.to_string();
+                for c in &cert_errors {
+                    error.push_str("; ");
+                    error.push_str(c);
+                }
                 let status = RouterStatus {
                     applied_revision: prev.as_ref().map_or(0, |a| a.revision),
                     applied_at_ms: unix_millis(),
                     config_hash: prev.as_ref().map(|a| a.hash.clone()),
                     upstreams: prev.as_ref().map_or(0, |a| a.upstreams),
                     address,
-                    error: Some(e.to_string()),
+                    error: Some(error),
                 };
                 if let Err(e) = publisher.publish(&self.key, ttl, status).await {
                     tracing::warn!(error = %e, "cannot publish the failure in etcd");
                 }
+                report(
+                    publisher,
+                    &mut self.last_reported,
+                    &self.metrics,
+                    &self.key,
+                    ttl,
+                    Some((RouterEventKind::ConfigRejected, e.to_string())),
+                    revision,
+                )
+                .await;
                 Err(Failure::Refused)
             }
+        }
+    }
+}
+
+/// Writes an event when the router's trouble changes: a new refusal or
+/// certificate error (`now`), or recovery from one (`now` is `None`).
+async fn report(
+    publisher: &mut Publisher,
+    last: &mut Option<(RouterEventKind, String)>,
+    metrics: &Metrics,
+    key: &RouterKey,
+    ttl: Duration,
+    now: Option<(RouterEventKind, String)>,
+    revision: i64,
+) {
+    if *last == now {
+        return;
+    }
+    let (kind, severity, message) = match &now {
+        Some((kind, message)) => (*kind, Severity::Error, truncate(message, MAX_EVENT_MESSAGE)),
+        None => (
+            RouterEventKind::ConfigRecovered,
+            Severity::Info,
+            format!("the configuration for etcd revision {revision} applied cleanly"),
+        ),
+    };
+    let event = RouterEvent {
+        router: key.router().to_owned(),
+        kind,
+        severity,
+        message,
+        revision: Some(revision),
+        at_ms: unix_millis(),
+    };
+    match publisher.event(ttl, event).await {
+        Ok(()) => {
+            metrics.events.fetch_add(1, Ordering::Relaxed);
+            *last = now;
+        }
+        // Retried with the next apply, as `last` is unchanged.
+        Err(e) => tracing::warn!(error = %e, "cannot write the router event in etcd"),
+    }
+}
+
+/// Follows `/lain/certs/`, opens each certificate with the secrets key and
+/// hands the result to the apply loop (bumping it on a change).
+async fn watch_certs(
+    store: Store,
+    key: SecretsKey,
+    shared: Arc<Mutex<CertView>>,
+    metrics: Arc<Metrics>,
+    bump: Arc<watch::Sender<u64>>,
+) {
+    let mut opened = certs::EtcdCerts::new(key);
+    let mut current: BTreeMap<String, (Option<CertKey>, certs::Stored)> = BTreeMap::new();
+    let mut w = store.watch(&KeyPrefix::<CertKey>::all());
+    while let Some(event) = w.next().await {
+        let invalid = |i: lain_store::InvalidEntry| {
+            let k = CertKey::parse(&i.key).ok();
+            // Not the decoder's detail: serde quotes offending values,
+            // which in a mis-written certificate could be a plain key.
+            let why = match &i.error {
+                lain_store::EntryError::Key(e) => format!("bad key: {e}"),
+                lain_store::EntryError::Decode(e @ lain_store::DecodeError::TooNew { .. }) => {
+                    e.to_string()
+                }
+                lain_store::EntryError::Decode(_) => {
+                    "the value is not a valid TlsCertificate (inspect it with etcdctl)".to_owned()
+                }
+            };
+            (i.key, (k, Err(why)))
+        };
+        match event {
+            WatchEvent::Reset {
+                items,
+                invalid: bad,
+                ..
+            } => {
+                current.clear();
+                for e in items {
+                    current.insert(e.key.path(), (Some(e.key), Ok(e.value)));
+                }
+                current.extend(bad.into_iter().map(invalid));
+            }
+            WatchEvent::Put(e) => {
+                current.insert(e.key.path(), (Some(e.key), Ok(e.value)));
+            }
+            WatchEvent::Delete { key, .. } => {
+                current.remove(&key.path());
+            }
+            WatchEvent::Invalid(i) => {
+                let (path, v) = invalid(i);
+                current.insert(path, v);
+            }
+        }
+        let fresh = opened.update(&current);
+        for e in &fresh {
+            tracing::error!("{e}");
+        }
+        metrics
+            .certificate_failures
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        let view = CertView {
+            served: opened.served(),
+            errors: opened.errors(),
+        };
+        metrics
+            .certificate_errors
+            .store(view.errors.len() as u64, Ordering::Relaxed);
+        let changed = match shared.lock() {
+            Ok(mut held) if *held != view => {
+                *held = view;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            bump.send_modify(|n| *n += 1);
         }
     }
 }

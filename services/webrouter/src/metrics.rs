@@ -25,6 +25,13 @@ pub struct Metrics {
     pub last_change_ms: AtomicU64,
     /// The last render, in microseconds.
     pub render_micros: AtomicU64,
+    /// Certificates from etcd currently not served (or not in their
+    /// latest version) because they do not open or are malformed.
+    pub certificate_errors: AtomicU64,
+    /// Times a certificate from etcd was found not to open or malformed.
+    pub certificate_failures: AtomicU64,
+    /// Events written under `/lain/router-events/{router}/`.
+    pub events: AtomicU64,
 }
 
 impl Metrics {
@@ -115,6 +122,24 @@ impl Metrics {
             "gauge",
             "Duration of the last render.",
             format!("{:.6}", g(&self.render_micros) as f64 / 1e6),
+        );
+        metric(
+            "webrouter_certificate_errors",
+            "gauge",
+            "Certificates in etcd not served (or not in their latest version) because they do not open or are malformed.",
+            g(&self.certificate_errors).to_string(),
+        );
+        metric(
+            "webrouter_certificate_failures_total",
+            "counter",
+            "Certificates from etcd found not to open or malformed.",
+            g(&self.certificate_failures).to_string(),
+        );
+        metric(
+            "webrouter_events_total",
+            "counter",
+            "Events written under /lain/router-events/{router}/.",
+            g(&self.events).to_string(),
         );
         out
     }

@@ -20,11 +20,21 @@ use std::path::{Path, PathBuf};
 use lain_store::{ClusterConfig, DesiredProc, Health, InstanceState, ObservedInstance, ProcType};
 use sha2::{Digest, Sha256};
 
-/// A certificate chain and its private key, both PEM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A certificate chain and its private key, both PEM. `Debug` leaves the
+/// key out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CertPair {
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for CertPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertPair")
+            .field("cert_bytes", &self.cert.len())
+            .field("key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Everything the router renders from.
@@ -50,12 +60,23 @@ pub struct RenderOptions {
 }
 
 /// A file the rendered config references, relative to the state dir.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` leaves the contents out (they may be a private key).
+#[derive(Clone, PartialEq, Eq)]
 pub struct OutFile {
     pub path: PathBuf,
     pub contents: Vec<u8>,
     /// Unix permission bits: 0600 for private keys.
     pub mode: u32,
+}
+
+impl std::fmt::Debug for OutFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutFile")
+            .field("path", &self.path)
+            .field("bytes", &self.contents.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
 }
 
 /// The result of [`render`].

@@ -9,7 +9,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use lain_store::{InstanceState, ObservedKey, RouterKey, Store};
+use lain_store::secret::{seal_for, SecretsKey};
+use lain_store::{
+    CertKey, InstanceState, ObservedKey, RouterEventKey, RouterEventKind, RouterKey, Store,
+    TlsCertificate,
+};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,6 +340,20 @@ async fn https_only_tls_and_a_bad_certificate() {
     let error = status.error.expect("the router reports the failure");
     assert!(error.contains("nginx rejected"), "{error}");
     assert!(status.applied_revision >= rev);
+    // ... and raises an event under the router's prefix.
+    let events = wait_events(&store, "r-tls", RouterEventKind::ConfigRejected).await;
+    let rejected = events
+        .iter()
+        .find(|e| e.kind == RouterEventKind::ConfigRejected)
+        .unwrap();
+    assert_eq!(rejected.severity, lain_store::Severity::Error);
+    assert_eq!(rejected.router, "r-tls");
+    assert!(
+        rejected.message.contains("nginx rejected"),
+        "{}",
+        rejected.message
+    );
+    assert!(rejected.message.chars().count() <= 1001);
     let resp = c
         .get(format!("https://secure.example.com:{https}/still"))
         .send()
@@ -374,6 +392,190 @@ async fn https_only_tls_and_a_bad_certificate() {
         s.error.is_none()
     })
     .await;
+    wait_events(&store, "r-tls", RouterEventKind::ConfigRecovered).await;
+}
+
+/// Waits until an event of `kind` is under the router's prefix; returns
+/// all of them, oldest first.
+async fn wait_events(
+    store: &Store,
+    router: &str,
+    kind: RouterEventKind,
+) -> Vec<lain_store::RouterEvent> {
+    let prefix = RouterEventKey::of_router(router).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listing = store.list(&prefix).await.unwrap();
+        let mut items = listing.items;
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        // Leased on the router's lease.
+        assert!(items.iter().all(|e| e.lease.is_some()));
+        let events: Vec<_> = items.into_iter().map(|e| e.value).collect();
+        if events.iter().any(|e| e.kind == kind) {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {kind:?} event for {router}: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn write_secrets_key(dir: &std::path::Path, key: &SecretsKey, mode: u32) -> std::path::PathBuf {
+    let path = dir.join("secrets.key");
+    std::fs::write(&path, key.to_base64().as_bytes()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_certificates_from_etcd() {
+    let etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_cluster(&store).await;
+    let secrets = SecretsKey::generate();
+
+    // A key file others can read is refused before anything starts.
+    let loose = tempfile::tempdir().unwrap();
+    let mut config = router_config(&etcd, "r-loose", &loose);
+    config.secrets_key_file = Some(write_secrets_key(loose.path(), &secrets, 0o644));
+    let e = webrouter::run(config, async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("chmod 600"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = router_config(&etcd, "r-etcd", &dir);
+    config.secrets_key_file = Some(write_secrets_key(dir.path(), &secrets, 0o600));
+    let router = start_router_with(config, dir).await;
+
+    // The operator's certificate, made outside the router's certs_dir.
+    let made = tempfile::tempdir().unwrap();
+    openssl_cert(made.path(), "c", "vault.example.com");
+    let cert_pem = std::fs::read_to_string(made.path().join("c.crt")).unwrap();
+    let key_pem = std::fs::read(made.path().join("c.key")).unwrap();
+    let at = CertKey::new("vault.example.com").unwrap();
+    let good = TlsCertificate {
+        domains: vec!["vault.example.com".into()],
+        cert_pem,
+        key: seal_for(&secrets, &at, &key_pem).unwrap(),
+        not_after_ms: None,
+    };
+    // Nothing in etcd holds the key in plaintext.
+    let stored = serde_json::to_string(&good).unwrap();
+    assert!(!stored.contains("PRIVATE KEY"));
+    store.put(&at, &good).await.unwrap();
+
+    let b = Backend::start("vault").await;
+    put_desired(
+        &store,
+        &desired("vault", "web", &["vault.example.com"], true),
+    )
+    .await;
+    let rev = put_instance(&store, "vault", "web", "i1", &instance(b.addr, true)).await;
+    wait_applied(&store, "r-etcd", rev).await;
+    let https = router.https().port();
+    let c = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("vault.example.com", router.https())
+        .build()
+        .unwrap();
+    let url = format!("https://vault.example.com:{https}/s");
+    wait_for(
+        "HTTPS with the sealed certificate",
+        Duration::from_secs(10),
+        || async { get(&c, &url).await.1.starts_with("vault /s") },
+    )
+    .await;
+    // The opened key is written 0600, byte for byte.
+    let key_files = || {
+        std::fs::read_dir(router.config.state_dir.join("certs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "key"))
+            .collect::<Vec<_>>()
+    };
+    let keys = key_files();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(std::fs::read(&keys[0]).unwrap(), key_pem);
+    assert_eq!(
+        std::fs::metadata(&keys[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let status = store
+        .get(&RouterKey::new("r-etcd").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(status.error, None);
+
+    // A tampered replacement does not open: refused, reported, counted,
+    // and the previous certificate keeps serving.
+    let mut tampered = good.clone();
+    tampered.key.ciphertext_b64 = seal_for(&secrets, &at, b"not the key")
+        .unwrap()
+        .ciphertext_b64;
+    tampered.cert_pem.push('\n');
+    store.put(&at, &tampered).await.unwrap();
+    wait_for(
+        "the bad certificate is counted",
+        Duration::from_secs(10),
+        || async { router.metric("webrouter_certificate_errors").await >= 1.0 },
+    )
+    .await;
+    assert!(router.metric("webrouter_certificate_failures_total").await >= 1.0);
+    wait_for("the router reports it", Duration::from_secs(10), || async {
+        let s = store
+            .get(&RouterKey::new("r-etcd").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        s.error.is_some_and(|e| {
+            e.contains("/lain/certs/vault.example.com") && e.contains("previous version")
+        })
+    })
+    .await;
+    let events = wait_events(&store, "r-etcd", RouterEventKind::CertificateRejected).await;
+    assert!(
+        events.iter().any(|e| e.message.contains("does not open")),
+        "{events:?}"
+    );
+    assert!(get(&c, &url).await.1.starts_with("vault /s"));
+    assert_eq!(std::fs::read(&key_files()[0]).unwrap(), key_pem);
+
+    // A sealed key moved from another certificate does not open either.
+    let other = CertKey::new("other.example.com").unwrap();
+    let moved = TlsCertificate {
+        domains: vec!["other.example.com".into()],
+        ..good.clone()
+    };
+    store.put(&other, &moved).await.unwrap();
+    wait_for(
+        "the moved key is refused",
+        Duration::from_secs(10),
+        || async { router.metric("webrouter_certificate_errors").await >= 2.0 },
+    )
+    .await;
+
+    // Putting the good one back clears the error.
+    store.put(&at, &good).await.unwrap();
+    store.delete(&other).await.unwrap();
+    wait_for("the error is cleared", Duration::from_secs(10), || async {
+        let s = store
+            .get(&RouterKey::new("r-etcd").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        s.error.is_none()
+    })
+    .await;
+    wait_events(&store, "r-etcd", RouterEventKind::ConfigRecovered).await;
+    assert!(get(&c, &url).await.1.starts_with("vault /s"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
