@@ -109,6 +109,7 @@ pub async fn run(
         synced: false,
         next_generation: 0,
         in_flight: HashMap::new(),
+        dirty: false,
     };
     // Watch first, so that no registration change after the observed
     // listing is missed; the watch buffers meanwhile.
@@ -117,24 +118,43 @@ pub async fn run(
     let mut tick = tokio::time::interval(settings.ping_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pings: JoinSet<PingResult> = JoinSet::new();
+    // A liveness change is written shortly after it is seen, batched with
+    // others that arrive meanwhile: waiting for every in-flight ping would
+    // stall writes for as long as rounds overlap (slow engines).
+    let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
         let flushed = tokio::select! {
             event = registrations.next() => match event {
                 Some(event) => {
                     monitor.apply(event);
+                    flush_at = None;
                     monitor.flush().await
                 }
                 None => return MonitorError::WatchEnded,
             },
             _ = tick.tick(), if monitor.synced => {
+                let r = if monitor.dirty {
+                    flush_at = None;
+                    monitor.flush().await
+                } else {
+                    Ok(())
+                };
                 monitor.start_pings(&mut pings);
-                Ok(())
+                r
+            }
+            () = sleep_until_or_never(flush_at), if flush_at.is_some() => {
+                flush_at = None;
+                monitor.flush().await
             }
             Some(done) = pings.join_next_with_id(), if !pings.is_empty() => {
                 monitor.finish_ping(done);
                 if pings.is_empty() {
+                    flush_at = None;
                     monitor.flush().await
                 } else {
+                    if monitor.dirty && flush_at.is_none() {
+                        flush_at = Some(tokio::time::Instant::now() + FLUSH_BATCH);
+                    }
                     Ok(())
                 }
             }
@@ -142,6 +162,16 @@ pub async fn run(
         if let Err(e) = flushed {
             return MonitorError::Leadership(e);
         }
+    }
+}
+
+/// How long a seen liveness change may wait for others to batch with.
+const FLUSH_BATCH: Duration = Duration::from_millis(50);
+
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -158,6 +188,8 @@ struct Monitor<'a> {
     /// Whether the registrations have been listed: until then nothing is
     /// pinged and no observed key is deleted as an orphan.
     synced: bool,
+    /// A liveness changed since the last flush.
+    dirty: bool,
     next_generation: u64,
     in_flight: HashMap<Id, String>,
 }
@@ -321,8 +353,12 @@ impl Monitor<'_> {
         if t.generation != result.generation {
             return;
         }
-        if t.engine.is_none() {
-            t.engine = result.engine;
+        match result.outcome {
+            // Rebuild the client after a miss, so that a restarted engine
+            // or renewed TLS files are picked up within a term.
+            PingOutcome::Missed { .. } => t.engine = None,
+            PingOutcome::Answered { .. } if t.engine.is_none() => t.engine = result.engine,
+            PingOutcome::Answered { .. } => {}
         }
         let error = match &result.outcome {
             PingOutcome::Missed { error } => Some(error.clone()),
@@ -335,6 +371,7 @@ impl Monitor<'_> {
         ) else {
             return;
         };
+        self.dirty = true;
         let node = result.node.as_str();
         let from = change.from.map_or("unknown", liveness_name);
         let to = liveness_name(change.to);
@@ -360,6 +397,7 @@ impl Monitor<'_> {
         if !self.synced {
             return Ok(());
         }
+        self.dirty = false;
         let refresh =
             u64::try_from(self.settings.last_seen_refresh.as_millis()).unwrap_or(u64::MAX);
         let mut changes: Vec<(String, Option<ObservedNode>)> = Vec::new();
@@ -421,6 +459,8 @@ impl Monitor<'_> {
                 Err(e) => {
                     self.metrics.observed_write_failed();
                     tracing::warn!(error = %e, "cannot write observed nodes; retrying with the next round");
+                    // Flush again on the next tick even if nothing changes.
+                    self.dirty = true;
                     break;
                 }
             }
