@@ -85,10 +85,14 @@ impl Engine {
                     ("client certificate", &tls.client_cert),
                     ("client key", &tls.client_key),
                 ] {
-                    if !Path::new(path).is_file() {
+                    // Opening (not just stat-ing) also catches a file the
+                    // deployd user may not read.
+                    if let Err(e) = std::fs::File::open(path) {
                         return Err(DockerError::Connect {
                             endpoint: text,
-                            detail: format!("{what} {path} does not exist"),
+                            detail: format!(
+                                "cannot read {what} {path}: {e}; check the path in the node's registration and that the deployd user may read it"
+                            ),
                         });
                     }
                 }

@@ -43,7 +43,11 @@ pub async fn run(config: Config, metrics: Arc<Metrics>, mut stop: watch::Receive
         match connect {
             Ok(store) => break store,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot connect to etcd; retrying");
+                tracing::warn!(
+                    error = %e,
+                    endpoints = ?config.etcd,
+                    "cannot connect to etcd; retrying (check that etcd runs at these endpoints and that deployd can reach them)"
+                );
                 if pause(&mut delay, &mut stop).await {
                     return;
                 }

@@ -58,6 +58,7 @@ pub async fn run_until(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DeploydError> {
+    raise_fd_limit();
     let addr = config.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -107,4 +108,21 @@ async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         metrics.render(),
     )
+}
+
+/// Raises the soft open-file limit to the hard one: deployd keeps a
+/// connection per Docker engine, and the common default soft limit (1024)
+/// would make pings fail with EMFILE past a few hundred nodes.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => {
+                tracing::warn!(error = %e, soft, "cannot raise the open-file limit; set LimitNOFILE in the service unit")
+            }
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
 }
