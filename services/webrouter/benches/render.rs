@@ -169,6 +169,7 @@ fn main() {
         state_dir: dir.path().to_owned(),
         status_listen: "127.0.0.1:18081".parse().expect("addr"),
         worker_processes: 1,
+        worker_shutdown_timeout_secs: 30,
         user: Some("root".into()),
     };
     let conf = dir.path().join("nginx.conf");

@@ -161,12 +161,31 @@ impl Applier {
         }
         self.swap(n)?;
         if let Err(e) = nginx.reload(n).await {
-            // Point back at what nginx still serves, so a restart does not
-            // load a configuration that never went live.
-            if self.gen_dir(previous).is_dir() {
-                let _ = self.swap(previous);
-            }
             self.generation = n;
+            match nginx.live_generation().await {
+                // nginx serves the new generation after all (the reload
+                // was not confirmed in time): it stays `current`, and is
+                // what is live. The error is still reported; the retry
+                // finds it unchanged.
+                Some(g) if g == n => {
+                    self.live = n;
+                    self.hash = Some(rendered.hash.clone());
+                }
+                // nginx still serves an earlier one: point back at it, so
+                // a restart does not load a configuration that never went
+                // live.
+                Some(_) if self.gen_dir(previous).is_dir() => {
+                    let _ = self.swap(previous);
+                }
+                Some(_) => {}
+                // Not answering: nginx may or may not have loaded it.
+                // `current` stays on the new generation (it passed
+                // `nginx -t`), so a restart does not go back in time; the
+                // retry applies again.
+                None => {}
+            }
+            // Failed reloads are retried; do not let them pile up on disk.
+            self.cleanup();
             return Err(e.into());
         }
         self.generation = n;

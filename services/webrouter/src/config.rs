@@ -63,6 +63,11 @@ pub struct Config {
     /// nginx `worker_processes`.
     #[serde(default = "default_worker_processes")]
     pub worker_processes: u32,
+    /// nginx `worker_shutdown_timeout`: how long a worker of a replaced
+    /// configuration may keep serving its open connections after a reload
+    /// (0 leaves nginx's default, no limit).
+    #[serde(default = "default_worker_shutdown_timeout_secs")]
+    pub worker_shutdown_timeout_secs: u64,
 }
 
 fn default_nginx_binary() -> PathBuf {
@@ -83,6 +88,10 @@ fn default_lease_ttl_secs() -> u64 {
 
 fn default_worker_processes() -> u32 {
     1
+}
+
+fn default_worker_shutdown_timeout_secs() -> u64 {
+    30
 }
 
 impl Config {
@@ -121,6 +130,7 @@ status_listen = "127.0.0.1:9001"
         assert_eq!(c.https_listen, None);
         assert_eq!(c.secrets_key_file, None);
         assert_eq!(c.lease_ttl(), Duration::from_secs(10));
+        assert_eq!(c.worker_shutdown_timeout_secs, 30);
     }
 
     #[test]

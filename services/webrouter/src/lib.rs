@@ -47,7 +47,7 @@ use tokio::time::{sleep, Instant};
 use crate::apply::{Applied, Applier, ApplyError};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::nginx::NginxCtl;
+use crate::nginx::{NginxCtl, NginxError};
 use crate::render::{render, CertPair, MainOptions, RenderOptions, RouteState};
 
 /// Errors that stop webrouter.
@@ -99,6 +99,7 @@ pub async fn run(
         state_dir: config.state_dir.clone(),
         status_listen: config.status_listen,
         worker_processes: config.worker_processes,
+        worker_shutdown_timeout_secs: config.worker_shutdown_timeout_secs,
         user: config.nginx_user.clone(),
     })
     .map_err(WebrouterError::StateDir)?;
@@ -275,8 +276,34 @@ struct AppliedState {
 enum Failure {
     /// etcd could not be read or written: retry soon.
     Etcd(StoreError),
-    /// nginx refused the configuration: wait for the next change.
+    /// nginx refused the configuration (`nginx -t`): wait for the next
+    /// change, as the same state renders the same refused text.
     Refused,
+    /// The configuration was not applied for a reason that may pass
+    /// (nginx not running, a reload that did not go live in time, a
+    /// signal or write that failed): retry with backoff.
+    Transient,
+}
+
+impl Failure {
+    fn of(e: &ApplyError) -> Self {
+        match e {
+            ApplyError::Nginx(NginxError::Invalid { .. }) => Self::Refused,
+            _ => Self::Transient,
+        }
+    }
+}
+
+/// First delay before retrying a transient apply failure; doubles on each
+/// further failure up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The delay before the next retry after `failures` consecutive transient
+/// failures (1 for the first).
+fn retry_delay(failures: u32) -> Duration {
+    let shift = failures.saturating_sub(1).min(16);
+    RETRY_MIN.saturating_mul(1 << shift).min(RETRY_MAX)
 }
 
 struct Control {
@@ -373,19 +400,42 @@ impl Control {
         let debounce = self.config.debounce();
         let mut pending = true;
         let mut retry_at = Instant::now();
+        // Consecutive transient failures, for the backoff.
+        let mut failures = 0u32;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             if pending && Instant::now() >= retry_at {
                 match self.apply_once().await {
-                    Ok(()) | Err(Failure::Refused) => pending = false,
+                    Ok(()) | Err(Failure::Refused) => {
+                        pending = false;
+                        failures = 0;
+                    }
                     Err(Failure::Etcd(e)) => {
                         self.metrics.etcd_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, "cannot read or publish state in etcd; nginx keeps serving; retrying");
                         retry_at = Instant::now() + Duration::from_secs(1);
                     }
+                    Err(Failure::Transient) => {
+                        failures = failures.saturating_add(1);
+                        let delay = retry_delay(failures);
+                        tracing::warn!(
+                            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            "the configuration did not go live; retrying"
+                        );
+                        retry_at = Instant::now() + delay;
+                    }
                 }
             }
+            // Wake for a pending retry too, not only for a change or tick.
+            let retry = async {
+                if pending {
+                    tokio::time::sleep_until(retry_at).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
+                () = retry => {}
                 r = bump_rx.changed() => {
                     if r.is_err() {
                         return;
@@ -495,7 +545,12 @@ impl Control {
 
         let ttl = self.config.lease_ttl();
         let address = self.config.advertise_address.clone();
-        match self.applier.apply(&rendered, &self.ctl).await {
+        let result = self.applier.apply(&rendered, &self.ctl).await;
+        // Also after a reload that was not confirmed in time but went live.
+        self.metrics
+            .generation
+            .store(self.applier.live(), Ordering::Relaxed);
+        match result {
             Ok(outcome) => {
                 if let Applied::Reloaded { generation } = outcome {
                     tracing::info!(
@@ -582,7 +637,7 @@ impl Control {
                     revision,
                 )
                 .await;
-                Err(Failure::Refused)
+                Err(Failure::of(&e))
             }
         }
     }
@@ -712,5 +767,49 @@ async fn forward<K: StoreKey>(store: Store, prefix: KeyPrefix<K>, tx: Arc<watch:
     let mut w = store.watch(&prefix);
     while w.next().await.is_some() {
         tx.send_modify(|n| *n += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_back_off_to_a_bound() {
+        assert_eq!(retry_delay(1), Duration::from_millis(200));
+        assert_eq!(retry_delay(2), Duration::from_millis(400));
+        assert_eq!(retry_delay(5), Duration::from_millis(3200));
+        assert_eq!(retry_delay(6), Duration::from_secs(5));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn only_an_invalid_configuration_waits_for_the_next_change() {
+        let invalid = ApplyError::Nginx(NginxError::Invalid {
+            message: "x".into(),
+        });
+        assert!(matches!(Failure::of(&invalid), Failure::Refused));
+        for e in [
+            NginxError::NotRunning,
+            NginxError::ReloadTimeout {
+                generation: 2,
+                secs: 10,
+            },
+            NginxError::TestTimeout { secs: 20 },
+            NginxError::Signal {
+                pid: 1,
+                detail: "x".into(),
+            },
+        ] {
+            assert!(matches!(
+                Failure::of(&ApplyError::Nginx(e)),
+                Failure::Transient
+            ));
+        }
+        let io = ApplyError::Io {
+            path: "x".into(),
+            source: std::io::Error::other("x"),
+        };
+        assert!(matches!(Failure::of(&io), Failure::Transient));
     }
 }

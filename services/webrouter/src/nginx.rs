@@ -2,12 +2,13 @@
 //! return only once the new configuration is live, and a supervisor that
 //! starts nginx and restarts it when it dies.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -52,7 +53,17 @@ pub struct NginxCtl {
     status_listen: SocketAddr,
     /// The running master's pid, 0 when none runs.
     pid: AtomicU32,
+    /// Workers of a master that an earlier reload told to shut down
+    /// (`(master pid, worker pids)`): they may still be draining long
+    /// requests, but no longer accept, so a later reload does not wait
+    /// for them.
+    draining: Mutex<(u32, BTreeSet<u32>)>,
 }
+
+/// How much of the end of error.log is searched for workers that were
+/// shutting down before a reload (when this process did not see them
+/// being told to, e.g. for an adopted master).
+const LOG_TAIL: u64 = 1 << 20;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +75,7 @@ impl NginxCtl {
             state_dir,
             status_listen,
             pid: AtomicU32::new(0),
+            draining: Mutex::new((0, BTreeSet::new())),
         }
     }
 
@@ -157,16 +169,19 @@ impl NginxCtl {
     /// Sends SIGHUP to the master and returns once `generation` is live:
     /// new workers answer with it and every old worker has stopped
     /// accepting (it logged that it is shutting down, or is gone), so no
-    /// new connection can reach the previous configuration.
+    /// new connection can reach the previous configuration. Workers that
+    /// were already shutting down before this reload (still finishing long
+    /// requests of an earlier configuration) are not waited for.
     pub async fn reload(&self, generation: u64) -> Result<(), NginxError> {
         // SIGHUP before nginx has installed its handlers would kill it.
         if !self.wait_answering(RELOAD_TIMEOUT).await {
             return Err(NginxError::NotRunning);
         }
         let pid = self.pid().ok_or(NginxError::NotRunning)?;
-        let old_workers = children_of(pid);
+        let children = children_of(pid);
         let log = self.error_log();
         let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let old_workers = self.accepting(pid, &children, &log, log_start);
         let master = i32::try_from(pid).map_err(|_| NginxError::NotRunning)?;
         kill(Pid::from_raw(master), Signal::SIGHUP).map_err(|e| NginxError::Signal {
             pid,
@@ -176,10 +191,19 @@ impl NginxCtl {
         while Instant::now() < deadline {
             if self.live_generation().await == Some(generation) {
                 let text = read_from(&log, log_start);
-                let done = old_workers.iter().all(|&w| {
-                    !pid_alive(w) || text.contains(&format!("{w}#{w}: gracefully shutting down"))
-                });
+                let done = old_workers
+                    .iter()
+                    .all(|&w| !pid_alive(w) || shutting_down(&text, w));
                 if done {
+                    // Every child from before this reload is now shutting
+                    // down (or gone).
+                    if let Ok(mut d) = self.draining.lock() {
+                        if d.0 != pid {
+                            *d = (pid, BTreeSet::new());
+                        }
+                        d.1.retain(|&w| pid_alive(w));
+                        d.1.extend(children);
+                    }
                     return Ok(());
                 }
             }
@@ -189,6 +213,27 @@ impl NginxCtl {
             generation,
             secs: RELOAD_TIMEOUT.as_secs(),
         })
+    }
+
+    /// The children of master `pid` that still accept connections: not
+    /// known to have been told to shut down by an earlier reload, and not
+    /// logged as shutting down in the tail of error.log before `log_end`.
+    fn accepting(&self, pid: u32, children: &[u32], log: &Path, log_end: u64) -> Vec<u32> {
+        let known: BTreeSet<u32> = match self.draining.lock() {
+            Ok(d) if d.0 == pid => d.1.clone(),
+            _ => BTreeSet::new(),
+        };
+        let mut rest: Vec<u32> = children
+            .iter()
+            .copied()
+            .filter(|w| !known.contains(w))
+            .collect();
+        if !rest.is_empty() {
+            let start = log_end.saturating_sub(LOG_TAIL);
+            let text = read_range(log, start, log_end - start);
+            rest.retain(|&w| !shutting_down(&text, w));
+        }
+        rest
     }
 
     /// Keeps nginx running from [`NginxCtl::current_conf`] until
@@ -358,12 +403,22 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Whether worker `w` logged in `text` that it is shutting down.
+fn shutting_down(text: &str, w: u32) -> bool {
+    text.contains(&format!(" {w}#{w}: gracefully shutting down"))
+}
+
 fn read_from(path: &Path, offset: u64) -> String {
+    read_range(path, offset, u64::MAX)
+}
+
+/// At most `len` bytes of `path` from `offset`, lossily as text.
+fn read_range(path: &Path, offset: u64, len: u64) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let mut buf = Vec::new();
     if let Ok(mut f) = std::fs::File::open(path) {
         if f.seek(SeekFrom::Start(offset)).is_ok() {
-            let _ = f.read_to_end(&mut buf);
+            let _ = f.take(len).read_to_end(&mut buf);
         }
     }
     String::from_utf8_lossy(&buf).into_owned()
@@ -385,4 +440,32 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
         text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
     };
     timeout(Duration::from_secs(2), fut).await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_already_shutting_down_before_a_reload_are_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = NginxCtl::new(
+            "nginx".into(),
+            dir.path().to_owned(),
+            "127.0.0.1:1".parse().unwrap(),
+        );
+        let log = ctl.error_log();
+        let before = "2026/11/22 00:00:00 [notice] 101#101: gracefully shutting down\n\
+                      2026/11/22 00:00:00 [notice] 1101#1101: exiting\n";
+        let after = "2026/11/22 00:00:01 [notice] 102#102: gracefully shutting down\n";
+        std::fs::write(&log, format!("{before}{after}")).unwrap();
+        let end = before.len() as u64;
+        // From the log: 101 was shutting down before `end`; 102 only after.
+        assert_eq!(ctl.accepting(1, &[100, 101, 102], &log, end), [100, 102]);
+        // Told to shut down by an earlier reload of the same master.
+        *ctl.draining.lock().unwrap() = (1, BTreeSet::from([100]));
+        assert_eq!(ctl.accepting(1, &[100, 101, 102], &log, end), [102]);
+        // Another master's record does not count.
+        assert_eq!(ctl.accepting(2, &[100, 102], &log, end), [100, 102]);
+    }
 }

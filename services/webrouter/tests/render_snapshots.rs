@@ -206,6 +206,40 @@ pub fn sample_state() -> RouteState {
             "i2",
             inst(InstanceState::Running, Health::Healthy, Some("10.0.4.1:80")),
         ),
+        // Addresses Rust parses but nginx refuses ("invalid port in
+        // upstream", "invalid IPv6 address in upstream"): left out.
+        (
+            "hello",
+            "web",
+            "i5",
+            inst(InstanceState::Running, Health::Healthy, Some("10.0.0.5:0")),
+        ),
+        (
+            "hello",
+            "web",
+            "i6",
+            inst(
+                InstanceState::Running,
+                Health::Healthy,
+                Some("[fe80::1%2]:8080"),
+            ),
+        ),
+        (
+            "hello",
+            "web",
+            "i7",
+            inst(
+                InstanceState::Running,
+                Health::Healthy,
+                Some("0.0.0.0:8080"),
+            ),
+        ),
+        (
+            "hello",
+            "web",
+            "i8",
+            inst(InstanceState::Running, Health::Healthy, Some("[::]:8080")),
+        ),
         (
             "hello",
             "worker",
@@ -304,6 +338,31 @@ fn full_state_with_https() {
 }
 
 #[test]
+fn addresses_nginx_refuses_are_left_out_with_a_warning() {
+    let r = render(&sample_state(), &opts(false));
+    for bad in ["10.0.0.5", "fe80::1", "0.0.0.0:8080", "[::]:8080"] {
+        assert!(!r.http_conf.contains(bad), "{bad} was rendered");
+    }
+    for (i, why) in [
+        ("i5", "has port 0"),
+        ("i6", "has an IPv6 scope id"),
+        ("i7", "is the unspecified address"),
+        ("i8", "is the unspecified address"),
+    ] {
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("instance hello/web/{i}:")) && w.contains(why)),
+            "no warning for {i}: {:?}",
+            r.warnings
+        );
+    }
+    // The good instances of the same proc are still routed.
+    assert!(r.http_conf.contains("server 10.0.0.1:8080 "));
+    assert!(r.http_conf.contains("server 10.0.0.2:8080 "));
+}
+
+#[test]
 fn full_state_http_only() {
     let r = render(&sample_state(), &opts(false));
     check("full_http.conf", &r.http_conf);
@@ -344,6 +403,7 @@ fn main_conf_snapshot() {
             state_dir: PathBuf::from("/var/lib/lain/webrouter"),
             status_listen: "127.0.0.1:9081".parse().unwrap(),
             worker_processes: 2,
+            worker_shutdown_timeout_secs: 30,
             user: Some("www-data".into()),
         },
         42,

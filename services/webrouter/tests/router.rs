@@ -748,3 +748,135 @@ async fn change_to_serving_latency() {
     );
     assert!(samples[samples.len() / 2] < Duration::from_secs(1));
 }
+
+/// A reload that fails for a passing reason (nginx not running) is retried
+/// with backoff: once the supervisor has nginx back, the change goes live
+/// without any further write to etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_is_retried_without_a_new_change() {
+    let etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_cluster(&store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = router_config(&etcd, "r-retry", &dir);
+    // nginx that will not start while `hold` exists (`nginx -t` still runs).
+    let hold = dir.path().join("hold");
+    let wrapper = dir.path().join("nginx-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" -t \"*) exec nginx \"$@\";; esac\n\
+             [ -e '{}' ] && exit 1\nexec nginx \"$@\"\n",
+            hold.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    config.nginx_binary = wrapper;
+    let router = start_router_with(config, dir).await;
+    let c = client(&router, &["hello.lain.local"]);
+    let url = format!("http://hello.lain.local:{}/", router.http().port());
+    let b1 = Backend::start("b1").await;
+    put_desired(&store, &desired("hello", "web", &[], false)).await;
+    let rev = put_instance(&store, "hello", "web", "i1", &instance(b1.addr, true)).await;
+    wait_applied(&store, "r-retry", rev).await;
+
+    // nginx dies and cannot come back for now.
+    std::fs::write(&hold, "").unwrap();
+    let pid: i32 = std::fs::read_to_string(router.dir.path().join("state/nginx.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(-pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    // A change arrives meanwhile: its reload fails (nginx not running).
+    let b2 = Backend::start("b2").await;
+    put_instance(&store, "hello", "web", "i2", &instance(b2.addr, true)).await;
+    let rev = put_instance(&store, "hello", "web", "i1", &instance(b1.addr, false)).await;
+    wait_for("a failed reload", Duration::from_secs(30), || async {
+        router.metric("webrouter_reload_failures_total").await >= 1.0
+    })
+    .await;
+
+    // nginx can start again; no further etcd write.
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_applied(&store, "r-retry", rev).await;
+    assert_eq!(status.error, None);
+    for _ in 0..5 {
+        assert!(get(&c, &url).await.1.starts_with("b2 "));
+    }
+}
+
+/// A long request held open across two reloads: the worker serving it is
+/// still draining when the second reload comes, and that reload must not
+/// wait for it (it no longer accepts). Both applies go live promptly, and
+/// the long request still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_do_not_wait_for_workers_draining_from_an_earlier_one() {
+    let etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    put_cluster(&store).await;
+    let router = start_router(&etcd, "r-drain").await;
+
+    // An instance that answers /slow after 8 s.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = listener.local_addr().unwrap();
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let s = started.clone();
+    let app = axum::Router::new().fallback(move || {
+        let s = s.clone();
+        async move {
+            s.notify_one();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            "slow done"
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    put_desired(&store, &desired("hello", "web", &[], false)).await;
+    let rev = put_instance(&store, "hello", "web", "i1", &instance(slow_addr, true)).await;
+    wait_applied(&store, "r-drain", rev).await;
+
+    let long = reqwest::Client::builder()
+        .resolve("hello.lain.local", router.http())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = format!("http://hello.lain.local:{}/slow", router.http().port());
+    let request = tokio::spawn(async move {
+        let r = long.get(url).send().await.expect("the long request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    });
+    tokio::time::timeout(Duration::from_secs(5), started.notified())
+        .await
+        .expect("the long request reached the instance");
+
+    let b1 = Backend::start("b1").await;
+    let changes = [
+        instance(b1.addr, true),
+        // The second reload: the worker holding /slow is draining now.
+        instance(b1.addr, false),
+    ];
+    for (i, inst) in changes.iter().enumerate() {
+        let at = Instant::now();
+        let rev = put_instance(&store, "hello", "web", "i2", inst).await;
+        wait_applied(&store, "r-drain", rev).await;
+        let took = at.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "apply {} took {took:?}",
+            i + 1
+        );
+    }
+    assert_eq!(router.metric("webrouter_reload_failures_total").await, 0.0);
+    assert!(!request.is_finished(), "the long request was still open");
+
+    let (code, body) = request.await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "slow done"));
+}

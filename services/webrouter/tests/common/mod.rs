@@ -111,6 +111,7 @@ pub fn router_config(etcd: &Etcd, id: &str, dir: &tempfile::TempDir) -> Config {
         lease_ttl_secs: 5,
         nginx_user: Some("root".into()),
         worker_processes: 1,
+        worker_shutdown_timeout_secs: 30,
     }
 }
 
