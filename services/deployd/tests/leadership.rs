@@ -106,7 +106,13 @@ fn one_leader_and_fenced_takeover() {
         "A after thawing:\n{}",
         log.lines().rev().take(8).collect::<Vec<_>>().join("\n")
     );
-    assert!(log.contains("leadership lost"), "A did not notice:\n{log}");
+    // A notices either locally (its lease ran out while frozen) or because
+    // etcd refused its first fenced write after thawing; both are fine, the
+    // second is the fencing doing its job.
+    assert!(
+        log.contains("leadership lost") || log.contains("not the leader"),
+        "A did not notice:\n{log}"
+    );
 
     // B is killed outright: A, campaigning again, takes over and keeps
     // tracking the node.
