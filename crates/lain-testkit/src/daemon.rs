@@ -59,18 +59,25 @@ pub fn check_healthz_daemon(name: &str, bin: &str) {
         "{name} exited with {status} after SIGTERM"
     );
 
-    let bad = ServerDir::new(name).expect("dir");
-    let path = bad.path().join("bad.toml");
-    std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").expect("write");
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_config(name, bin, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n");
     assert!(
         err.contains("listen_port") && err.contains("bad.toml"),
         "{err}"
     );
+}
+
+/// Runs `bin --config bad.toml` with `config` as the file, asserts that
+/// the daemon refuses to start, and returns its stderr so the caller can
+/// check the message names the offending key and the file.
+pub fn refused_config(name: &str, bin: &str, config: &str) -> String {
+    let dir = ServerDir::new(&format!("{name}-bad")).expect("dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+    assert!(!out.status.success(), "{name} accepted {config:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

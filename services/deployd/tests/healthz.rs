@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{metric, wait_until};
-use lain_testkit::daemon::Daemon;
-use lain_testkit::{http, Etcd, ServerDir};
+use lain_testkit::daemon::{refused_config, Daemon};
+use lain_testkit::{http, Etcd};
 use nix::sys::signal::Signal;
 
 const BIN: &str = env!("CARGO_BIN_EXE_deployd");
@@ -68,16 +67,7 @@ fn serves_healthz_and_metrics_leads_and_stops_on_sigterm() {
 }
 
 fn refused(config: &str) -> String {
-    let dir = ServerDir::new("deployd-bad").expect("dir");
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, config).expect("write config");
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run deployd");
-    assert!(!out.status.success(), "deployd accepted {config:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    refused_config("deployd", BIN, config)
 }
 
 #[test]

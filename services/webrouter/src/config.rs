@@ -17,7 +17,7 @@ pub struct Config {
     #[serde(default)]
     pub log_format: LogFormat,
     /// etcd endpoints, e.g. `["http://127.0.0.1:2379"]`.
-    pub etcd_endpoints: Vec<String>,
+    pub etcd: Vec<String>,
     /// This router's name under `/lain/routers/{router_id}`; unique per router.
     pub router_id: String,
     /// The address published in the router's status (what clients reach).
@@ -115,7 +115,7 @@ mod tests {
 
     const MINIMAL: &str = r#"
 listen = "127.0.0.1:9000"
-etcd_endpoints = ["http://127.0.0.1:2379"]
+etcd = ["http://127.0.0.1:2379"]
 router_id = "r1"
 state_dir = "/var/lib/lain/webrouter"
 http_listen = "0.0.0.0:80"

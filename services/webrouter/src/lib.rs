@@ -334,7 +334,7 @@ impl Control {
             ..StoreOptions::default()
         };
         let store = loop {
-            match Store::connect_with(&self.config.etcd_endpoints, options.clone()).await {
+            match Store::connect_with(&self.config.etcd, options.clone()).await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach etcd; nginx keeps serving the last configuration; retrying");

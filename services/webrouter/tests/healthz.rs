@@ -2,10 +2,9 @@
 //! the kit, serves `/healthz` and `/metrics`, runs nginx, and on SIGTERM
 //! stops nginx and exits 0. A config with an unknown key is refused.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lain_testkit::daemon::Daemon;
+use lain_testkit::daemon::{refused_config, Daemon};
 use lain_testkit::{free_port, http, Etcd, ServerDir};
 use nix::sys::signal::Signal;
 
@@ -13,7 +12,7 @@ fn config(etcd: &Etcd, state: &std::path::Path) -> String {
     format!(
         "listen = \"{{listen}}\"\n\
          log_format = \"json\"\n\
-         etcd_endpoints = [\"{}\"]\n\
+         etcd = [\"{}\"]\n\
          router_id = \"bin-test\"\n\
          state_dir = \"{}\"\n\
          http_listen = \"127.0.0.1:{}\"\n\
@@ -79,17 +78,8 @@ fn binary_serves_metrics_runs_nginx_and_stops_cleanly() {
     assert!(!pid_alive(&pid), "nginx outlived webrouter");
 
     // Unknown keys are refused, naming the key and the file.
-    let bad = ServerDir::new("webrouter-bad").expect("dir");
-    let path = bad.path().join("bad.toml");
     let text = config(&etcd, state.path()).replace("{listen}", "127.0.0.1:1") + "debounce = 5\n";
-    std::fs::write(&path, text).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_webrouter"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_config("webrouter", env!("CARGO_BIN_EXE_webrouter"), &text);
     assert!(
         err.contains("debounce") && err.contains("bad.toml"),
         "{err}"

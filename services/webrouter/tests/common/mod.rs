@@ -96,7 +96,7 @@ pub fn router_config(etcd: &Etcd, id: &str, dir: &tempfile::TempDir) -> Config {
     Config {
         listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
         log_format: lain_service::LogFormat::Text,
-        etcd_endpoints: vec![etcd.endpoint()],
+        etcd: vec![etcd.endpoint()],
         router_id: id.into(),
         advertise_address: Some("127.0.0.1".into()),
         nginx_binary: "nginx".into(),
