@@ -18,9 +18,7 @@ use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_follow_healthy_instances_and_mountpoints() {
-    let etcd = start_etcd();
-    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
-    put_cluster(&store).await;
+    let (etcd, store) = cluster().await;
     let router = start_router(&etcd, "r1").await;
     let c = client(
         &router,
@@ -228,9 +226,7 @@ fn openssl_cert(dir: &std::path::Path, file: &str, cn: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_only_tls_and_a_bad_certificate() {
-    let etcd = start_etcd();
-    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
-    put_cluster(&store).await;
+    let (etcd, store) = cluster().await;
     let router = start_router(&etcd, "r-tls").await;
     let certs = router.certs_dir();
     openssl_cert(&certs, "secure.example.com", "secure.example.com");
@@ -431,9 +427,7 @@ fn write_secrets_key(dir: &std::path::Path, key: &SecretsKey, mode: u32) -> std:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_certificates_from_etcd() {
-    let etcd = start_etcd();
-    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
-    put_cluster(&store).await;
+    let (etcd, store) = cluster().await;
     let secrets = SecretsKey::generate();
 
     // A key file others can read is refused before anything starts.
@@ -616,9 +610,7 @@ async fn etcd_restart_and_webrouter_resumes() {
 /// routers. No request may fail, and both routers converge on one config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_replacement_under_load_drops_nothing() {
-    let etcd = start_etcd();
-    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
-    put_cluster(&store).await;
+    let (etcd, store) = cluster().await;
     let ra = start_router(&etcd, "ra").await;
     let rb = start_router(&etcd, "rb").await;
     put_desired(&store, &desired("roll", "web", &[], false)).await;
@@ -720,9 +712,7 @@ async fn rolling_replacement_under_load_drops_nothing() {
 /// printed numbers are the measurement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_to_serving_latency() {
-    let etcd = start_etcd();
-    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
-    put_cluster(&store).await;
+    let (etcd, store) = cluster().await;
     let router = start_router(&etcd, "r-lat").await;
     let c = client(&router, &["lat.lain.local"]);
     let url = format!("http://lat.lain.local:{}/", router.http().port());
@@ -754,9 +744,7 @@ async fn change_to_serving_latency() {
 /// without any further write to etcd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_reload_is_retried_without_a_new_change() {
-    let etcd = start_etcd();
-    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
-    put_cluster(&store).await;
+    let (etcd, store) = cluster().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = router_config(&etcd, "r-retry", &dir);
     // nginx that will not start while `hold` exists (`nginx -t` still runs).
@@ -818,9 +806,7 @@ async fn a_failed_reload_is_retried_without_a_new_change() {
 /// the long request still completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_do_not_wait_for_workers_draining_from_an_earlier_one() {
-    let etcd = start_etcd();
-    let store = Store::connect(&[etcd.endpoint()]).await.unwrap();
-    put_cluster(&store).await;
+    let (etcd, store) = cluster().await;
     let router = start_router(&etcd, "r-drain").await;
 
     // An instance that answers /slow after 8 s.

@@ -369,3 +369,14 @@ pub async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
 pub fn start_etcd() -> Etcd {
     Etcd::start().expect("etcd starts")
 }
+
+/// A real etcd holding the cluster config, and a store connected to it:
+/// the start of every router test.
+pub async fn cluster() -> (Etcd, Store) {
+    let etcd = start_etcd();
+    let store = Store::connect(&[etcd.endpoint()])
+        .await
+        .expect("connect to etcd");
+    put_cluster(&store).await;
+    (etcd, store)
+}
