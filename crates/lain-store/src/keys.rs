@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::value::{
-    Candidate, ClusterConfig, DesiredProc, Event, NodeRegistration, ObservedInstance, ObservedNode,
-    RouterEvent, RouterStatus, Schema, TlsCertificate,
+    AppSecret, Candidate, ClusterConfig, DesiredProc, Event, NodeRegistration, ObservedInstance,
+    ObservedNode, ProcRollout, RouterEvent, RouterStatus, Schema, TlsCertificate,
 };
 
 /// The root of everything LAIN keeps in etcd.
@@ -177,10 +177,14 @@ pub enum Prefix {
     RouterEvents,
     /// `/lain/certs/{name}`
     Certs,
+    /// `/lain/rollouts/{app}/{proc}`
+    Rollouts,
+    /// `/lain/secrets/{app}/{name}`
+    Secrets,
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 10] = [
+    pub const ALL: [Prefix; 12] = [
         Prefix::Config,
         Prefix::Nodes,
         Prefix::Desired,
@@ -191,6 +195,8 @@ impl Prefix {
         Prefix::Routers,
         Prefix::RouterEvents,
         Prefix::Certs,
+        Prefix::Rollouts,
+        Prefix::Secrets,
     ];
 
     /// The prefix path, always ending in `/` so that `/lain/observed/`
@@ -207,17 +213,23 @@ impl Prefix {
             Prefix::Routers => "/lain/routers/",
             Prefix::RouterEvents => "/lain/router-events/",
             Prefix::Certs => "/lain/certs/",
+            Prefix::Rollouts => "/lain/rollouts/",
+            Prefix::Secrets => "/lain/secrets/",
         }
     }
 
     /// The one component allowed to write under this prefix.
     pub const fn writer(self) -> Component {
         match self {
-            Prefix::Config | Prefix::Desired | Prefix::Certs => Component::Console,
-            Prefix::Nodes => Component::NodeManagement,
-            Prefix::Observed | Prefix::ObservedNodes | Prefix::Election | Prefix::Events => {
-                Component::Deployd
+            Prefix::Config | Prefix::Desired | Prefix::Certs | Prefix::Secrets => {
+                Component::Console
             }
+            Prefix::Nodes => Component::NodeManagement,
+            Prefix::Observed
+            | Prefix::ObservedNodes
+            | Prefix::Election
+            | Prefix::Events
+            | Prefix::Rollouts => Component::Deployd,
             Prefix::Routers | Prefix::RouterEvents => Component::Webrouter,
         }
     }
@@ -235,6 +247,8 @@ impl Prefix {
             Prefix::Routers => &[Component::Deployd, Component::Console],
             Prefix::RouterEvents => &[Component::Console],
             Prefix::Certs => &[Component::Webrouter, Component::Console],
+            Prefix::Rollouts => &[Component::Console, Component::Deployd],
+            Prefix::Secrets => &[Component::Deployd, Component::Console],
         }
     }
 
@@ -837,6 +851,108 @@ impl StoreKey for CertKey {
     }
 }
 
+/// `/lain/rollouts/{app}/{proc}`: how deployd's rollout of a proc stands,
+/// and the last spec that converged (what a failed rollout returns to).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RolloutKey {
+    app: Name,
+    proc: Name,
+}
+
+impl RolloutKey {
+    pub fn new(app: &str, proc: &str) -> Result<Self, KeyError> {
+        Ok(Self {
+            app: Name::parse("app name", app)?,
+            proc: Name::parse("proc name", proc)?,
+        })
+    }
+
+    pub fn app(&self) -> &str {
+        self.app.as_str()
+    }
+
+    pub fn proc(&self) -> &str {
+        self.proc.as_str()
+    }
+
+    /// The desired proc this rollout is about.
+    pub fn desired(&self) -> DesiredKey {
+        DesiredKey {
+            app: self.app.clone(),
+            proc: self.proc.clone(),
+        }
+    }
+}
+
+impl StoreKey for RolloutKey {
+    type Value = ProcRollout;
+    const PREFIX: Prefix = Prefix::Rollouts;
+
+    fn path(&self) -> String {
+        format!("{}{}/{}", Self::PREFIX.path(), self.app, self.proc)
+    }
+
+    fn parse(path: &str) -> Result<Self, KeyError> {
+        let [app, proc] = segments(
+            path,
+            Self::PREFIX,
+            "/lain/rollouts/{app}/{proc}",
+            ["app name", "proc name"],
+        )?;
+        Ok(Self { app, proc })
+    }
+}
+
+/// `/lain/secrets/{app}/{name}`: an app secret, sealed under the cluster
+/// secrets key with this path as associated data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretKey {
+    app: Name,
+    name: Name,
+}
+
+impl SecretKey {
+    pub fn new(app: &str, name: &str) -> Result<Self, KeyError> {
+        Ok(Self {
+            app: Name::parse("app name", app)?,
+            name: Name::parse("secret name", name)?,
+        })
+    }
+
+    pub fn app(&self) -> &str {
+        self.app.as_str()
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// All secrets of one app.
+    pub fn of_app(app: &str) -> Result<KeyPrefix<Self>, KeyError> {
+        let app = Name::parse("app name", app)?;
+        Ok(KeyPrefix::new(format!("{}{app}/", Self::PREFIX.path())))
+    }
+}
+
+impl StoreKey for SecretKey {
+    type Value = AppSecret;
+    const PREFIX: Prefix = Prefix::Secrets;
+
+    fn path(&self) -> String {
+        format!("{}{}/{}", Self::PREFIX.path(), self.app, self.name)
+    }
+
+    fn parse(path: &str) -> Result<Self, KeyError> {
+        let [app, name] = segments(
+            path,
+            Self::PREFIX,
+            "/lain/secrets/{app}/{name}",
+            ["app name", "secret name"],
+        )?;
+        Ok(Self { app, name })
+    }
+}
+
 // Keys print as their etcd path, for logs and errors.
 macro_rules! display_as_path {
     ($($key:ty),*) => {$(
@@ -859,6 +975,8 @@ display_as_path!(
     RouterKey,
     RouterEventKey,
     CertKey,
+    RolloutKey,
+    SecretKey,
     AnyKey
 );
 
@@ -876,6 +994,8 @@ pub enum AnyKey {
     Router(RouterKey),
     RouterEvent(RouterEventKey),
     Cert(CertKey),
+    Rollout(RolloutKey),
+    Secret(SecretKey),
 }
 
 impl AnyKey {
@@ -896,6 +1016,8 @@ impl AnyKey {
             Prefix::Routers => AnyKey::Router(RouterKey::parse(path)?),
             Prefix::RouterEvents => AnyKey::RouterEvent(RouterEventKey::parse(path)?),
             Prefix::Certs => AnyKey::Cert(CertKey::parse(path)?),
+            Prefix::Rollouts => AnyKey::Rollout(RolloutKey::parse(path)?),
+            Prefix::Secrets => AnyKey::Secret(SecretKey::parse(path)?),
         })
     }
 
@@ -911,6 +1033,8 @@ impl AnyKey {
             AnyKey::Router(k) => k.path(),
             AnyKey::RouterEvent(k) => k.path(),
             AnyKey::Cert(k) => k.path(),
+            AnyKey::Rollout(k) => k.path(),
+            AnyKey::Secret(k) => k.path(),
         }
     }
 
@@ -926,6 +1050,8 @@ impl AnyKey {
             AnyKey::Router(_) => Prefix::Routers,
             AnyKey::RouterEvent(_) => Prefix::RouterEvents,
             AnyKey::Cert(_) => Prefix::Certs,
+            AnyKey::Rollout(_) => Prefix::Rollouts,
+            AnyKey::Secret(_) => Prefix::Secrets,
         }
     }
 }
@@ -976,6 +1102,14 @@ mod tests {
         round_trip(
             CertKey::new("wildcard.example.com").unwrap(),
             "/lain/certs/wildcard.example.com",
+        );
+        round_trip(
+            RolloutKey::new("hello", "web").unwrap(),
+            "/lain/rollouts/hello/web",
+        );
+        round_trip(
+            SecretKey::new("hello", "db-password").unwrap(),
+            "/lain/secrets/hello/db-password",
         );
         assert!(RouterKey::parse("/lain/router-events/r1/1").is_err());
         assert_eq!(

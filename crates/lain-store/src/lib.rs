@@ -40,18 +40,18 @@ pub use election::{Election, LeaderInfo, LeaderWatch, Leadership};
 pub use error::{Result, StoreError};
 pub use keys::{
     AnyKey, CertKey, ClusterConfigKey, Component, DesiredKey, ElectionKey, EventKey, KeyError,
-    KeyPrefix, Name, NodeKey, ObservedKey, ObservedNodeKey, Prefix, RouterEventKey, RouterKey,
-    StoreKey,
+    KeyPrefix, Name, NodeKey, ObservedKey, ObservedNodeKey, Prefix, RolloutKey, RouterEventKey,
+    RouterKey, SecretKey, StoreKey,
 };
 pub use lease::Lease;
 pub use store::{
     Entry, EntryError, InvalidEntry, LeaseId, Listing, Revision, Store, StoreOptions, Transaction,
 };
 pub use value::{
-    decode, encode, unix_millis, Candidate, Capacity, ClusterConfig, DecodeError, DesiredProc,
-    DockerEndpoint, DockerTls, EncodeError, Event, EventKind, Health, HealthCheck, InstanceState,
-    Liveness, NodeRegistration, ObservedInstance, ObservedNode, ProcType, RouterEvent,
-    RouterEventKind, RouterStatus, Schema, SealedSecret, SecretRef, SecretTarget, Severity,
-    TlsCertificate,
+    decode, encode, unix_millis, AppSecret, Candidate, Capacity, ClusterConfig, DecodeError,
+    DesiredProc, DockerEndpoint, DockerTls, EncodeError, Event, EventKind, Health, HealthCheck,
+    InstanceState, Liveness, NodeRegistration, ObservedInstance, ObservedNode, ProcRollout,
+    ProcType, RolloutPhase, RouterEvent, RouterEventKind, RouterStatus, Schema, SealedSecret,
+    SecretRef, SecretTarget, Severity, TlsCertificate,
 };
 pub use watch::{Watch, WatchEvent};

@@ -365,6 +365,19 @@ pub struct ObservedInstance {
     /// Why the instance is in this state, for `lain ps`.
     #[serde(default)]
     pub message: Option<String>,
+    /// The instance number (`LAIN_INSTANCE`), 1-based. The key's last
+    /// segment is `{instance}-{generation}`, so that an old and a new
+    /// instance of the same number can run side by side in a rollout.
+    #[serde(default)]
+    pub instance: u32,
+    /// Hash of the container-relevant fields of the desired proc it runs
+    /// (see deployd's `spec_hash`); equal hashes need no rollout.
+    #[serde(default)]
+    pub spec: String,
+    /// When deployd restarted it recently (unix ms), for crash-loop
+    /// detection across deployd restarts.
+    #[serde(default)]
+    pub recent_restarts_ms: Vec<u64>,
 }
 
 impl Schema for ObservedInstance {
@@ -401,6 +414,65 @@ pub enum Health {
     #[default]
     #[serde(other)]
     Unknown,
+}
+
+/// `/lain/rollouts/{app}/{proc}`: where deployd stands in rolling out a
+/// proc.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcRollout {
+    /// The desired generation last acted on.
+    pub generation: u64,
+    /// The spec hash being rolled out (or kept, after a rollback).
+    pub spec: String,
+    pub phase: RolloutPhase,
+    /// The desired proc that last converged: what a failed rollout returns
+    /// to. Unset until the first rollout converged.
+    #[serde(default)]
+    pub last_good: Option<DesiredProc>,
+    /// A spec hash whose rollout failed; it is not retried until the
+    /// desired proc changes again.
+    #[serde(default)]
+    pub failed_spec: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub updated_at_ms: u64,
+}
+
+impl Schema for ProcRollout {
+    const KIND: &'static str = "ProcRollout";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutPhase {
+    /// New instances are being started or old ones drained.
+    Progressing,
+    /// Every wanted instance runs the desired spec and is healthy.
+    Converged,
+    /// The new spec did not become healthy; the previous one runs.
+    RolledBack,
+    /// The new spec failed and there is nothing to return to.
+    Failed,
+    #[serde(other)]
+    Unknown,
+}
+
+/// `/lain/secrets/{app}/{name}`: an app secret set through console,
+/// resolved by deployd when it creates a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSecret {
+    /// The value, sealed under the cluster secrets key with this key's
+    /// etcd path as associated data (see [`crate::secret`]).
+    pub value: SealedSecret,
+    #[serde(default)]
+    pub updated_at_ms: u64,
+}
+
+impl Schema for AppSecret {
+    const KIND: &'static str = "AppSecret";
+    const SCHEMA_VERSION: u32 = 1;
 }
 
 /// `/lain/observed-nodes/{node}`: a node's liveness as deployd sees it.
