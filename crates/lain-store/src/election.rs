@@ -518,6 +518,9 @@ mod tests {
             started_at_ms: None,
             updated_at_ms: 0,
             message: None,
+            instance: 1,
+            spec: String::new(),
+            recent_restarts_ms: vec![],
         };
         let mut txn = Transaction::new();
         txn.put(&key, &value).unwrap();

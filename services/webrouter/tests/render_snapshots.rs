@@ -56,6 +56,9 @@ fn inst(state: InstanceState, health: Health, addr: Option<&str>) -> ObservedIns
         started_at_ms: None,
         updated_at_ms: 0,
         message: None,
+        instance: 0,
+        spec: String::new(),
+        recent_restarts_ms: vec![],
     }
 }
 

@@ -181,6 +181,9 @@ pub fn observed(node: &str, generation: u64) -> ObservedInstance {
         started_at_ms: None,
         updated_at_ms: lain_store::unix_millis(),
         message: None,
+        instance: 1,
+        spec: String::new(),
+        recent_restarts_ms: vec![],
     }
 }
 

@@ -249,6 +249,9 @@ pub fn instance(addr: SocketAddr, healthy: bool) -> ObservedInstance {
         started_at_ms: None,
         updated_at_ms: 0,
         message: None,
+        instance: 0,
+        spec: String::new(),
+        recent_restarts_ms: vec![],
     }
 }
 
