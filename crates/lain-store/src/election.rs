@@ -452,6 +452,17 @@ impl Leadership {
         self.commit(txn).await
     }
 
+    /// A cloneable handle that writes fenced by this leadership, for the
+    /// tasks the leader spawns. It stops working with the leadership.
+    pub fn writer(&self) -> FencedWriter {
+        FencedWriter {
+            store: self.store.clone(),
+            fence: self.fence(),
+            lost_tx: self.lost_tx.clone(),
+            lost_rx: self.lost_rx.clone(),
+        }
+    }
+
     /// Steps down at once: deletes the candidate key (waking the next
     /// candidate) and revokes the lease.
     pub async fn resign(self) -> Result<()> {
@@ -531,5 +542,64 @@ mod tests {
             "{result:?}"
         );
         assert!(store.get(&key).await.unwrap().is_none());
+    }
+}
+
+/// Fenced writes on behalf of a [`Leadership`], cheap to clone into the
+/// leader's tasks: every write commits only while the leadership holds.
+#[derive(Clone)]
+pub struct FencedWriter {
+    store: Store,
+    fence: Fence,
+    lost_tx: Arc<watch::Sender<bool>>,
+    lost_rx: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for FencedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FencedWriter")
+            .field("key", &self.fence.key)
+            .field("create_revision", &self.fence.create_revision)
+            .finish()
+    }
+}
+
+impl FencedWriter {
+    /// Whether the leadership still holds (as far as this side knows).
+    pub fn is_leader(&self) -> bool {
+        !*self.lost_rx.borrow()
+    }
+
+    /// The store the writes go through, for reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Like [`Leadership::commit`].
+    pub async fn commit(&self, txn: Transaction) -> Result<Revision> {
+        if !self.is_leader() {
+            return Err(StoreError::NotLeader {
+                election: self.fence.election.clone(),
+            });
+        }
+        let result = self.store.commit_fenced(txn, Some(&self.fence)).await;
+        if matches!(result, Err(StoreError::NotLeader { .. })) {
+            self.lost_tx.send_replace(true);
+        }
+        result
+    }
+
+    /// A fenced put.
+    pub async fn put<K: StoreKey>(&self, key: &K, value: &K::Value) -> Result<Revision> {
+        let mut txn = Transaction::new();
+        txn.put(key, value)?;
+        self.commit(txn).await
+    }
+
+    /// A fenced delete.
+    pub async fn delete<K: StoreKey>(&self, key: &K) -> Result<Revision> {
+        let mut txn = Transaction::new();
+        txn.delete(key);
+        self.commit(txn).await
     }
 }

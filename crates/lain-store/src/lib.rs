@@ -36,7 +36,7 @@ pub mod store;
 pub mod value;
 pub mod watch;
 
-pub use election::{Election, LeaderInfo, LeaderWatch, Leadership};
+pub use election::{Election, FencedWriter, LeaderInfo, LeaderWatch, Leadership};
 pub use error::{Result, StoreError};
 pub use keys::{
     AnyKey, CertKey, ClusterConfigKey, Component, DesiredKey, ElectionKey, EventKey, KeyError,

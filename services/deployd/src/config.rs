@@ -8,6 +8,14 @@
 //! ping_interval_ms = 1000               # default 1000
 //! lost_after_misses = 3                 # default 3
 //! lease_ttl_secs = 3                    # default 3
+//! secrets_key_file = "/etc/lain/secrets.key"  # needed for procs with secrets
+//! health_timeout_secs = 60              # after setup_time, before a rollout fails
+//! health_interval_ms = 2000             # probe interval of healthy instances
+//! unhealthy_after_failures = 3          # consecutive failed probes
+//! restart_backoff_ms = 1000             # first restart delay, doubling
+//! restart_backoff_max_ms = 60000
+//! crash_loop_restarts = 5               # restarts within the window that
+//! crash_loop_window_secs = 600          #   make a crash loop
 //! ```
 
 use std::net::SocketAddr;
@@ -47,6 +55,60 @@ pub struct Config {
     /// waiting.
     #[serde(default = "default_lease_ttl_secs")]
     pub lease_ttl_secs: u64,
+    /// The cluster secrets key (32 bytes, base64), to open app secrets.
+    /// Without it, procs that use secrets do not start.
+    #[serde(default)]
+    pub secrets_key_file: Option<std::path::PathBuf>,
+    /// How long after its `setup_time` a new instance may take to become
+    /// healthy before its rollout fails and rolls back.
+    #[serde(default = "default_health_timeout_secs")]
+    pub health_timeout_secs: u64,
+    /// How often healthy instances are probed (new ones: every 200 ms).
+    #[serde(default = "default_health_interval_ms")]
+    pub health_interval_ms: u64,
+    /// Consecutive failed probes that make a healthy instance unhealthy.
+    #[serde(default = "default_unhealthy_after_failures")]
+    pub unhealthy_after_failures: u32,
+    /// Delay before the first restart of an exited instance; it doubles
+    /// with every restart in the crash-loop window.
+    #[serde(default = "default_restart_backoff_ms")]
+    pub restart_backoff_ms: u64,
+    #[serde(default = "default_restart_backoff_max_ms")]
+    pub restart_backoff_max_ms: u64,
+    /// This many restarts within `crash_loop_window_secs` is a crash loop:
+    /// restarts stop and an event says so.
+    #[serde(default = "default_crash_loop_restarts")]
+    pub crash_loop_restarts: u32,
+    #[serde(default = "default_crash_loop_window_secs")]
+    pub crash_loop_window_secs: u64,
+}
+
+fn default_health_timeout_secs() -> u64 {
+    60
+}
+
+fn default_health_interval_ms() -> u64 {
+    2000
+}
+
+fn default_unhealthy_after_failures() -> u32 {
+    3
+}
+
+fn default_restart_backoff_ms() -> u64 {
+    1000
+}
+
+fn default_restart_backoff_max_ms() -> u64 {
+    60_000
+}
+
+fn default_crash_loop_restarts() -> u32 {
+    5
+}
+
+fn default_crash_loop_window_secs() -> u64 {
+    600
 }
 
 fn default_ping_interval_ms() -> u64 {
@@ -148,6 +210,29 @@ impl Config {
                 ),
             ));
         }
+        let positive = [
+            ("health_timeout_secs", self.health_timeout_secs),
+            ("health_interval_ms", self.health_interval_ms),
+            ("restart_backoff_ms", self.restart_backoff_ms),
+            ("crash_loop_window_secs", self.crash_loop_window_secs),
+            (
+                "unhealthy_after_failures",
+                u64::from(self.unhealthy_after_failures),
+            ),
+            ("crash_loop_restarts", u64::from(self.crash_loop_restarts)),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(invalid(key, "is 0: use a positive value".into()));
+        }
+        if self.restart_backoff_max_ms < self.restart_backoff_ms {
+            return Err(invalid(
+                "restart_backoff_max_ms",
+                format!(
+                    "is {}, below restart_backoff_ms ({}): the cap must be at least the first delay",
+                    self.restart_backoff_max_ms, self.restart_backoff_ms
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -225,6 +310,11 @@ mod tests {
             (&format!("{MINIMAL}lost_after_misses = 0\n"), "at least 1"),
             (&format!("{MINIMAL}lease_ttl_secs = 1\n"), "at least 2"),
             (&format!("{MINIMAL}id = \" \"\n"), "`id`"),
+            (&format!("{MINIMAL}crash_loop_restarts = 0\n"), "positive"),
+            (
+                &format!("{MINIMAL}restart_backoff_max_ms = 10\n"),
+                "at least the first delay",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(text).unwrap_err().to_string();

@@ -13,6 +13,8 @@ use std::time::Duration;
 use bollard::{ClientVersion, Docker};
 use lain_store::DockerEndpoint;
 
+use crate::runtime::RuntimeTimeouts;
+
 /// The Engine API version deployd speaks: that of dockerd 20.10 (Debian
 /// 12's `docker.io`). bollard's default (1.47) is refused by older engines,
 /// and newer engines still serve 1.41.
@@ -45,6 +47,8 @@ pub enum DockerError {
 pub struct Engine {
     docker: Docker,
     endpoint: String,
+    /// Bounds of the container lifecycle calls in [`crate::runtime`].
+    timeouts: RuntimeTimeouts,
 }
 
 /// A human-readable form of an endpoint, for logs and errors.
@@ -113,7 +117,20 @@ impl Engine {
         Ok(Engine {
             docker: docker.with_timeout(timeout.max(Duration::from_secs(1))),
             endpoint: text,
+            timeouts: RuntimeTimeouts::default(),
         })
+    }
+
+    /// The same engine with other bounds for the container lifecycle calls
+    /// ([`crate::runtime`]); the ping/version bound stays as connected.
+    pub fn with_timeouts(mut self, timeouts: RuntimeTimeouts) -> Engine {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The bounds of the container lifecycle calls.
+    pub fn timeouts(&self) -> &RuntimeTimeouts {
+        &self.timeouts
     }
 
     pub fn endpoint(&self) -> &str {

@@ -1,7 +1,8 @@
 //! Leadership: every replica campaigns under `/lain/election/deployd`;
-//! the one that leads runs the node monitor, the others wait their turn.
+//! the one that leads runs the node monitor and the reconciler, the
+//! others wait their turn.
 //!
-//! The monitor runs inside a `select!` with the loss of leadership, so it
+//! Both run inside a `select!` with the loss of leadership, so it
 //! is dropped (its pings aborted, its writes abandoned) the moment the
 //! lease or the candidate key is gone; writes it had in flight are fenced
 //! by etcd anyway. The replica then campaigns again.
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::monitor::{self, MonitorSettings};
+use crate::reconcile;
 
 /// The election every deployd replica takes part in.
 pub const ELECTION: &str = "deployd";
@@ -30,6 +32,7 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// way out. Never fails: etcd trouble is logged and retried.
 pub async fn run(config: Config, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     let settings = MonitorSettings::from_config(&config);
+    let reconcile_settings = reconcile::Settings::from_config(&config);
     let options = StoreOptions {
         writer: Some(Component::Deployd),
         ..StoreOptions::default()
@@ -89,15 +92,22 @@ pub async fn run(config: Config, metrics: Arc<Metrics>, mut stop: watch::Receive
             id = %config.id,
             key = %leadership.key(),
             revision = leadership.create_revision(),
-            "leading: monitoring nodes"
+            "leading: monitoring nodes and reconciling"
         );
         metrics.set_leader(true);
         let end = tokio::select! {
             () = leadership.lost() => End::Lost,
-            e = monitor::run(&store, &leadership, &settings, &metrics) => End::Failed(e),
+            e = monitor::run(&store, &leadership, &settings, &metrics) => End::Failed(e.to_string()),
+            r = reconcile::run(&store, leadership.writer(), reconcile_settings.clone(), metrics.clone()) => {
+                End::Failed(match r {
+                    Ok(()) => "the reconciler stopped".to_owned(),
+                    Err(e) => e.to_string(),
+                })
+            }
             () = stopped(&mut stop) => End::Stop,
         };
         metrics.set_leader(false);
+        metrics.set_instances(std::iter::empty());
         // Only the leader monitors: a follower reports no nodes.
         metrics.set_nodes(Default::default());
         metrics.set_invalid_registrations(0);
@@ -106,7 +116,7 @@ pub async fn run(config: Config, metrics: Arc<Metrics>, mut stop: watch::Receive
                 tracing::warn!("leadership lost: stopped acting; campaigning again");
             }
             End::Failed(e) => {
-                tracing::warn!(error = %e, "node monitor stopped; stepping down and campaigning again");
+                tracing::warn!(error = %e, "stepping down and campaigning again");
                 resign(leadership).await;
                 if pause(&mut delay, &mut stop).await {
                     return;
@@ -122,7 +132,7 @@ pub async fn run(config: Config, metrics: Arc<Metrics>, mut stop: watch::Receive
 
 enum End {
     Lost,
-    Failed(monitor::MonitorError),
+    Failed(String),
     Stop,
 }
 

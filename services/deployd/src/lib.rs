@@ -21,6 +21,8 @@ pub mod leader;
 pub mod liveness;
 pub mod metrics;
 pub mod monitor;
+pub mod reconcile;
+pub mod runtime;
 pub mod scheduler;
 
 use std::future::Future;

@@ -3,6 +3,9 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lain_store::InstanceState;
 
 /// Counters and gauges shared by the monitor and the HTTP handler.
 #[derive(Debug, Default)]
@@ -17,7 +20,26 @@ pub struct Metrics {
     pings_failed: AtomicU64,
     observed_writes: AtomicU64,
     observed_write_errors: AtomicU64,
+    reconciles: AtomicU64,
+    reconcile_errors: AtomicU64,
+    reconcile_micros: AtomicU64,
+    /// Instances by state, in [`INSTANCE_STATES`] order.
+    instances: [AtomicU64; INSTANCE_STATES.len()],
 }
+
+/// The instance states `/metrics` counts, as labelled.
+pub const INSTANCE_STATES: [(InstanceState, &str); 10] = [
+    (InstanceState::Pending, "pending"),
+    (InstanceState::Creating, "creating"),
+    (InstanceState::Starting, "starting"),
+    (InstanceState::Running, "running"),
+    (InstanceState::Draining, "draining"),
+    (InstanceState::Stopping, "stopping"),
+    (InstanceState::Exited, "exited"),
+    (InstanceState::Failed, "failed"),
+    (InstanceState::Lost, "lost"),
+    (InstanceState::Unknown, "unknown"),
+];
 
 /// Node counts by liveness, as this replica's monitor sees them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,6 +85,33 @@ impl Metrics {
 
     pub fn observed_write_failed(&self) {
         self.observed_write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One reconcile round of one proc.
+    pub fn reconciled(&self, took: Duration, failed: bool) {
+        self.reconciles.fetch_add(1, Ordering::Relaxed);
+        self.reconcile_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if failed {
+            self.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The states of every instance deployd manages (leader only).
+    pub fn set_instances(&self, states: impl Iterator<Item = InstanceState>) {
+        let mut counts = [0u64; INSTANCE_STATES.len()];
+        for s in states {
+            let i = INSTANCE_STATES
+                .iter()
+                .position(|(k, _)| *k == s)
+                .unwrap_or(INSTANCE_STATES.len() - 1);
+            counts[i] += 1;
+        }
+        for (slot, n) in self.instances.iter().zip(counts) {
+            slot.store(n, Ordering::Relaxed);
+        }
     }
 
     /// The text exposition format (version 0.0.4).
@@ -126,6 +175,50 @@ impl Metrics {
             "counter",
             "Failed commits of observed-node changes (retried on the next round).",
             &[("", get(&self.observed_write_errors))],
+        );
+        metric(
+            "deployd_reconciles_total",
+            "counter",
+            "Reconcile rounds of a proc.",
+            &[("", get(&self.reconciles))],
+        );
+        metric(
+            "deployd_reconcile_errors_total",
+            "counter",
+            "Reconcile rounds that failed (retried with backoff).",
+            &[("", get(&self.reconcile_errors))],
+        );
+        metric(
+            "deployd_reconcile_seconds_total",
+            "counter",
+            "Time spent in reconcile rounds; divide by deployd_reconciles_total for the mean latency.",
+            &[],
+        );
+        let _ = writeln!(
+            out,
+            "deployd_reconcile_seconds_total {:.6}",
+            get(&self.reconcile_micros) as f64 / 1e6
+        );
+        let labels: Vec<String> = INSTANCE_STATES
+            .iter()
+            .map(|(_, name)| format!("{{state=\"{name}\"}}"))
+            .collect();
+        let samples: Vec<(&str, u64)> = labels
+            .iter()
+            .zip(&self.instances)
+            .map(|(l, v)| (l.as_str(), get(v)))
+            .collect();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "deployd_instances",
+            "gauge",
+            "Instances by state (0 unless leader).",
+            &samples,
         );
         out
     }

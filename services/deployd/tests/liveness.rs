@@ -46,15 +46,14 @@ async fn nodes_go_lost_and_come_back() {
         .expect("put garbage");
     let reader = Store::connect(&[etcd.endpoint()]).await.expect("connect");
 
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        log_format: LogFormat::Text,
-        etcd: vec![etcd.endpoint()],
-        id: "deployd-liveness".into(),
-        ping_interval_ms: 1000,
-        lost_after_misses: 3,
-        lease_ttl_secs: 3,
-    };
+    let config = Config::parse(
+        std::path::Path::new("liveness.toml"),
+        &format!(
+            "listen = \"127.0.0.1:0\"\netcd = [\"{}\"]\nid = \"deployd-liveness\"\n",
+            etcd.endpoint()
+        ),
+    )
+    .expect("config");
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,683 @@
+//! The reconciler: makes the containers on the nodes match the desired
+//! procs in etcd, and records what it sees under `/lain/observed/`.
+//!
+//! In the manner of kube-runtime controllers:
+//! - list-then-watch of desired procs, node registrations, node liveness
+//!   and router progress; each change wakes the procs it concerns;
+//! - per node, a list of deployd's containers kept current by the
+//!   engine's event stream (and re-listed now and then), whose events wake
+//!   the proc of the container;
+//! - per proc, one worker ([`worker`]): triggers coalesce, work for one
+//!   proc never runs twice at once, errors back off;
+//! - each round is level-triggered: [`plan`] (pure) decides which
+//!   instances should exist, [`sync`] makes each node match.
+//!
+//! Only the leader runs it, and every write is fenced by its leadership.
+//! The instance records are written before the containers exist and carry
+//! the container's deterministic name, so a leader that dies at any point
+//! leaves nothing its successor cannot adopt or remove.
+//!
+//! - [`spec`]: the spec hash and the names derived from a desired proc.
+
+pub mod plan;
+pub mod spec;
+pub mod state;
+pub mod sync;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lain_store::secret::SecretsKey;
+use lain_store::{
+    DesiredKey, DockerEndpoint, FencedWriter, KeyPrefix, Lease, NodeKey, ObservedKey,
+    ObservedNodeKey, RolloutKey, RouterKey, Store, StoreError, StoreKey, Transaction, Watch,
+    WatchEvent,
+};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use self::plan::{PlannedEvent, Policy, Record};
+use self::state::{Inventory, ProcId, State};
+use self::sync::NodeAccess;
+use crate::config::Config;
+use crate::docker::Engine;
+use crate::metrics::Metrics;
+use crate::runtime::{LainContainer, RuntimeTimeouts};
+
+/// How long events stay in etcd (they hang on a lease granted for this
+/// long, renewed by a fresh lease every [`EVENT_LEASE_ROTATE`]).
+pub const EVENT_TTL: Duration = Duration::from_secs(3600);
+pub const EVENT_LEASE_ROTATE: Duration = Duration::from_secs(600);
+/// A node's containers are listed again this often, besides events.
+pub const RELIST_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The reconciler's tunables, from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policy: Policy,
+    pub health_interval: Duration,
+    pub unhealthy_after_failures: u32,
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+    pub crash_loop_restarts: u32,
+    pub crash_loop_window: Duration,
+    /// Bound of one engine call (not pulls or stops).
+    pub call_timeout: Duration,
+    pub secrets_key_file: Option<std::path::PathBuf>,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Settings {
+        Settings {
+            policy: Policy {
+                health_timeout_ms: c.health_timeout_secs.saturating_mul(1000),
+                max_surge: 1,
+            },
+            health_interval: Duration::from_millis(c.health_interval_ms),
+            unhealthy_after_failures: c.unhealthy_after_failures,
+            restart_backoff: Duration::from_millis(c.restart_backoff_ms),
+            restart_backoff_max: Duration::from_millis(c.restart_backoff_max_ms),
+            crash_loop_restarts: c.crash_loop_restarts,
+            crash_loop_window: Duration::from_secs(c.crash_loop_window_secs),
+            call_timeout: Duration::from_secs(10),
+            secrets_key_file: c.secrets_key_file.clone(),
+        }
+    }
+}
+
+/// Errors that end the reconciler (the leader then steps down and
+/// campaigns again).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("etcd: {0}")]
+    Store(#[from] StoreError),
+    #[error("a watch on {0} ended")]
+    WatchEnded(&'static str),
+}
+
+struct WorkerHandle {
+    notify: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+/// What the reconciler's tasks share.
+pub struct Ctx {
+    pub writer: FencedWriter,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub secrets_key: Option<SecretsKey>,
+    pub http: reqwest::Client,
+    /// When this leader started reconciling (unix ms).
+    pub leading_since_ms: u64,
+    state: Mutex<State>,
+    engines: Mutex<HashMap<String, (DockerEndpoint, Engine)>>,
+    workers: Mutex<HashMap<ProcId, WorkerHandle>>,
+    inventories: Mutex<HashMap<String, (DockerEndpoint, JoinHandle<()>)>>,
+    events_lease: tokio::sync::Mutex<Option<(Lease, Instant)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicked holder leaves plain data behind; keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Ctx {
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// A client for a node's engine, reused while its endpoint is the same.
+    pub fn access(
+        &self,
+        node: &str,
+        endpoint: &DockerEndpoint,
+        address: &str,
+    ) -> Result<NodeAccess, crate::docker::DockerError> {
+        let mut engines = lock(&self.engines);
+        if let Some((e, engine)) = engines.get(node) {
+            if e == endpoint {
+                return Ok(NodeAccess {
+                    engine: engine.clone(),
+                    address: address.to_owned(),
+                });
+            }
+        }
+        let engine =
+            Engine::connect(endpoint, self.settings.call_timeout)?.with_timeouts(RuntimeTimeouts {
+                call: self.settings.call_timeout,
+                ..RuntimeTimeouts::default()
+            });
+        engines.insert(node.to_owned(), (endpoint.clone(), engine.clone()));
+        Ok(NodeAccess {
+            engine,
+            address: address.to_owned(),
+        })
+    }
+
+    pub fn remember_container(&self, node: &str, c: LainContainer) {
+        if let Some(inv) = self.state().inventory.get_mut(node) {
+            inv.containers.insert(c.id.clone(), c);
+        }
+    }
+
+    pub fn forget_container(&self, node: &str, id: &str) {
+        if let Some(inv) = self.state().inventory.get_mut(node) {
+            inv.containers.remove(id);
+        }
+    }
+
+    /// Wakes a proc's worker, starting one if it has none.
+    pub fn wake(self: &Arc<Self>, id: &ProcId) {
+        let mut workers = lock(&self.workers);
+        if let Some(w) = workers.get(id) {
+            if !w.task.is_finished() {
+                w.notify.notify_one();
+                return;
+            }
+        }
+        let notify = Arc::new(Notify::new());
+        let task = tokio::spawn(worker::run(self.clone(), id.clone(), notify.clone()));
+        workers.insert(id.clone(), WorkerHandle { notify, task });
+    }
+
+    pub fn wake_all(self: &Arc<Self>) {
+        let all = self.state().all_procs();
+        for id in &all {
+            self.wake(id);
+        }
+    }
+
+    /// Called by a worker that found nothing left of its proc: true if it
+    /// may end (nothing arrived meanwhile).
+    pub fn retire_worker(&self, id: &ProcId) -> bool {
+        let mut workers = lock(&self.workers);
+        if !self.state().is_empty(id) {
+            return false;
+        }
+        workers.remove(id);
+        true
+    }
+
+    /// Records an event on an app (leased: events expire after about an
+    /// hour). Failures are logged, never fatal.
+    pub async fn event(
+        &self,
+        app: &str,
+        proc: Option<&str>,
+        e: PlannedEvent,
+        generation: Option<u64>,
+    ) {
+        match e.severity {
+            lain_store::Severity::Error => {
+                tracing::warn!(app, proc, kind = ?e.kind, "{}", e.message)
+            }
+            _ => tracing::info!(app, proc, kind = ?e.kind, "{}", e.message),
+        }
+        let (key, value) = worker::event_value(app, proc, &e, generation);
+        let Ok(key) = key else { return };
+        let lease = match self.event_lease().await {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot grant the events lease; event not recorded");
+                return;
+            }
+        };
+        let mut txn = Transaction::new();
+        if txn.put_with_lease(&key, &value, lease).is_err() {
+            return;
+        }
+        if let Err(err) = self.writer.commit(txn).await {
+            tracing::warn!(error = %err, "cannot record an event");
+        }
+    }
+
+    async fn event_lease(&self) -> Result<lain_store::LeaseId, StoreError> {
+        let mut current = self.events_lease.lock().await;
+        if let Some((lease, at)) = current.as_ref() {
+            if at.elapsed() < EVENT_LEASE_ROTATE {
+                return Ok(lease.id());
+            }
+        }
+        let lease = self.writer.store().grant_lease(EVENT_TTL).await?;
+        // Not renewed: the events on it expire with it.
+        lease.stop_keep_alive();
+        let id = lease.id();
+        *current = Some((lease, Instant::now()));
+        Ok(id)
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        for (_, w) in lock(&self.workers).drain() {
+            w.task.abort();
+        }
+        for (_, (_, t)) in lock(&self.inventories).drain() {
+            t.abort();
+        }
+    }
+}
+
+/// Aborts every task of the reconciler when the leader stops it.
+struct Shutdown(Arc<Ctx>);
+
+impl Drop for Shutdown {
+    fn drop(&mut self) {
+        for (_, w) in lock(&self.0.workers).drain() {
+            w.task.abort();
+        }
+        for (_, (_, t)) in lock(&self.0.inventories).drain() {
+            t.abort();
+        }
+    }
+}
+
+/// Runs the reconciler while leading. Returns only on an error that needs
+/// a fresh start (the caller steps down); dropping the future stops every
+/// task it started.
+pub async fn run(
+    store: &Store,
+    writer: FencedWriter,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+) -> Result<(), ReconcileError> {
+    let secrets_key = match &settings.secrets_key_file {
+        Some(path) => match SecretsKey::load(path) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the secrets key; procs with secrets will not start");
+                None
+            }
+        },
+        None => None,
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap_or_default();
+    let ctx = Arc::new(Ctx {
+        writer,
+        settings,
+        metrics,
+        secrets_key,
+        http,
+        leading_since_ms: lain_store::unix_millis(),
+        state: Mutex::new(State::default()),
+        engines: Mutex::new(HashMap::new()),
+        workers: Mutex::new(HashMap::new()),
+        inventories: Mutex::new(HashMap::new()),
+        events_lease: tokio::sync::Mutex::new(None),
+    });
+    let _shutdown = Shutdown(ctx.clone());
+
+    // What deployd itself wrote: the instance records and rollouts.
+    let observed = store.list(&KeyPrefix::<ObservedKey>::all()).await?;
+    let rollouts = store.list(&KeyPrefix::<RolloutKey>::all()).await?;
+    {
+        let mut state = ctx.state();
+        for e in observed.items {
+            let id = (e.key.app().to_owned(), e.key.proc().to_owned());
+            let slot = e.key.instance().to_owned();
+            state.records.entry(id).or_default().insert(
+                slot.clone(),
+                Record {
+                    slot,
+                    obs: e.value,
+                    rev: e.mod_revision,
+                },
+            );
+        }
+        for bad in observed.invalid {
+            tracing::warn!(key = %bad.key, error = %bad.error, "ignoring an unreadable instance record");
+        }
+        for e in rollouts.items {
+            state
+                .rollouts
+                .insert((e.key.app().to_owned(), e.key.proc().to_owned()), e.value);
+        }
+    }
+    tracing::info!(
+        procs = ctx.state().records.len(),
+        "reconciler started; loaded instance records"
+    );
+
+    let mut desired: Watch<DesiredKey> = store.watch(&KeyPrefix::all());
+    let mut nodes: Watch<NodeKey> = store.watch(&KeyPrefix::all());
+    let mut liveness: Watch<ObservedNodeKey> = store.watch(&KeyPrefix::all());
+    let mut routers: Watch<RouterKey> = store.watch(&KeyPrefix::all());
+    let mut gauges = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            ev = desired.next() => on_desired(&ctx, ev.ok_or(ReconcileError::WatchEnded("/lain/desired/"))?),
+            ev = nodes.next() => on_nodes(&ctx, ev.ok_or(ReconcileError::WatchEnded("/lain/nodes/"))?),
+            ev = liveness.next() => on_liveness(&ctx, ev.ok_or(ReconcileError::WatchEnded("/lain/observed-nodes/"))?),
+            ev = routers.next() => on_routers(&ctx, ev.ok_or(ReconcileError::WatchEnded("/lain/routers/"))?),
+            _ = gauges.tick() => {
+                let state = ctx.state();
+                ctx.metrics.set_instances(state.records.values().flat_map(|r| r.values()).map(|r| r.obs.state));
+            }
+        }
+    }
+}
+
+fn proc_id(app: &str, proc: &str) -> ProcId {
+    (app.to_owned(), proc.to_owned())
+}
+
+fn on_desired(ctx: &Arc<Ctx>, ev: WatchEvent<DesiredKey>) {
+    let mut wake = Vec::new();
+    {
+        let mut state = ctx.state();
+        match ev {
+            WatchEvent::Reset { items, invalid, .. } => {
+                wake.extend(state.desired.keys().cloned());
+                wake.extend(state.invalid.keys().cloned());
+                state.desired.clear();
+                state.invalid.clear();
+                for e in items {
+                    let id = proc_id(e.key.app(), e.key.proc());
+                    check_and_insert(&mut state, id.clone(), e.value);
+                    wake.push(id);
+                }
+                for bad in invalid {
+                    if let Some(id) = invalid_id(&bad) {
+                        state.invalid.insert(id.clone(), invalid_message(&bad));
+                        wake.push(id);
+                    }
+                }
+            }
+            WatchEvent::Put(e) => {
+                let id = proc_id(e.key.app(), e.key.proc());
+                state.invalid.remove(&id);
+                check_and_insert(&mut state, id.clone(), e.value);
+                wake.push(id);
+            }
+            WatchEvent::Delete { key, .. } => {
+                let id = proc_id(key.app(), key.proc());
+                state.desired.remove(&id);
+                state.invalid.remove(&id);
+                wake.push(id);
+            }
+            WatchEvent::Invalid(bad) => {
+                if let Some(id) = invalid_id(&bad) {
+                    // Keep the last good value's instances running as they are.
+                    state.invalid.insert(id.clone(), invalid_message(&bad));
+                    wake.push(id);
+                }
+            }
+        }
+    }
+    for id in wake {
+        ctx.wake(&id);
+    }
+}
+
+/// Stores a desired proc, or marks it invalid if deployd cannot run it.
+fn check_and_insert(state: &mut State, id: ProcId, d: lain_store::DesiredProc) {
+    let problem = if d.app != id.0 || d.proc != id.1 {
+        Some(format!(
+            "desired proc at /lain/desired/{}/{} names {}/{}; console must write matching keys",
+            id.0, id.1, d.app, d.proc
+        ))
+    } else if let Err(e) = crate::scheduler::check_filters(&d.filters) {
+        Some(format!(
+            "desired proc {}/{} has an invalid filter: {e}",
+            id.0, id.1
+        ))
+    } else if d.image.trim().is_empty() {
+        Some(format!("desired proc {}/{} has no image", id.0, id.1))
+    } else if d.proc_type == lain_store::ProcType::Unknown {
+        Some(format!(
+            "desired proc {}/{} has a proc type this deployd does not know; upgrade deployd",
+            id.0, id.1
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => {
+            state.desired.remove(&id);
+            state.invalid.insert(id, p);
+        }
+        None => {
+            state.invalid.remove(&id);
+            state.desired.insert(id, d);
+        }
+    }
+}
+
+fn invalid_id(bad: &lain_store::InvalidEntry) -> Option<ProcId> {
+    let key = DesiredKey::parse(&bad.key).ok()?;
+    Some((key.app().to_owned(), key.proc().to_owned()))
+}
+
+fn invalid_message(bad: &lain_store::InvalidEntry) -> String {
+    format!(
+        "desired proc {} cannot be read ({}); its instances are left as they are until console writes a valid value",
+        bad.key, bad.error
+    )
+}
+
+fn on_nodes(ctx: &Arc<Ctx>, ev: WatchEvent<NodeKey>) {
+    {
+        let mut state = ctx.state();
+        match ev {
+            WatchEvent::Reset { items, invalid, .. } => {
+                state.nodes.clear();
+                for e in items {
+                    state.nodes.insert(e.key.node().to_owned(), e.value);
+                }
+                for bad in invalid {
+                    tracing::warn!(key = %bad.key, error = %bad.error, "ignoring an unreadable node registration");
+                }
+            }
+            WatchEvent::Put(e) => {
+                state.nodes.insert(e.key.node().to_owned(), e.value);
+            }
+            WatchEvent::Delete { key, .. } => {
+                state.nodes.remove(key.node());
+            }
+            WatchEvent::Invalid(bad) => {
+                if let Ok(key) = NodeKey::parse(&bad.key) {
+                    state.nodes.remove(key.node());
+                }
+            }
+        }
+    }
+    sync_inventories(ctx);
+    ctx.wake_all();
+}
+
+fn on_liveness(ctx: &Arc<Ctx>, ev: WatchEvent<ObservedNodeKey>) {
+    let mut changed = Vec::new();
+    {
+        let mut state = ctx.state();
+        match ev {
+            WatchEvent::Reset { items, .. } => {
+                changed.extend(state.liveness.keys().cloned());
+                state.liveness.clear();
+                for e in items {
+                    changed.push(e.key.node().to_owned());
+                    state.liveness.insert(e.key.node().to_owned(), e.value);
+                }
+            }
+            WatchEvent::Put(e) => {
+                let node = e.key.node().to_owned();
+                let before = state.liveness.get(&node).map(|o| o.liveness);
+                if before != Some(e.value.liveness) {
+                    changed.push(node.clone());
+                }
+                state.liveness.insert(node, e.value);
+            }
+            WatchEvent::Delete { key, .. } => {
+                state.liveness.remove(key.node());
+                changed.push(key.node().to_owned());
+            }
+            WatchEvent::Invalid(_) => {}
+        }
+    }
+    if changed.is_empty() {
+        return;
+    }
+    sync_inventories(ctx);
+    // A node's liveness can free instances of any proc (rescheduling
+    // needs room anywhere), so every proc takes a look.
+    ctx.wake_all();
+}
+
+fn on_routers(ctx: &Arc<Ctx>, ev: WatchEvent<RouterKey>) {
+    {
+        let mut state = ctx.state();
+        match ev {
+            WatchEvent::Reset { items, .. } => {
+                state.routers.clear();
+                for e in items {
+                    state.routers.insert(e.key.router().to_owned(), e.value);
+                }
+            }
+            WatchEvent::Put(e) => {
+                state.routers.insert(e.key.router().to_owned(), e.value);
+            }
+            WatchEvent::Delete { key, .. } => {
+                state.routers.remove(key.router());
+            }
+            WatchEvent::Invalid(_) => {}
+        }
+    }
+    // Only procs waiting on routers care: those draining or replacing.
+    let waiting: Vec<ProcId> = ctx
+        .state()
+        .records
+        .iter()
+        .filter(|(_, rs)| {
+            rs.values().any(|r| {
+                matches!(
+                    r.obs.state,
+                    lain_store::InstanceState::Draining | lain_store::InstanceState::Running
+                )
+            })
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in waiting {
+        ctx.wake(&id);
+    }
+}
+
+/// Keeps one inventory task per alive node, with its current endpoint.
+fn sync_inventories(ctx: &Arc<Ctx>) {
+    let wanted: HashMap<String, DockerEndpoint> = {
+        let state = ctx.state();
+        state
+            .nodes
+            .iter()
+            .filter(|(n, _)| state.node_view(n) == plan::NodeView::Alive)
+            .map(|(n, reg)| (n.clone(), reg.docker.clone()))
+            .collect()
+    };
+    let mut tasks = lock(&ctx.inventories);
+    let stale: Vec<String> = tasks
+        .iter()
+        .filter(|(n, (e, t))| wanted.get(*n) != Some(e) || t.is_finished())
+        .map(|(n, _)| n.clone())
+        .collect();
+    for n in stale {
+        if let Some((_, t)) = tasks.remove(&n) {
+            t.abort();
+        }
+        ctx.state().inventory.remove(&n);
+    }
+    for (n, endpoint) in wanted {
+        if tasks.contains_key(&n) {
+            continue;
+        }
+        let task = tokio::spawn(inventory(ctx.clone(), n.clone(), endpoint.clone()));
+        tasks.insert(n, (endpoint, task));
+    }
+}
+
+/// Lists a node's containers and follows its events, waking the procs
+/// whose containers change. Runs while the node is alive.
+async fn inventory(ctx: Arc<Ctx>, node: String, endpoint: DockerEndpoint) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let engine = match Engine::connect(&endpoint, ctx.settings.call_timeout) {
+            Ok(e) => e.with_timeouts(RuntimeTimeouts {
+                call: ctx.settings.call_timeout,
+                ..RuntimeTimeouts::default()
+            }),
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "cannot set up a client for the node");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        // Subscribe first, then list: nothing falls between the two.
+        let mut events = Box::pin(engine.events());
+        let listed = match engine.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "cannot list the node's containers; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(200);
+        let mut procs: Vec<ProcId> = listed
+            .iter()
+            .map(|c| (c.app.clone(), c.proc.clone()))
+            .collect();
+        {
+            let mut state = ctx.state();
+            if let Some(old) = state.inventory.get(&node) {
+                procs.extend(
+                    old.containers
+                        .values()
+                        .map(|c| (c.app.clone(), c.proc.clone())),
+                );
+            }
+            state.inventory.insert(
+                node.clone(),
+                Inventory {
+                    containers: listed.into_iter().map(|c| (c.id.clone(), c)).collect(),
+                },
+            );
+            procs.extend(state.procs_on(&node));
+        }
+        procs.sort();
+        procs.dedup();
+        for id in &procs {
+            ctx.wake(id);
+        }
+        let relist = tokio::time::sleep(RELIST_INTERVAL);
+        tokio::pin!(relist);
+        loop {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => {
+                        let fresh = if ev.action == "destroy" { Ok(None) } else { engine.inspect(&ev.id).await };
+                        match fresh {
+                            Ok(Some(c)) => ctx.remember_container(&node, c),
+                            Ok(None) => ctx.forget_container(&node, &ev.id),
+                            Err(_) => {}
+                        }
+                        if !ev.app.is_empty() {
+                            ctx.wake(&(ev.app.clone(), ev.proc.clone()));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(node = %node, error = %e, "event stream failed; listing again");
+                        break;
+                    }
+                    None => break,
+                },
+                () = &mut relist => break,
+            }
+        }
+    }
+}

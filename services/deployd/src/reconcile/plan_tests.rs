@@ -1,0 +1,417 @@
+use super::*;
+use lain_store::ProcType;
+
+fn desired(instances: u32, image: &str, generation: u64) -> DesiredProc {
+    DesiredProc {
+        app: "hello".into(),
+        proc: "web".into(),
+        proc_type: ProcType::Web,
+        release: image.rsplit(':').next().unwrap_or(image).into(),
+        image: image.into(),
+        instances,
+        cmd: vec![],
+        entrypoint: vec![],
+        user: None,
+        workdir: None,
+        cpu_millis: 0,
+        memory_bytes: 32 << 20,
+        env: Default::default(),
+        secrets: vec![],
+        port: Some(80),
+        healthcheck: None,
+        mountpoints: vec!["hello.example.com".into()],
+        https_only: false,
+        volumes: vec![],
+        labels: Default::default(),
+        kill_timeout_secs: 10,
+        setup_time_secs: 0,
+        stateful: false,
+        filters: vec![],
+        generation,
+    }
+}
+
+fn record(
+    d: &DesiredProc,
+    n: u32,
+    node: &str,
+    state: InstanceState,
+    health: Health,
+    rev: i64,
+) -> Record {
+    Record {
+        slot: slot(n, d.generation),
+        obs: ObservedInstance {
+            node: node.into(),
+            container_id: Some(format!("c{n}-{}", d.generation)),
+            generation: d.generation,
+            release: d.release.clone(),
+            image: d.image.clone(),
+            state,
+            health,
+            address: Some(format!("10.0.0.1:{}", 30000 + n)),
+            restarts: 0,
+            started_at_ms: Some(1_000),
+            updated_at_ms: 1_000,
+            message: None,
+            instance: n,
+            spec: spec_hash(d),
+            recent_restarts_ms: vec![],
+        },
+        rev,
+    }
+}
+
+fn ready(d: &DesiredProc, n: u32, node: &str, rev: i64) -> Record {
+    record(d, n, node, InstanceState::Running, Health::Healthy, rev)
+}
+
+fn alive(_: &str) -> NodeView {
+    NodeView::Alive
+}
+
+fn run(
+    d: Option<&DesiredProc>,
+    rollout: Option<&ProcRollout>,
+    records: &[Record],
+    routers: Option<i64>,
+    now_ms: u64,
+) -> Plan {
+    run_on(d, rollout, records, routers, now_ms, &alive)
+}
+
+fn run_on(
+    d: Option<&DesiredProc>,
+    rollout: Option<&ProcRollout>,
+    records: &[Record],
+    routers: Option<i64>,
+    now_ms: u64,
+    node: &dyn Fn(&str) -> NodeView,
+) -> Plan {
+    plan(&Input {
+        desired: d,
+        rollout,
+        records,
+        node,
+        routers_applied: routers,
+        now_ms,
+        leading_since_ms: 0,
+        policy: Policy {
+            health_timeout_ms: 10_000,
+            max_surge: 1,
+        },
+    })
+}
+
+fn states(plan: &Plan) -> Vec<(String, InstanceState)> {
+    plan.puts
+        .iter()
+        .map(|(s, o)| (s.clone(), o.state))
+        .collect()
+}
+
+fn converged(d: &DesiredProc) -> ProcRollout {
+    ProcRollout {
+        generation: d.generation,
+        spec: spec_hash(d),
+        phase: RolloutPhase::Converged,
+        last_good: Some(d.clone()),
+        failed_spec: None,
+        message: None,
+        updated_at_ms: 0,
+    }
+}
+
+#[test]
+fn a_first_deploy_places_every_instance_and_starts_a_rollout() {
+    let d = desired(3, "reg/hello:release-1", 1);
+    let p = run(Some(&d), None, &[], None, 5_000);
+    let slots: Vec<_> = p.place.iter().map(|r| r.slot.as_str()).collect();
+    assert_eq!(slots, ["1-1", "2-1", "3-1"]);
+    let r = p.rollout.expect("a rollout record");
+    assert_eq!(r.phase, RolloutPhase::Progressing);
+    assert_eq!(p.events[0].kind, EventKind::RolloutStarted);
+    assert!(p.puts.is_empty() && p.deletes.is_empty());
+}
+
+#[test]
+fn all_ready_converges_once() {
+    let d = desired(2, "reg/hello:release-1", 1);
+    let records = [ready(&d, 1, "n1", 10), ready(&d, 2, "n2", 11)];
+    let mut progressing = converged(&d);
+    progressing.phase = RolloutPhase::Progressing;
+    progressing.last_good = None;
+    let p = run(Some(&d), Some(&progressing), &records, None, 5_000);
+    let r = p.rollout.expect("converged");
+    assert_eq!(r.phase, RolloutPhase::Converged);
+    assert_eq!(r.last_good.as_ref(), Some(&d));
+    assert_eq!(p.events[0].kind, EventKind::RolloutSucceeded);
+    // Level-triggered: the same state again plans nothing.
+    let again = run(Some(&d), Some(&r), &records, None, 6_000);
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn a_new_release_replaces_one_instance_at_a_time() {
+    let v1 = desired(2, "reg/hello:release-1", 1);
+    let v2 = desired(2, "reg/hello:release-2", 2);
+    let records = [ready(&v1, 1, "n1", 10), ready(&v1, 2, "n2", 11)];
+    let p = run(Some(&v2), Some(&converged(&v1)), &records, None, 5_000);
+    assert_eq!(p.place.len(), 1, "{p:?}");
+    assert_eq!(p.place[0].slot, "1-2");
+    assert!(p.puts.is_empty(), "old instances keep serving: {p:?}");
+    assert_eq!(p.rollout.unwrap().phase, RolloutPhase::Progressing);
+}
+
+#[test]
+fn an_old_instance_drains_only_after_routers_saw_its_replacement() {
+    let v1 = desired(2, "reg/hello:release-1", 1);
+    let v2 = desired(2, "reg/hello:release-2", 2);
+    let mut rollout = converged(&v1);
+    rollout.generation = 2;
+    rollout.spec = spec_hash(&v2);
+    rollout.phase = RolloutPhase::Progressing;
+    let new1 = ready(&v2, 1, "n3", 20);
+    let records = [
+        ready(&v1, 1, "n1", 10),
+        ready(&v1, 2, "n2", 11),
+        new1.clone(),
+    ];
+
+    // The router has applied revision 19 only: it does not route to new1.
+    let p = run(Some(&v2), Some(&rollout), &records, Some(19), 5_000);
+    assert!(p.puts.is_empty(), "{p:?}");
+    // Instance 2's replacement may start: instance 1's is ready.
+    assert_eq!(p.place.len(), 1);
+    assert_eq!(p.place[0].slot, "2-2");
+
+    let p = run(Some(&v2), Some(&rollout), &records, Some(20), 5_000);
+    assert_eq!(states(&p), [("1-1".to_owned(), InstanceState::Draining)]);
+
+    // Draining is written at revision 21; once routers applied it, stop.
+    let mut draining = records[0].clone();
+    draining.obs.state = InstanceState::Draining;
+    draining.rev = 21;
+    let records = [draining, records[1].clone(), new1];
+    let p = run(Some(&v2), Some(&rollout), &records, Some(20), 5_000);
+    assert!(!p.puts.iter().any(|(s, _)| s == "1-1"), "{p:?}");
+    let p = run(Some(&v2), Some(&rollout), &records, Some(21), 5_000);
+    assert!(
+        states(&p).contains(&("1-1".to_owned(), InstanceState::Stopping)),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn no_router_means_nothing_to_wait_for() {
+    let v1 = desired(1, "reg/hello:release-1", 1);
+    let v2 = desired(1, "reg/hello:release-2", 2);
+    let records = [ready(&v1, 1, "n1", 10), ready(&v2, 1, "n2", 20)];
+    let p = run(Some(&v2), Some(&converged(&v1)), &records, None, 5_000);
+    assert_eq!(states(&p), [("1-1".to_owned(), InstanceState::Draining)]);
+}
+
+#[test]
+fn a_new_release_that_never_gets_healthy_rolls_back() {
+    let v1 = desired(2, "reg/hello:release-1", 1);
+    let v2 = desired(2, "reg/hello:release-2", 2);
+    let mut rollout = converged(&v1);
+    rollout.generation = 2;
+    rollout.spec = spec_hash(&v2);
+    rollout.phase = RolloutPhase::Progressing;
+    let starting = record(&v2, 1, "n3", InstanceState::Starting, Health::Starting, 20);
+    let records = [ready(&v1, 1, "n1", 10), ready(&v1, 2, "n2", 11), starting];
+
+    // Within setup time + health timeout (10 s after start at 1 s): wait.
+    let p = run(Some(&v2), Some(&rollout), &records, None, 10_000);
+    assert!(p.rollout.is_none() && p.puts.is_empty(), "{p:?}");
+    // A leader that took over at 5 s gives it until 15 s.
+    let p = plan(&Input {
+        desired: Some(&v2),
+        rollout: Some(&rollout),
+        records: &records,
+        node: &alive,
+        routers_applied: None,
+        now_ms: 12_000,
+        leading_since_ms: 5_000,
+        policy: Policy {
+            health_timeout_ms: 10_000,
+            max_surge: 1,
+        },
+    });
+    assert!(p.rollout.is_none(), "{p:?}");
+
+    let p = run(Some(&v2), Some(&rollout), &records, None, 12_000);
+    let r = p.rollout.clone().expect("rolled back");
+    assert_eq!(r.phase, RolloutPhase::RolledBack);
+    assert_eq!(r.failed_spec.as_deref(), Some(spec_hash(&v2).as_str()));
+    assert_eq!(r.last_good.as_ref(), Some(&v1));
+    let kinds: Vec<_> = p.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::RolloutFailed, EventKind::RolledBack]);
+    assert!(
+        p.events[0].message.contains("did not become healthy"),
+        "{:?}",
+        p.events
+    );
+
+    // The next step targets release 1 again: the new instance goes, the
+    // old ones stay.
+    let t = target(Some(&v2), Some(&r)).unwrap();
+    assert!(t.rolled_back);
+    assert_eq!(t.spec, spec_hash(&v1));
+    let p = run(Some(&v2), Some(&r), &records, None, 12_100);
+    assert_eq!(states(&p), [("1-2".to_owned(), InstanceState::Stopping)]);
+    assert!(p.place.is_empty());
+
+    // Once it is gone the proc has converged back, still rolled back.
+    let p = run(Some(&v2), Some(&r), &records[..2], None, 12_200);
+    let after = p.rollout.expect("status");
+    assert_eq!(after.phase, RolloutPhase::RolledBack);
+    assert_eq!(after.last_good.as_ref(), Some(&v1));
+    assert!(p.events.is_empty());
+    // A new deploy (a new generation) tries again.
+    let mut v2b = v2.clone();
+    v2b.generation = 3;
+    assert!(!target(Some(&v2b), Some(&after)).unwrap().rolled_back);
+}
+
+#[test]
+fn a_crash_loop_fails_the_first_deploy_once() {
+    let d = desired(1, "reg/hello:release-1", 1);
+    let mut r = record(&d, 1, "n1", InstanceState::Failed, Health::Unhealthy, 10);
+    r.obs.message = Some("exited with code 1".into());
+    let p = run(Some(&d), None, &[r.clone()], None, 5_000);
+    let status = p.rollout.expect("failed");
+    assert_eq!(status.phase, RolloutPhase::Failed);
+    assert!(
+        p.events[0].message.contains("keeps crashing"),
+        "{:?}",
+        p.events
+    );
+    let again = run(Some(&d), Some(&status), &[r], None, 6_000);
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn scaling_down_removes_the_highest_numbers() {
+    let d3 = desired(3, "reg/hello:release-1", 1);
+    let records = [
+        ready(&d3, 1, "n1", 1),
+        ready(&d3, 2, "n2", 2),
+        ready(&d3, 3, "n3", 3),
+    ];
+    let mut d1 = d3.clone();
+    d1.instances = 1;
+    d1.generation = 2;
+    let p = run(Some(&d1), Some(&converged(&d3)), &records, None, 5_000);
+    assert_eq!(
+        states(&p),
+        [
+            ("3-1".to_owned(), InstanceState::Draining),
+            ("2-1".to_owned(), InstanceState::Draining)
+        ]
+    );
+    assert!(p.place.is_empty());
+    // Same spec: no rollout event, just progress.
+    assert!(p.events.is_empty(), "{:?}", p.events);
+}
+
+#[test]
+fn workers_stop_without_draining() {
+    let mut d = desired(2, "reg/hello:release-1", 1);
+    d.proc_type = ProcType::Worker;
+    d.mountpoints.clear();
+    let records = [ready(&d, 1, "n1", 1), ready(&d, 2, "n2", 2)];
+    let mut d1 = d.clone();
+    d1.instances = 1;
+    let p = run(Some(&d1), Some(&converged(&d)), &records, Some(0), 5_000);
+    assert_eq!(states(&p), [("2-1".to_owned(), InstanceState::Stopping)]);
+}
+
+#[test]
+fn instances_on_a_lost_node_move_and_stateful_ones_wait() {
+    let d = desired(2, "reg/hello:release-1", 1);
+    let records = [ready(&d, 1, "n1", 1), ready(&d, 2, "lost", 2)];
+    let node = |n: &str| {
+        if n == "lost" {
+            NodeView::Lost
+        } else {
+            NodeView::Alive
+        }
+    };
+    let p = run_on(Some(&d), Some(&converged(&d)), &records, None, 5_000, &node);
+    assert_eq!(p.place.len(), 1);
+    assert_eq!(p.place[0].slot, "2-1");
+    assert_eq!(p.place[0].instance, 2);
+    assert!(p.place[0].moves.is_some());
+    assert!(p.puts.is_empty() && p.deletes.is_empty());
+
+    let mut s = d.clone();
+    s.stateful = true;
+    let records = [ready(&s, 1, "n1", 1), ready(&s, 2, "lost", 2)];
+    let p = run_on(Some(&s), Some(&converged(&s)), &records, None, 5_000, &node);
+    assert!(p.place.is_empty(), "{p:?}");
+    assert_eq!(states(&p), [("2-1".to_owned(), InstanceState::Lost)]);
+    assert!(p.puts[0].1.message.as_deref().unwrap().contains("waits"));
+}
+
+#[test]
+fn suspect_nodes_are_left_alone() {
+    let d = desired(1, "reg/hello:release-1", 1);
+    let records = [ready(&d, 1, "maybe", 1)];
+    let node = |_: &str| NodeView::Doubtful;
+    let p = run_on(Some(&d), Some(&converged(&d)), &records, None, 5_000, &node);
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn a_removed_proc_stops_everything_then_forgets_its_rollout() {
+    let d = desired(2, "reg/hello:release-1", 1);
+    let mut w = d.clone();
+    w.proc_type = ProcType::Worker;
+    let records = [ready(&d, 1, "n1", 1), ready(&d, 2, "n2", 2)];
+    let p = run(None, Some(&converged(&d)), &records, None, 5_000);
+    // Not routed without a desired proc: straight to stopping.
+    assert_eq!(
+        states(&p),
+        [
+            ("2-1".to_owned(), InstanceState::Stopping),
+            ("1-1".to_owned(), InstanceState::Stopping)
+        ]
+    );
+    let p = run(None, Some(&converged(&d)), &[], None, 5_000);
+    assert!(p.forget_rollout);
+}
+
+#[test]
+fn stateful_procs_stop_the_old_version_before_starting_the_new() {
+    let mut v1 = desired(1, "reg/db:release-1", 1);
+    v1.stateful = true;
+    let mut v2 = v1.clone();
+    v2.image = "reg/db:release-2".into();
+    v2.generation = 2;
+    let records = [ready(&v1, 1, "n1", 1)];
+    let p = run(Some(&v2), Some(&converged(&v1)), &records, None, 5_000);
+    assert!(p.place.is_empty());
+    assert_eq!(states(&p), [("1-1".to_owned(), InstanceState::Draining)]);
+    let p = run(Some(&v2), Some(&converged(&v1)), &[], None, 5_000);
+    assert_eq!(p.place.len(), 1);
+}
+
+#[test]
+fn a_failed_instance_restarts_on_a_new_deploy() {
+    let d = desired(1, "reg/hello:release-1", 1);
+    let r = record(&d, 1, "n1", InstanceState::Failed, Health::Unhealthy, 10);
+    let mut again = d.clone();
+    again.generation = 2;
+    let p = run(Some(&again), Some(&converged(&d)), &[r], None, 5_000);
+    assert_eq!(states(&p), [("1-1".to_owned(), InstanceState::Pending)]);
+    assert_eq!(p.puts[0].1.generation, 2);
+}
+
+#[test]
+fn slots_never_collide() {
+    assert_eq!(fresh_slot(1, 2, &["1-2"]), "1-2.1");
+    assert_eq!(fresh_slot(1, 2, &["1-2", "1-2.1"]), "1-2.2");
+    assert_eq!(fresh_slot(1, 2, &[]), "1-2");
+}

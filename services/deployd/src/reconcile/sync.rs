@@ -1,0 +1,623 @@
+//! Making one node's Docker engine match one instance record: create and
+//! start what is pending, restart what exited (with backoff, until a crash
+//! loop), probe health, stop and remove what is stopping.
+//!
+//! Each function looks at one record and the container found for it and
+//! returns the record's next value; the worker writes it. Nothing here
+//! decides which instances should exist: that is [`super::plan`].
+
+use std::time::Duration;
+
+use lain_store::{
+    secret, DesiredProc, EventKind, Health, HealthCheck, InstanceState, ObservedInstance,
+    SecretKey, SecretTarget, Severity,
+};
+use zeroize::Zeroizing;
+
+use super::plan::{PlannedEvent, Record};
+use super::spec::{container_name, network_name, volume_name};
+use super::Ctx;
+use crate::docker::Engine;
+use crate::runtime::{ContainerSpec, ContainerState, LainContainer, RuntimeError, SecretFile};
+
+/// Probes of a new instance come this often; healthy ones at the
+/// configured interval.
+pub const STARTING_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// One HTTP or TCP probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// One command probe.
+pub const COMMAND_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What syncing one record produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The record's next value (`None`: unchanged).
+    pub put: Option<ObservedInstance>,
+    /// The record is done with: delete it.
+    pub delete: bool,
+    pub event: Option<PlannedEvent>,
+    /// The container as it is now, for the inventory (`Err(id)`: removed).
+    pub container: Option<Result<LainContainer, String>>,
+    /// Come back within this long (backoff, probe interval).
+    pub again_in: Option<Duration>,
+}
+
+/// Where a record's node is and how to reach it.
+#[derive(Clone)]
+pub struct NodeAccess {
+    pub engine: Engine,
+    /// The node's address: published ports bind here, probes go here.
+    pub address: String,
+}
+
+/// Per-instance probe memory, kept by the worker between rounds.
+#[derive(Debug, Default, Clone)]
+pub struct ProbeState {
+    pub last: Option<std::time::Instant>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    lain_store::unix_millis()
+}
+
+fn with_state(
+    obs: &ObservedInstance,
+    state: InstanceState,
+    health: Health,
+    message: Option<String>,
+) -> ObservedInstance {
+    let mut next = obs.clone();
+    next.state = state;
+    next.health = health;
+    next.message = message;
+    next.updated_at_ms = now_ms();
+    next
+}
+
+/// The address routers and probes use for a container.
+pub fn address_of(
+    node_address: &str,
+    c: &LainContainer,
+    d: Option<&DesiredProc>,
+) -> Option<String> {
+    d.and_then(|d| d.port)?;
+    c.host_port.map(|p| format!("{node_address}:{p}"))
+}
+
+/// Syncs a record in `Pending`/`Creating`: adopts the container if one
+/// exists for its slot, otherwise pulls, creates and starts one.
+pub async fn create(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    record: &Record,
+    found: Option<&LainContainer>,
+    target: &DesiredProc,
+) -> Outcome {
+    let obs = &record.obs;
+    let mut out = Outcome::default();
+    // A container found only `Created` may lack its secret files (a create
+    // that timed out half-way): never start it, make it again.
+    let found = match found {
+        Some(c) if c.state == ContainerState::Created => {
+            if let Err(e) = node.engine.remove(&c.id).await {
+                let mut next = obs.clone();
+                next.message = Some(format!("cannot remove a half-made container: {e}"));
+                out.put = Some(next);
+                out.again_in = Some(Duration::from_secs(2));
+                return out;
+            }
+            out.container = Some(Err(c.id.clone()));
+            None
+        }
+        other => other,
+    };
+    let container = match found {
+        Some(c) => c.clone(),
+        None => match create_container(ctx, node, record, target).await {
+            Ok(c) => c,
+            Err(message) => {
+                // Keep the time of the first failure: the rollout deadline
+                // counts from it.
+                if obs.message.as_deref() != Some(message.as_str()) {
+                    let mut next = obs.clone();
+                    next.message = Some(message);
+                    out.put = Some(next);
+                }
+                out.again_in = Some(Duration::from_secs(2));
+                return out;
+            }
+        },
+    };
+    let running = if container.state == ContainerState::Running {
+        container.clone()
+    } else {
+        match start(node, &container).await {
+            Ok(c) => c,
+            Err(e) => {
+                let mut next = obs.clone();
+                next.container_id = Some(container.id.clone());
+                next.message = Some(format!("cannot start the container: {e}"));
+                out.put = Some(next);
+                out.container = Some(Ok(container));
+                out.again_in = Some(Duration::from_secs(2));
+                return out;
+            }
+        }
+    };
+    let mut next = with_state(obs, InstanceState::Starting, Health::Starting, None);
+    next.container_id = Some(running.id.clone());
+    next.address = address_of(&node.address, &running, Some(target));
+    next.started_at_ms = Some(running.started_at_ms.unwrap_or_else(now_ms));
+    out.put = Some(next);
+    out.container = Some(Ok(running));
+    out.again_in = Some(STARTING_PROBE_INTERVAL);
+    out
+}
+
+/// Starts a container and inspects it (for its host port and start time).
+async fn start(node: &NodeAccess, c: &LainContainer) -> Result<LainContainer, RuntimeError> {
+    node.engine.start(&c.id).await?;
+    Ok(node
+        .engine
+        .inspect(&c.id)
+        .await?
+        .unwrap_or_else(|| c.clone()))
+}
+
+/// Pulls the image if needed, resolves secrets and creates the container;
+/// on a name conflict adopts the existing one. `Err` is the message for
+/// `lain ps`.
+async fn create_container(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    record: &Record,
+    d: &DesiredProc,
+) -> Result<LainContainer, String> {
+    let engine = &node.engine;
+    let name = container_name(&d.app, &d.proc, &record.slot);
+    let spec = container_spec(ctx, node, record, d).await?;
+    engine
+        .ensure_network(&spec.network)
+        .await
+        .map_err(|e| format!("cannot set up the app network: {e}"))?;
+    let present = engine
+        .image_present(&d.image)
+        .await
+        .map_err(|e| format!("cannot check for image {}: {e}", d.image))?;
+    if !present {
+        tracing::info!(image = %d.image, node = %record.obs.node, "pulling image");
+        let mut last = std::time::Instant::now();
+        engine
+            .pull(&d.image, |p| {
+                if last.elapsed() > Duration::from_secs(2) {
+                    last = std::time::Instant::now();
+                    tracing::info!(status = %p.status, current = ?p.current, total = ?p.total, "pull progress");
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let id = match engine.create(&spec).await {
+        Ok(id) => id,
+        Err(RuntimeError::NameConflict { .. }) => {
+            // deployd made it and died before recording it: adopt.
+            match engine.inspect(&name).await {
+                Ok(Some(c)) if c.slot == record.slot && c.state == ContainerState::Created => {
+                    // Half made (see `create`): remove it and try again.
+                    engine.remove(&c.id).await.map_err(|e| e.to_string())?;
+                    engine.create(&spec).await.map_err(|e| e.to_string())?
+                }
+                Ok(Some(c)) if c.slot == record.slot => return Ok(c),
+                Ok(_) => {
+                    return Err(format!(
+                        "a container named {name} exists and is not this instance's; remove it"
+                    ))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    match engine.inspect(&id).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(format!(
+            "container {id} vanished right after it was created"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The container for a record: env, limits, port, network, volumes and
+/// secrets.
+async fn container_spec(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    record: &Record,
+    d: &DesiredProc,
+) -> Result<ContainerSpec, String> {
+    let n = record.obs.instance;
+    let mut env: Vec<(String, String)> = vec![
+        ("LAIN_APP".into(), d.app.clone()),
+        ("LAIN_PROC".into(), d.proc.clone()),
+        ("LAIN_INSTANCE".into(), n.to_string()),
+        ("LAIN_RELEASE".into(), d.release.clone()),
+    ];
+    env.extend(d.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut secret_files = Vec::new();
+    for s in &d.secrets {
+        let value = read_secret(ctx, &d.app, &s.name).await?;
+        match &s.target {
+            SecretTarget::Env { var } => {
+                let text = String::from_utf8(value.to_vec()).map_err(|_| {
+                    format!(
+                        "secret {} is not UTF-8 text and cannot go into ${var}; mount it as a file instead",
+                        s.name
+                    )
+                })?;
+                env.push((var.clone(), text));
+            }
+            SecretTarget::File { path } => secret_files.push(SecretFile {
+                path: path.clone(),
+                contents: value,
+                mode: 0,
+            }),
+        }
+    }
+    Ok(ContainerSpec {
+        name: container_name(&d.app, &d.proc, &record.slot),
+        app: d.app.clone(),
+        proc: d.proc.clone(),
+        instance: n,
+        slot: record.slot.clone(),
+        generation: record.obs.generation,
+        spec_hash: record.obs.spec.clone(),
+        image: d.image.clone(),
+        cmd: d.cmd.clone(),
+        entrypoint: d.entrypoint.clone(),
+        user: d.user.clone(),
+        workdir: d.workdir.clone(),
+        env,
+        cpu_millis: d.cpu_millis,
+        memory_bytes: d.memory_bytes,
+        port: d.port,
+        host_ip: node.address.clone(),
+        network: network_name(&d.app),
+        volumes: d
+            .volumes
+            .iter()
+            .map(|p| (volume_name(&d.app, &d.proc, n, p), p.clone()))
+            .collect(),
+        secret_files,
+        extra_labels: d.labels.clone(),
+    })
+}
+
+/// Reads and opens an app secret.
+async fn read_secret(ctx: &Ctx, app: &str, name: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let key = SecretKey::new(app, name).map_err(|e| format!("bad secret name: {e}"))?;
+    let Some(secrets_key) = ctx.secrets_key.as_ref() else {
+        return Err(format!(
+            "the proc uses secret {name} but deployd has no secrets_key_file; configure the cluster secrets key"
+        ));
+    };
+    let entry = ctx
+        .writer
+        .store()
+        .get(&key)
+        .await
+        .map_err(|e| format!("cannot read secret {name}: {e}"))?
+        .ok_or_else(|| {
+            format!("secret {name} is not set; set it with `lain secret set {app} {name}`")
+        })?;
+    secret::open_for(secrets_key, &key, &entry.value.value).map_err(|e| {
+        format!("cannot open secret {name}: {e} (was it sealed with another cluster secrets key?)")
+    })
+}
+
+/// Syncs a record whose container should run (`Starting`, `Running`,
+/// `Exited`, or `Lost` on a node that came back): restarts it when it
+/// exited, probes it when it runs.
+pub async fn keep_running(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    record: &Record,
+    c: &LainContainer,
+    target: Option<&DesiredProc>,
+    probe: &mut ProbeState,
+) -> Outcome {
+    let obs = &record.obs;
+    let mut out = Outcome::default();
+    let s = &ctx.settings;
+    match c.state {
+        ContainerState::Running => {}
+        ContainerState::Paused | ContainerState::Restarting | ContainerState::Removing => {
+            out.again_in = Some(Duration::from_secs(1));
+            return out;
+        }
+        ContainerState::Created => {
+            // Created but never started (deployd died in between): it may
+            // lack its secret files, so it is made again.
+            let mut next = with_state(
+                obs,
+                InstanceState::Pending,
+                Health::Unknown,
+                Some("its container was never started; creating it again".into()),
+            );
+            next.container_id = None;
+            out.put = Some(next);
+            return out;
+        }
+        ContainerState::Exited | ContainerState::Dead | ContainerState::Other => {
+            if obs.state == InstanceState::Draining {
+                out.put = Some(with_state(
+                    obs,
+                    InstanceState::Stopping,
+                    Health::Unknown,
+                    None,
+                ));
+                return out;
+            }
+            // `list` does not say when it exited; `inspect` does.
+            let c = match node.engine.inspect(&c.id).await {
+                Ok(Some(fresh)) => fresh,
+                Ok(None) => {
+                    out.container = Some(Err(c.id.clone()));
+                    return out;
+                }
+                Err(_) => c.clone(),
+            };
+            let now = now_ms();
+            let window = s.crash_loop_window.as_millis() as u64;
+            let recent: Vec<u64> = obs
+                .recent_restarts_ms
+                .iter()
+                .copied()
+                .filter(|t| now.saturating_sub(*t) < window)
+                .collect();
+            let code = c.exit_code.unwrap_or(-1);
+            let why = if c.oom_killed {
+                format!("killed for using more than its memory limit (exit code {code})")
+            } else {
+                format!("exited with code {code}")
+            };
+            if recent.len() >= s.crash_loop_restarts as usize {
+                let message = format!(
+                    "crash loop: {why}, {} restarts in {} s; restarts stopped until the next deploy",
+                    recent.len(),
+                    window / 1000
+                );
+                let mut next = with_state(
+                    obs,
+                    InstanceState::Failed,
+                    Health::Unhealthy,
+                    Some(message.clone()),
+                );
+                next.recent_restarts_ms = recent;
+                out.put = Some(next);
+                out.event = Some(PlannedEvent {
+                    kind: EventKind::CrashLoop,
+                    severity: Severity::Error,
+                    message: format!(
+                        "instance {} of {} is in a crash loop ({why}); see `lain logs`",
+                        obs.instance, obs.release
+                    ),
+                    instance: Some(obs.instance),
+                });
+                out.container = Some(Ok(c));
+                return out;
+            }
+            let factor = 1u64 << recent.len().min(20);
+            let backoff = (s.restart_backoff.as_millis() as u64)
+                .saturating_mul(factor)
+                .min(s.restart_backoff_max.as_millis() as u64);
+            let exited_at = c.finished_at_ms.unwrap_or(now);
+            let due = exited_at + backoff;
+            if now < due {
+                let message = format!("{why}; restarting in {} ms", due - now);
+                if obs.state != InstanceState::Exited {
+                    out.put = Some(with_state(
+                        obs,
+                        InstanceState::Exited,
+                        Health::Unhealthy,
+                        Some(message),
+                    ));
+                }
+                out.again_in = Some(Duration::from_millis(due - now));
+                out.container = Some(Ok(c));
+                return out;
+            }
+            let mut restarted = restart(node, record, &c, true).await;
+            if let Some(next) = restarted.put.as_mut() {
+                let mut recent = recent;
+                recent.push(now);
+                next.recent_restarts_ms = recent;
+                next.message = Some(format!("restarted after it {why}"));
+            }
+            return restarted;
+        }
+    }
+
+    // Running.
+    if matches!(
+        obs.state,
+        InstanceState::Lost
+            | InstanceState::Exited
+            | InstanceState::Pending
+            | InstanceState::Creating
+    ) {
+        let mut next = with_state(obs, InstanceState::Starting, Health::Starting, None);
+        next.container_id = Some(c.id.clone());
+        next.address = address_of(&node.address, c, target).or(next.address);
+        out.put = Some(next);
+        out.again_in = Some(STARTING_PROBE_INTERVAL);
+        return out;
+    }
+    if obs.state == InstanceState::Draining {
+        return out;
+    }
+    let interval = if obs.state == InstanceState::Starting {
+        STARTING_PROBE_INTERVAL
+    } else {
+        s.health_interval
+    };
+    if probe.last.is_some_and(|t| t.elapsed() < interval) {
+        out.again_in = Some(interval - probe.last.map(|t| t.elapsed()).unwrap_or_default());
+        return out;
+    }
+    probe.last = Some(std::time::Instant::now());
+    out.again_in = Some(interval);
+    let address = obs
+        .address
+        .clone()
+        .or_else(|| address_of(&node.address, c, target));
+    let result = check(ctx, node, c, address.as_deref(), target).await;
+    match (obs.state, result) {
+        (InstanceState::Starting, Ok(())) => {
+            probe.failures = 0;
+            let mut next = with_state(obs, InstanceState::Running, Health::Healthy, None);
+            next.address = address;
+            out.put = Some(next);
+        }
+        (InstanceState::Starting, Err(e)) => {
+            probe.last_error = Some(e.clone());
+            let message = format!("starting: health check not passing yet: {e}");
+            if obs.message.as_deref() != Some(message.as_str()) && probe.failures % 10 == 0 {
+                let mut next = obs.clone();
+                next.message = Some(message);
+                out.put = Some(next);
+            }
+            probe.failures += 1;
+        }
+        (_, Ok(())) => {
+            probe.failures = 0;
+            if obs.health != Health::Healthy || obs.state != InstanceState::Running {
+                out.put = Some(with_state(
+                    obs,
+                    InstanceState::Running,
+                    Health::Healthy,
+                    None,
+                ));
+            }
+        }
+        (_, Err(e)) => {
+            probe.failures += 1;
+            if probe.failures >= s.unhealthy_after_failures && obs.health != Health::Unhealthy {
+                out.put = Some(with_state(
+                    obs,
+                    InstanceState::Running,
+                    Health::Unhealthy,
+                    Some(format!(
+                        "health check failed {} times in a row: {e}",
+                        probe.failures
+                    )),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Starts an existing container again.
+async fn restart(node: &NodeAccess, record: &Record, c: &LainContainer, count: bool) -> Outcome {
+    let obs = &record.obs;
+    let mut out = Outcome::default();
+    match start(node, c).await {
+        Ok(fresh) => {
+            let mut next = with_state(obs, InstanceState::Starting, Health::Starting, None);
+            if count {
+                next.restarts += 1;
+            }
+            next.container_id = Some(fresh.id.clone());
+            next.started_at_ms = Some(fresh.started_at_ms.unwrap_or_else(now_ms));
+            if let Some(p) = fresh.host_port {
+                if let Some(a) = &obs.address {
+                    if let Some((host, _)) = a.rsplit_once(':') {
+                        next.address = Some(format!("{host}:{p}"));
+                    }
+                } else {
+                    next.address = Some(format!("{}:{p}", node.address));
+                }
+            }
+            out.put = Some(next);
+            out.container = Some(Ok(fresh));
+            out.again_in = Some(STARTING_PROBE_INTERVAL);
+        }
+        Err(e) => {
+            let message = format!("cannot restart the container: {e}");
+            if obs.message.as_deref() != Some(message.as_str()) {
+                let mut next = obs.clone();
+                next.message = Some(message);
+                out.put = Some(next);
+            }
+            out.again_in = Some(Duration::from_secs(2));
+        }
+    }
+    out
+}
+
+/// One health probe: the proc's HTTP path, its command, a TCP connect to
+/// its port, or (no port, no check) just running.
+async fn check(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    c: &LainContainer,
+    address: Option<&str>,
+    d: Option<&DesiredProc>,
+) -> Result<(), String> {
+    let check = d.and_then(|d| d.healthcheck.as_ref());
+    match (check, address) {
+        (Some(HealthCheck::Command { cmd }), _) => {
+            match node
+                .engine
+                .exec_check(&c.id, cmd, COMMAND_PROBE_TIMEOUT)
+                .await
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("{} did not exit 0", cmd.join(" "))),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        (Some(HealthCheck::Http { path }), Some(addr)) => {
+            let url = format!("http://{addr}{path}");
+            match ctx.http.get(&url).timeout(PROBE_TIMEOUT).send().await {
+                Ok(r) if r.status().is_success() || r.status().is_redirection() => Ok(()),
+                Ok(r) => Err(format!("GET {path} answered {}", r.status())),
+                Err(e) => Err(format!("GET {path} failed: {}", describe_reqwest(&e))),
+            }
+        }
+        (_, Some(addr)) => {
+            match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
+                Err(_) => Err(format!("connect to {addr} timed out")),
+            }
+        }
+        (Some(HealthCheck::Http { .. }), None) => {
+            Err("the container has no published port to probe".into())
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused or unreachable".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Stops (SIGTERM, then SIGKILL after `kill_timeout`) and removes a
+/// container.
+pub async fn stop_and_remove(
+    node: &NodeAccess,
+    id: &str,
+    kill_timeout: Duration,
+) -> Result<(), RuntimeError> {
+    node.engine.stop(id, kill_timeout).await?;
+    node.engine.remove(id).await
+}
