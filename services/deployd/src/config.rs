@@ -16,7 +16,15 @@
 //! restart_backoff_max_ms = 60000
 //! crash_loop_restarts = 5               # restarts within the window that
 //! crash_loop_window_secs = 600          #   make a crash loop
+//!
+//! [auth]                                # the operational API (/api/v1/...)
+//! issuer = "https://sso.lain.local"     # sso's issuer URL
+//! audience = "deployd"                  # default "deployd"
+//! allowed_clients = ["client:console"]  # token subjects allowed in
 //! ```
+//!
+//! Without `[auth]` the operational API answers 503 (`/healthz` and
+//! `/metrics` are served as usual): it is never served unauthenticated.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -81,6 +89,32 @@ pub struct Config {
     pub crash_loop_restarts: u32,
     #[serde(default = "default_crash_loop_window_secs")]
     pub crash_loop_window_secs: u64,
+    /// Who may call the operational API (`/api/v1/...`). Absent: the API
+    /// answers 503 and nothing else changes.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[auth]`: how the operational API checks bearer tokens from sso.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// sso's issuer URL, exactly as it appears in tokens' `iss`; the JWKS
+    /// is discovered from `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The audience tokens must carry (the `--audience` of the calling
+    /// client in sso).
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Token subjects (`sub`) let in, compared exactly. Client-credentials
+    /// tokens from sso have `sub = "client:{client_id}"`. Empty: everyone
+    /// is refused (403), with a warning at start.
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+}
+
+fn default_audience() -> String {
+    "deployd".to_owned()
 }
 
 fn default_health_timeout_secs() -> u64 {
@@ -224,6 +258,9 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "is 0: use a positive value".into()));
         }
+        if let Some(auth) = &self.auth {
+            auth.validate(path)?;
+        }
         if self.restart_backoff_max_ms < self.restart_backoff_ms {
             return Err(invalid(
                 "restart_backoff_max_ms",
@@ -234,6 +271,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The `[auth]` section, if any.
+    pub fn auth(&self) -> Option<&AuthConfig> {
+        self.auth.as_ref()
     }
 
     pub fn ping_interval(&self) -> Duration {
@@ -248,6 +290,52 @@ impl Config {
 
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.lease_ttl_secs)
+    }
+}
+
+impl AuthConfig {
+    /// Checks the section; errors name the key as `auth.KEY`.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
+            path: path.display().to_string(),
+            key,
+            problem,
+        };
+        let issuer = self.issuer.trim();
+        let rest = issuer
+            .strip_prefix("https://")
+            .or_else(|| issuer.strip_prefix("http://"));
+        if issuer != self.issuer || rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            return Err(invalid(
+                "auth.issuer",
+                format!(
+                    "is {:?}: give sso's issuer URL exactly as in its tokens, e.g. \"https://sso.lain.local\"",
+                    self.issuer
+                ),
+            ));
+        }
+        if self.audience.trim().is_empty() || self.audience.trim() != self.audience {
+            return Err(invalid(
+                "auth.audience",
+                format!(
+                    "is {:?}: give the audience sso puts in tokens for deployd (default \"deployd\")",
+                    self.audience
+                ),
+            ));
+        }
+        if let Some(bad) = self
+            .allowed_clients
+            .iter()
+            .find(|c| c.is_empty() || c.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
+        {
+            return Err(invalid(
+                "auth.allowed_clients",
+                format!(
+                    "has {bad:?}: list token subjects without spaces, e.g. [\"client:console\"]"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -323,5 +411,64 @@ mod tests {
                 "{e:?} lacks {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn auth_is_optional_and_read_with_defaults() {
+        assert_eq!(parse(MINIMAL).unwrap().auth(), None);
+        let c = parse(&format!(
+            "{MINIMAL}[auth]\nissuer = \"http://127.0.0.1:9000\"\nallowed_clients = [\"client:console\"]\n"
+        ))
+        .unwrap();
+        let auth = c.auth().unwrap();
+        assert_eq!(auth.issuer, "http://127.0.0.1:9000");
+        assert_eq!(auth.audience, "deployd");
+        assert_eq!(auth.allowed_clients, ["client:console"]);
+        let c = parse(&format!(
+            "{MINIMAL}[auth]\nissuer = \"https://sso.x\"\naudience = \"ops\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.auth().unwrap().audience, "ops");
+        assert!(c.auth().unwrap().allowed_clients.is_empty());
+    }
+
+    #[test]
+    fn bad_auth_values_are_refused_with_the_fix() {
+        let cases = [
+            ("issuer = \"sso.lain.local\"\n", "auth.issuer"),
+            ("issuer = \"https://\"\n", "auth.issuer"),
+            ("issuer = \" https://sso.x\"\n", "auth.issuer"),
+            (
+                "issuer = \"https://sso.x\"\naudience = \"\"\n",
+                "auth.audience",
+            ),
+            (
+                "issuer = \"https://sso.x\"\nallowed_clients = [\"client: console\"]\n",
+                "auth.allowed_clients",
+            ),
+            (
+                "issuer = \"https://sso.x\"\nallowed_clients = [\"\"]\n",
+                "auth.allowed_clients",
+            ),
+        ];
+        for (section, want) in cases {
+            let e = parse(&format!("{MINIMAL}[auth]\n{section}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(want) && e.contains("deployd.toml"),
+                "{e:?} lacks {want:?}"
+            );
+        }
+        let e = parse(&format!(
+            "{MINIMAL}[auth]\nissuer = \"https://sso.x\"\nallowed = []\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("allowed"), "{e}");
+        let e = parse(&format!("{MINIMAL}[auth]\naudience = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("issuer"), "{e}");
     }
 }

@@ -12,9 +12,12 @@
 //!   ([`docker`]) and records its liveness ([`liveness`]) under
 //!   `/lain/observed-nodes/`.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`api`]: the operational API (`/api/v1/...`: instance logs, app
+//!   events), for console; bearer tokens from sso.
 //!
 //! See `docs/reference/deployd.md`.
 
+pub mod api;
 pub mod config;
 pub mod docker;
 pub mod leader;
@@ -45,10 +48,12 @@ pub use metrics::Metrics;
 pub enum DeploydError {
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("cannot set up the operational API's token verification from [auth]: {0}")]
+    Auth(#[from] lain_auth::AuthError),
 }
 
 /// Runs deployd until SIGTERM or SIGINT: the HTTP listener (`/healthz`,
-/// `/metrics`) and the election, with the node monitor while leading.
+/// `/metrics`, the operational API) and the election, with the node monitor while leading.
 pub async fn run(config: Config) -> Result<(), DeploydError> {
     run_until(config, lain_service::shutdown_signal()).await
 }
@@ -77,9 +82,11 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DeploydError> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let api = api::Api::from_config(&config)?;
     let router = Router::new()
         .route("/metrics", get(serve_metrics))
-        .with_state(metrics.clone());
+        .with_state(metrics.clone())
+        .merge(api.router());
 
     let mut server_stop = stop_rx.clone();
     let server = async {
@@ -99,8 +106,9 @@ pub async fn run_on(
         }
         stop_tx.send_replace(true);
     };
+    let connect_api = api.connect(stop_rx.clone());
     let control = leader::run(config, metrics, stop_rx);
-    let (served, (), ()) = tokio::join!(server, trigger, control);
+    let (served, (), (), ()) = tokio::join!(server, trigger, control, connect_api);
     served?;
     Ok(())
 }

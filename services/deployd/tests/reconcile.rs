@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use common::{metric, node_admin, register};
 use lain_store::{
-    Component, DesiredKey, DesiredProc, EventKey, EventKind, Health, HealthCheck, InstanceState,
-    ObservedInstance, ObservedKey, ProcRollout, ProcType, RolloutKey, RolloutPhase, RouterKey,
-    RouterStatus, Store,
+    secret, AppSecret, Component, DesiredKey, DesiredProc, EventKey, EventKind, Health,
+    HealthCheck, InstanceState, ObservedInstance, ObservedKey, ProcRollout, ProcType, RolloutKey,
+    RolloutPhase, RouterKey, RouterStatus, SecretKey, SecretRef, SecretTarget, Store,
 };
 use lain_testkit::daemon::Daemon;
 use lain_testkit::image::{import_base_image_all, BASE_IMAGE};
@@ -35,13 +35,14 @@ use lain_testkit::{http, DockerNodes, Etcd, NodesOptions};
 const BIN: &str = env!("CARGO_BIN_EXE_deployd");
 const APP: &str = "hello";
 
-fn spawn(etcd: &Etcd, id: &str) -> Daemon {
+fn spawn(etcd: &Etcd, id: &str, secrets_key: &std::path::Path) -> Daemon {
     let config = format!(
-        "listen = \"{{listen}}\"\netcd = [\"{}\"]\nid = \"{id}\"\n\
+        "listen = \"{{listen}}\"\netcd = [\"{}\"]\nid = \"{id}\"\nsecrets_key_file = \"{}\"\n\
          health_timeout_secs = 8\nhealth_interval_ms = 500\n\
          restart_backoff_ms = 200\nrestart_backoff_max_ms = 2000\n\
          crash_loop_restarts = 3\ncrash_loop_window_secs = 120\n",
-        etcd.endpoint()
+        etcd.endpoint(),
+        secrets_key.display()
     );
     Daemon::spawn(&format!("deployd-{id}"), BIN, &config).expect("deployd starts")
 }
@@ -66,7 +67,20 @@ fn web(release: &str, image: &str, instances: u32, generation: u64) -> DesiredPr
         cpu_millis: 100,
         memory_bytes: 32 << 20,
         env: BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]),
-        secrets: vec![],
+        secrets: vec![
+            SecretRef {
+                name: "token".into(),
+                target: SecretTarget::File {
+                    path: "/www/secret.txt".into(),
+                },
+            },
+            SecretRef {
+                name: "token".into(),
+                target: SecretTarget::Env {
+                    var: "TOKEN".into(),
+                },
+            },
+        ],
         port: Some(80),
         healthcheck: Some(HealthCheck::Http { path: "/".into() }),
         mountpoints: vec!["hello.lain.test".into()],
@@ -331,14 +345,40 @@ fn deployd_runs_apps_on_real_nodes() {
         let reader = Store::connect(&[etcd.endpoint()]).await.expect("connect");
         (reader.as_writer(Component::Console), reader)
     });
+    // The cluster secrets key, and an app secret sealed with it as console
+    // does: deployd writes it into the containers.
+    let keydir = tempfile::tempdir().expect("tempdir");
+    let key_path = keydir.path().join("secrets.key");
+    let key = secret::SecretsKey::generate();
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .expect("key file");
+        f.write_all(key.to_base64().as_bytes()).expect("write key");
+    }
+    let secret_key = SecretKey::new(APP, "token").unwrap();
+    let sealed = secret::seal_for(&key, &secret_key, b"s3cret").expect("seal");
+    rt.block_on(console.put(
+        &secret_key,
+        &AppSecret {
+            value: sealed,
+            updated_at_ms: 0,
+        },
+    ))
+    .expect("write secret");
     let c = Cluster {
         rt,
         console,
         reader,
         nodes,
     };
-    let mut a = spawn(&etcd, "a");
-    let mut b = spawn(&etcd, "b");
+    let mut a = spawn(&etcd, "a", &key_path);
+    let mut b = spawn(&etcd, "b", &key_path);
 
     // 1. Deploy three instances.
     let started = Instant::now();

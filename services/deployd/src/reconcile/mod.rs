@@ -116,6 +116,9 @@ pub struct Ctx {
     engines: Mutex<HashMap<String, (DockerEndpoint, Engine)>>,
     workers: Mutex<HashMap<ProcId, WorkerHandle>>,
     inventories: Mutex<HashMap<String, (DockerEndpoint, JoinHandle<()>)>>,
+    /// Containers being stopped in the background, and their tasks: a stop
+    /// waits up to the kill timeout, which must not hold up a rollout.
+    stops: Mutex<(std::collections::HashSet<String>, tokio::task::JoinSet<()>)>,
     events_lease: tokio::sync::Mutex<Option<(Lease, Instant)>>,
 }
 
@@ -167,6 +170,40 @@ impl Ctx {
         if let Some(inv) = self.state().inventory.get_mut(node) {
             inv.containers.remove(id);
         }
+    }
+
+    /// Whether a background stop of `container` is under way.
+    pub fn is_stopping(&self, container: &str) -> bool {
+        lock(&self.stops).0.contains(container)
+    }
+
+    /// Stops and removes a container in the background, then wakes the
+    /// proc. Does nothing if a stop of it is already under way.
+    pub fn stop_in_background(
+        self: &Arc<Self>,
+        id: &ProcId,
+        node: &str,
+        access: NodeAccess,
+        container: &str,
+        kill_timeout: Duration,
+    ) {
+        let mut stops = lock(&self.stops);
+        while stops.1.try_join_next().is_some() {}
+        if !stops.0.insert(container.to_owned()) {
+            return;
+        }
+        let ctx = self.clone();
+        let (id, node, container) = (id.clone(), node.to_owned(), container.to_owned());
+        stops.1.spawn(async move {
+            match sync::stop_and_remove(&access, &container, kill_timeout).await {
+                Ok(()) => ctx.forget_container(&node, &container),
+                Err(e) => {
+                    tracing::warn!(node = %node, container = %container, error = %e, "cannot stop a container; retrying")
+                }
+            }
+            lock(&ctx.stops).0.remove(&container);
+            ctx.wake(&id);
+        });
     }
 
     /// Wakes a proc's worker, starting one if it has none.
@@ -272,6 +309,7 @@ impl Drop for Shutdown {
         for (_, (_, t)) in lock(&self.0.inventories).drain() {
             t.abort();
         }
+        lock(&self.0.stops).1.abort_all();
     }
 }
 
@@ -310,6 +348,7 @@ pub async fn run(
         engines: Mutex::new(HashMap::new()),
         workers: Mutex::new(HashMap::new()),
         inventories: Mutex::new(HashMap::new()),
+        stops: Mutex::new(Default::default()),
         events_lease: tokio::sync::Mutex::new(None),
     });
     let _shutdown = Shutdown(ctx.clone());

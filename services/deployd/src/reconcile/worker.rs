@@ -490,15 +490,9 @@ async fn adopt_or_remove_orphans(
                 continue;
             }
         };
-        tracing::info!(app = %id.0, proc = %id.1, slot = %c.slot, node = %node, container = %c.id, "removing a container no instance owns");
-        match sync::stop_and_remove(&access, &c.id, Duration::from_secs(2)).await {
-            Ok(()) => {
-                ctx.forget_container(node, &c.id);
-                changed = true;
-            }
-            Err(e) => {
-                tracing::warn!(node = %node, container = %c.id, error = %e, "cannot remove a stale container")
-            }
+        if !ctx.is_stopping(&c.id) {
+            tracing::info!(app = %id.0, proc = %id.1, slot = %c.slot, node = %node, container = %c.id, "removing a container no instance owns");
+            ctx.stop_in_background(id, node, access, &c.id, Duration::from_secs(2));
         }
     }
     Ok(changed)
@@ -536,7 +530,7 @@ async fn sync_records(
                 .copied()
                 .unwrap_or(NodeView::Gone);
             let info = snap.actionable.get(&r.obs.node).cloned();
-            sync_one(ctx, r, found, view, info, target, probe)
+            sync_one(ctx, id, r, found, view, info, target, probe)
         });
     let outcomes: Vec<Outcome> = join_all(futures).await;
     for (r, probe) in snap.records.iter().zip(probes) {
@@ -609,8 +603,10 @@ async fn sync_records(
     Ok(Next::Again)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn sync_one(
     ctx: &Arc<Ctx>,
+    id: &ProcId,
     r: &Record,
     found: Option<&LainContainer>,
     view: NodeView,
@@ -642,28 +638,32 @@ async fn sync_one(
     let kill_timeout = Duration::from_secs(u64::from(target.map_or(10, |d| d.kill_timeout_secs)));
     match r.obs.state {
         InstanceState::Stopping => {
-            if let Some(c) = found.or(None) {
-                match sync::stop_and_remove(&node, &c.id, kill_timeout).await {
-                    Ok(()) => {
-                        out.container = Some(Err(c.id.clone()));
-                        out.delete = true;
-                    }
-                    Err(e) => {
-                        tracing::warn!(container = %c.id, error = %e, "cannot stop a container; retrying");
-                        out.again_in = Some(Duration::from_secs(1));
+            let container = found
+                .map(|c| c.id.clone())
+                .or_else(|| r.obs.container_id.clone());
+            match container {
+                Some(cid) if ctx.is_stopping(&cid) => {
+                    out.again_in = Some(Duration::from_millis(500));
+                }
+                Some(cid) if found.is_some() => {
+                    ctx.stop_in_background(id, &r.obs.node, node, &cid, kill_timeout);
+                    out.again_in = Some(Duration::from_millis(500));
+                }
+                Some(cid) => {
+                    // Not in the inventory: ask the engine whether it is gone.
+                    match node.engine.inspect(&cid).await {
+                        Ok(None) => out.delete = true,
+                        Ok(Some(c)) => {
+                            out.container = Some(Ok(c));
+                            out.again_in = Some(Duration::from_millis(50));
+                        }
+                        Err(e) => {
+                            tracing::debug!(container = %cid, error = %e, "cannot inspect a container");
+                            out.again_in = Some(Duration::from_secs(1));
+                        }
                     }
                 }
-            } else if let Some(cid) = &r.obs.container_id {
-                // Not in the inventory: make sure it is gone.
-                match sync::stop_and_remove(&node, cid, kill_timeout).await {
-                    Ok(()) => out.delete = true,
-                    Err(e) => {
-                        tracing::warn!(container = %cid, error = %e, "cannot stop a container; retrying");
-                        out.again_in = Some(Duration::from_secs(1));
-                    }
-                }
-            } else {
-                out.delete = true;
+                None => out.delete = true,
             }
             out
         }
