@@ -59,7 +59,10 @@ fn web(release: &str, image: &str, instances: u32, generation: u64) -> DesiredPr
         cmd: vec![
             "sh".into(),
             "-c".into(),
-            "mkdir -p /www && echo \"$LAIN_RELEASE-$LAIN_INSTANCE\" > /www/index.html && exec httpd -f -p 80 -h /www".into(),
+            // A shell as PID 1 that passes SIGTERM on, so stops are quick.
+            "mkdir -p /www; echo \"$LAIN_RELEASE-$LAIN_INSTANCE\" > /www/index.html; \
+             httpd -f -p 80 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM; wait"
+                .into(),
         ],
         entrypoint: vec![],
         user: None,

@@ -112,6 +112,8 @@ pub struct Ctx {
     pub http: reqwest::Client,
     /// When this leader started reconciling (unix ms).
     pub leading_since_ms: u64,
+    /// Set when the leader stops: no worker may start after that.
+    closed: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     engines: Mutex<HashMap<String, (DockerEndpoint, Engine)>>,
     workers: Mutex<HashMap<ProcId, WorkerHandle>>,
@@ -172,6 +174,11 @@ impl Ctx {
         }
     }
 
+    /// Whether the leader stopped reconciling (or lost its leadership).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst) || !self.writer.is_leader()
+    }
+
     /// Whether a background stop of `container` is under way.
     pub fn is_stopping(&self, container: &str) -> bool {
         lock(&self.stops).0.contains(container)
@@ -208,6 +215,9 @@ impl Ctx {
 
     /// Wakes a proc's worker, starting one if it has none.
     pub fn wake(self: &Arc<Self>, id: &ProcId) {
+        if self.is_closed() {
+            return;
+        }
         let mut workers = lock(&self.workers);
         if let Some(w) = workers.get(id) {
             if !w.task.is_finished() {
@@ -287,22 +297,14 @@ impl Ctx {
     }
 }
 
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        for (_, w) in lock(&self.workers).drain() {
-            w.task.abort();
-        }
-        for (_, (_, t)) in lock(&self.inventories).drain() {
-            t.abort();
-        }
-    }
-}
-
 /// Aborts every task of the reconciler when the leader stops it.
 struct Shutdown(Arc<Ctx>);
 
 impl Drop for Shutdown {
     fn drop(&mut self) {
+        self.0
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for (_, w) in lock(&self.0.workers).drain() {
             w.task.abort();
         }
@@ -344,6 +346,7 @@ pub async fn run(
         secrets_key,
         http,
         leading_since_ms: lain_store::unix_millis(),
+        closed: Default::default(),
         state: Mutex::new(State::default()),
         engines: Mutex::new(HashMap::new()),
         workers: Mutex::new(HashMap::new()),

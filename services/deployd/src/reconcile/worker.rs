@@ -57,6 +57,9 @@ pub async fn run(ctx: Arc<Ctx>, id: ProcId, notify: Arc<Notify>) {
     let mut backoff = ERROR_BACKOFF_MIN;
     let mut burst = 0;
     loop {
+        if ctx.is_closed() {
+            return;
+        }
         let started = Instant::now();
         let result = round(&ctx, &id, &mut local).await;
         ctx.metrics.reconciled(started.elapsed(), result.is_err());
