@@ -33,9 +33,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::StreamExt;
-use lain_auth::{AuthError, Verifier, VerifierConfig};
+use lain_auth::{AuthError, Claims, Verifier, VerifierConfig};
 use lain_store::{
     Component, EventKey, EventKind, KeyError, Name, NodeKey, ObservedInstance, ObservedKey,
     Severity, Store, StoreError, StoreOptions,
@@ -186,6 +186,9 @@ struct Inner {
     auth: Option<Auth>,
     etcd: Vec<String>,
     store: OnceLock<Store>,
+    /// Turns true when deployd stops: open log streams end then, so that
+    /// a followed stream never holds up the shutdown.
+    stop: watch::Receiver<bool>,
 }
 
 struct Auth {
@@ -212,8 +215,9 @@ impl std::fmt::Debug for Api {
 
 impl Api {
     /// Sets the API up from the config; warns when it will refuse
-    /// everyone. Nothing is contacted yet (see [`Api::connect`]).
-    pub fn from_config(config: &Config) -> Result<Api, AuthError> {
+    /// everyone. Nothing is contacted yet (see [`Api::connect`]). Open log
+    /// streams end when `stop` turns true (or its sender is dropped).
+    pub fn from_config(config: &Config, stop: watch::Receiver<bool>) -> Result<Api, AuthError> {
         let auth = match config.auth() {
             None => {
                 tracing::warn!("no [auth] section in the config: the operational API (/api/v1/...) answers 503; add [auth] to serve logs and events");
@@ -226,6 +230,7 @@ impl Api {
                 auth,
                 etcd: config.etcd.clone(),
                 store: OnceLock::new(),
+                stop,
             }),
         })
     }
@@ -563,6 +568,7 @@ fn unreachable(node: &str, e: impl std::fmt::Display) -> ApiError {
 
 async fn logs(
     State(api): State<Api>,
+    Extension(claims): Extension<Claims>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<LogsQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -620,14 +626,20 @@ async fn logs(
     let (key, node, container, engine) = tokio::time::timeout(HANDLER_TIMEOUT, prepare)
         .await
         .map_err(|_| ApiError::Timeout("finding the instance and its node"))??;
-    tracing::info!(app = %app, proc = %proc, instance = %key.instance(), node = %node, follow = options.follow, tail = options.tail, "streaming logs");
+    tracing::info!(subject = %claims.sub, app = %app, proc = %proc, instance = %key.instance(), node = %node, follow = options.follow, tail = options.tail, "streaming logs");
     let chunks = engine.logs(
         &container,
         options.follow,
         Some(options.tail),
         options.timestamps,
     );
-    let body = log_body(chunks, format, options.timestamps, node);
+    let body = log_body(
+        chunks,
+        format,
+        options.timestamps,
+        node,
+        api.inner.stop.clone(),
+    );
     let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(
@@ -659,47 +671,69 @@ impl Drop for StreamGuard {
     }
 }
 
+/// Turns true when `stop` does; never when its sender is gone without.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The response body: the engine's stream, encoded. Dropped (and with it
 /// the engine connection) when the client goes away; ends when the
-/// container's output ends. A failure mid-stream ends an NDJSON body with
-/// an `{"error": ...}` record and aborts a text body (the client sees an
-/// incomplete response).
+/// container's output ends. A failure mid-stream, or deployd stopping,
+/// ends an NDJSON body with an `{"error": ...}` record and aborts a text
+/// body (the client sees an incomplete response, not a clean end).
 fn log_body(
     chunks: impl futures::Stream<Item = Result<LogChunk, RuntimeError>> + Send + 'static,
     format: LogFormat,
     timestamps: bool,
     node: String,
+    stop: watch::Receiver<bool>,
 ) -> Body {
-    let state = Some((Box::pin(chunks), StreamGuard::new()));
+    let state = Some((
+        Box::pin(chunks),
+        Box::pin(stopped(stop)),
+        StreamGuard::new(),
+    ));
     let stream = futures::stream::unfold(state, move |state| {
         let node = node.clone();
         async move {
-            let (mut chunks, guard) = state?;
-            match chunks.next().await {
+            let (mut chunks, mut stop, guard) = state?;
+            let next = tokio::select! {
+                next = chunks.next() => next,
+                () = &mut stop => {
+                    tracing::debug!(node = %node, "deployd stops: ending a log stream");
+                    return Some((failure(format, "deployd is shutting down; reconnect to another replica or retry".into()), None));
+                }
+            };
+            match next {
                 None => None,
                 Some(Ok(chunk)) => Some((
-                    Ok::<Bytes, std::io::Error>(format.encode(&chunk, timestamps)),
-                    Some((chunks, guard)),
+                    Ok(format.encode(&chunk, timestamps)),
+                    Some((chunks, stop, guard)),
                 )),
                 Some(Err(e)) => {
                     tracing::warn!(node = %node, error = %e, "log stream failed");
-                    let item = match format {
-                        LogFormat::Ndjson => {
-                            let mut out = serde_json::to_vec(&serde_json::json!({
-                                "error": format!("log stream from node {node} failed: {e}"),
-                            }))
-                            .unwrap_or_default();
-                            out.push(b'\n');
-                            Ok(Bytes::from(out))
-                        }
-                        LogFormat::Text => Err(std::io::Error::other(e.to_string())),
-                    };
-                    Some((item, None))
+                    let text = format!("log stream from node {node} failed: {e}");
+                    Some((failure(format, text), None))
                 }
             }
         }
     });
     Body::from_stream(stream)
+}
+
+/// The last item of a log body that cannot go on.
+fn failure(format: LogFormat, text: String) -> Result<Bytes, std::io::Error> {
+    match format {
+        LogFormat::Ndjson => {
+            let mut out =
+                serde_json::to_vec(&serde_json::json!({ "error": text })).unwrap_or_default();
+            out.push(b'\n');
+            Ok(Bytes::from(out))
+        }
+        LogFormat::Text => Err(std::io::Error::other(text)),
+    }
 }
 
 // ---------------------------------------------------------------------

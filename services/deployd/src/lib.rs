@@ -82,7 +82,7 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DeploydError> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let api = api::Api::from_config(&config)?;
+    let api = api::Api::from_config(&config, stop_rx.clone())?;
     let router = Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(metrics.clone())
