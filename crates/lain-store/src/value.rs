@@ -437,6 +437,11 @@ pub struct ProcRollout {
     pub message: Option<String>,
     #[serde(default)]
     pub updated_at_ms: u64,
+    /// Stateful procs: the node holding each instance's volumes, kept
+    /// while no instance record names it (between an old version's stop
+    /// and its successor's placement).
+    #[serde(default)]
+    pub homes: BTreeMap<u32, String>,
 }
 
 impl Schema for ProcRollout {

@@ -1242,6 +1242,17 @@ impl Engine {
         let engine = self.clone();
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
+            // Not exec_* or health_status: command health checks would
+            // flood the stream.
+            (
+                "event".to_owned(),
+                [
+                    "create", "start", "die", "oom", "stop", "kill", "destroy", "pause", "unpause",
+                ]
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
+            ),
             (
                 "label".to_owned(),
                 vec![format!("{LABEL_MANAGED}={MANAGED_BY}")],

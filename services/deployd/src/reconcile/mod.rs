@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use self::plan::{PlannedEvent, Policy, Record};
-use self::state::{Inventory, ProcId, State};
+use self::state::{ProcId, State};
 use self::sync::NodeAccess;
 use crate::config::Config;
 use crate::docker::Engine;
@@ -51,6 +51,12 @@ use crate::runtime::{LainContainer, RuntimeTimeouts};
 /// long, renewed by a fresh lease every [`EVENT_LEASE_ROTATE`]).
 pub const EVENT_TTL: Duration = Duration::from_secs(3600);
 pub const EVENT_LEASE_ROTATE: Duration = Duration::from_secs(600);
+/// Bounds on desired values deployd accepts (lain.yaml allows far less:
+/// these only keep a bad write from hurting the cluster).
+pub const MAX_INSTANCES: u32 = 1000;
+pub const MAX_KILL_TIMEOUT_SECS: u32 = 600;
+pub const MAX_SETUP_TIME_SECS: u32 = 3600;
+
 /// A node's containers are listed again this often, besides events.
 pub const RELIST_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -75,6 +81,7 @@ impl Settings {
             policy: Policy {
                 health_timeout_ms: c.health_timeout_secs.saturating_mul(1000),
                 max_surge: 1,
+                drain_timeout_ms: 30_000,
             },
             health_interval: Duration::from_millis(c.health_interval_ms),
             unhealthy_after_failures: c.unhealthy_after_failures,
@@ -114,6 +121,15 @@ pub struct Ctx {
     pub leading_since_ms: u64,
     /// Set when the leader stops: no worker may start after that.
     closed: std::sync::atomic::AtomicBool,
+    /// Set once desired procs, nodes, liveness and routers have all been
+    /// listed: no worker plans on a partial view.
+    ready: std::sync::atomic::AtomicBool,
+    /// Procs with instances that could not be placed: woken when capacity
+    /// may have changed.
+    pub unplaced: Mutex<std::collections::HashSet<ProcId>>,
+    /// Placement is serialized so that procs placing at once never count
+    /// the same free capacity twice.
+    pub placing: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     engines: Mutex<HashMap<String, (DockerEndpoint, Engine)>>,
     workers: Mutex<HashMap<ProcId, WorkerHandle>>,
@@ -122,6 +138,13 @@ pub struct Ctx {
     /// waits up to the kill timeout, which must not hold up a rollout.
     stops: Mutex<(std::collections::HashSet<String>, tokio::task::JoinSet<()>)>,
     events_lease: tokio::sync::Mutex<Option<(Lease, Instant)>>,
+}
+
+/// Locks the set of procs waiting for capacity.
+pub fn lock_set(
+    m: &Mutex<std::collections::HashSet<ProcId>>,
+) -> MutexGuard<'_, std::collections::HashSet<ProcId>> {
+    lock(m)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,15 +186,11 @@ impl Ctx {
     }
 
     pub fn remember_container(&self, node: &str, c: LainContainer) {
-        if let Some(inv) = self.state().inventory.get_mut(node) {
-            inv.containers.insert(c.id.clone(), c);
-        }
+        self.state().put_container(node, c);
     }
 
     pub fn forget_container(&self, node: &str, id: &str) {
-        if let Some(inv) = self.state().inventory.get_mut(node) {
-            inv.containers.remove(id);
-        }
+        self.state().remove_container(node, id);
     }
 
     /// Whether the leader stopped reconciling (or lost its leadership).
@@ -194,6 +213,9 @@ impl Ctx {
         container: &str,
         kill_timeout: Duration,
     ) {
+        if self.is_closed() {
+            return;
+        }
         let mut stops = lock(&self.stops);
         while stops.1.try_join_next().is_some() {}
         if !stops.0.insert(container.to_owned()) {
@@ -215,7 +237,7 @@ impl Ctx {
 
     /// Wakes a proc's worker, starting one if it has none.
     pub fn wake(self: &Arc<Self>, id: &ProcId) {
-        if self.is_closed() {
+        if self.is_closed() || !self.ready.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         let mut workers = lock(&self.workers);
@@ -233,6 +255,21 @@ impl Ctx {
     pub fn wake_all(self: &Arc<Self>) {
         let all = self.state().all_procs();
         for id in &all {
+            self.wake(id);
+        }
+    }
+
+    /// Wakes the procs with instances on `nodes`, and those waiting for
+    /// capacity.
+    pub fn wake_nodes(self: &Arc<Self>, nodes: &[String]) {
+        let mut procs: Vec<ProcId> = {
+            let state = self.state();
+            nodes.iter().flat_map(|n| state.procs_on(n)).collect()
+        };
+        procs.extend(lock(&self.unplaced).iter().cloned());
+        procs.sort();
+        procs.dedup();
+        for id in &procs {
             self.wake(id);
         }
     }
@@ -347,6 +384,9 @@ pub async fn run(
         http,
         leading_since_ms: lain_store::unix_millis(),
         closed: Default::default(),
+        ready: Default::default(),
+        unplaced: Mutex::new(Default::default()),
+        placing: tokio::sync::Mutex::new(()),
         state: Mutex::new(State::default()),
         engines: Mutex::new(HashMap::new()),
         workers: Mutex::new(HashMap::new()),
@@ -392,16 +432,41 @@ pub async fn run(
     let mut liveness: Watch<ObservedNodeKey> = store.watch(&KeyPrefix::all());
     let mut routers: Watch<RouterKey> = store.watch(&KeyPrefix::all());
     let mut gauges = tokio::time::interval(Duration::from_secs(1));
+    // Nothing acts until all four inputs have been listed once.
+    let mut listed = [false; 4];
     loop {
+        let was_ready = listed.iter().all(|l| *l);
         tokio::select! {
-            ev = desired.next() => on_desired(&ctx, ev.ok_or(ReconcileError::WatchEnded("/lain/desired/"))?),
-            ev = nodes.next() => on_nodes(&ctx, ev.ok_or(ReconcileError::WatchEnded("/lain/nodes/"))?),
-            ev = liveness.next() => on_liveness(&ctx, ev.ok_or(ReconcileError::WatchEnded("/lain/observed-nodes/"))?),
-            ev = routers.next() => on_routers(&ctx, ev.ok_or(ReconcileError::WatchEnded("/lain/routers/"))?),
+            ev = desired.next() => {
+                let ev = ev.ok_or(ReconcileError::WatchEnded("/lain/desired/"))?;
+                listed[0] |= matches!(ev, WatchEvent::Reset { .. });
+                on_desired(&ctx, ev);
+            }
+            ev = nodes.next() => {
+                let ev = ev.ok_or(ReconcileError::WatchEnded("/lain/nodes/"))?;
+                listed[1] |= matches!(ev, WatchEvent::Reset { .. });
+                on_nodes(&ctx, ev);
+            }
+            ev = liveness.next() => {
+                let ev = ev.ok_or(ReconcileError::WatchEnded("/lain/observed-nodes/"))?;
+                listed[2] |= matches!(ev, WatchEvent::Reset { .. });
+                on_liveness(&ctx, ev);
+            }
+            ev = routers.next() => {
+                let ev = ev.ok_or(ReconcileError::WatchEnded("/lain/routers/"))?;
+                listed[3] |= matches!(ev, WatchEvent::Reset { .. });
+                on_routers(&ctx, ev);
+            }
             _ = gauges.tick() => {
                 let state = ctx.state();
                 ctx.metrics.set_instances(state.records.values().flat_map(|r| r.values()).map(|r| r.obs.state));
             }
+        }
+        if !was_ready && listed.iter().all(|l| *l) {
+            ctx.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!("desired procs, nodes, liveness and routers listed: reconciling");
+            sync_inventories(&ctx);
+            ctx.wake_all();
         }
     }
 }
@@ -472,6 +537,32 @@ fn check_and_insert(state: &mut State, id: ProcId, d: lain_store::DesiredProc) {
         ))
     } else if d.image.trim().is_empty() {
         Some(format!("desired proc {}/{} has no image", id.0, id.1))
+    } else if d.instances > MAX_INSTANCES {
+        Some(format!(
+            "desired proc {}/{} asks for {} instances; at most {MAX_INSTANCES} per proc are allowed",
+            id.0, id.1, d.instances
+        ))
+    } else if d.kill_timeout_secs > MAX_KILL_TIMEOUT_SECS {
+        Some(format!(
+            "desired proc {}/{} has kill_timeout {} s; at most {MAX_KILL_TIMEOUT_SECS} s is allowed",
+            id.0, id.1, d.kill_timeout_secs
+        ))
+    } else if d.setup_time_secs > MAX_SETUP_TIME_SECS {
+        Some(format!(
+            "desired proc {}/{} has setup_time {} s; at most {MAX_SETUP_TIME_SECS} s is allowed",
+            id.0, id.1, d.setup_time_secs
+        ))
+    } else if let Some(lain_store::HealthCheck::Http { path }) = &d.healthcheck {
+        let bad = !path.starts_with('/')
+            || path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '@' | '\\' | '#'));
+        bad.then(|| {
+            format!(
+                "desired proc {}/{} has health check path {path:?}; it must be an absolute path such as /healthz",
+                id.0, id.1
+            )
+        })
     } else if d.proc_type == lain_store::ProcType::Unknown {
         Some(format!(
             "desired proc {}/{} has a proc type this deployd does not know; upgrade deployd",
@@ -505,33 +596,66 @@ fn invalid_message(bad: &lain_store::InvalidEntry) -> String {
 }
 
 fn on_nodes(ctx: &Arc<Ctx>, ev: WatchEvent<NodeKey>) {
+    let mut touched: Vec<String> = Vec::new();
     {
         let mut state = ctx.state();
         match ev {
             WatchEvent::Reset { items, invalid, .. } => {
-                state.nodes.clear();
+                touched.extend(state.nodes.keys().cloned());
+                let previous = std::mem::take(&mut state.nodes);
+                state.unreadable_nodes.clear();
                 for e in items {
+                    touched.push(e.key.node().to_owned());
                     state.nodes.insert(e.key.node().to_owned(), e.value);
                 }
                 for bad in invalid {
-                    tracing::warn!(key = %bad.key, error = %bad.error, "ignoring an unreadable node registration");
+                    if let Ok(key) = NodeKey::parse(&bad.key) {
+                        unreadable(&mut state, &previous, key.node(), &bad);
+                        touched.push(key.node().to_owned());
+                    }
                 }
             }
             WatchEvent::Put(e) => {
-                state.nodes.insert(e.key.node().to_owned(), e.value);
+                let node = e.key.node().to_owned();
+                state.unreadable_nodes.remove(&node);
+                state.nodes.insert(node.clone(), e.value);
+                touched.push(node);
             }
             WatchEvent::Delete { key, .. } => {
                 state.nodes.remove(key.node());
+                state.unreadable_nodes.remove(key.node());
+                touched.push(key.node().to_owned());
             }
             WatchEvent::Invalid(bad) => {
                 if let Ok(key) = NodeKey::parse(&bad.key) {
-                    state.nodes.remove(key.node());
+                    let previous = state.nodes.clone();
+                    unreadable(&mut state, &previous, key.node(), &bad);
+                    touched.push(key.node().to_owned());
                 }
             }
         }
     }
     sync_inventories(ctx);
-    ctx.wake_all();
+    ctx.wake_nodes(&touched);
+}
+
+/// A registration that cannot be read: keep the last good one and leave
+/// the node alone (its instances neither move nor get touched).
+fn unreadable(
+    state: &mut State,
+    previous: &std::collections::BTreeMap<String, lain_store::NodeRegistration>,
+    node: &str,
+    bad: &lain_store::InvalidEntry,
+) {
+    tracing::warn!(
+        key = %bad.key,
+        error = %bad.error,
+        "node registration cannot be read; its instances are left as they are until node management rewrites it (lain node add)"
+    );
+    if let Some(reg) = previous.get(node) {
+        state.nodes.insert(node.to_owned(), reg.clone());
+        state.unreadable_nodes.insert(node.to_owned());
+    }
 }
 
 fn on_liveness(ctx: &Arc<Ctx>, ev: WatchEvent<ObservedNodeKey>) {
@@ -566,9 +690,8 @@ fn on_liveness(ctx: &Arc<Ctx>, ev: WatchEvent<ObservedNodeKey>) {
         return;
     }
     sync_inventories(ctx);
-    // A node's liveness can free instances of any proc (rescheduling
-    // needs room anywhere), so every proc takes a look.
-    ctx.wake_all();
+    // The procs on those nodes, and those waiting for room anywhere.
+    ctx.wake_nodes(&changed);
 }
 
 fn on_routers(ctx: &Arc<Ctx>, ev: WatchEvent<RouterKey>) {
@@ -590,18 +713,19 @@ fn on_routers(ctx: &Arc<Ctx>, ev: WatchEvent<RouterKey>) {
             WatchEvent::Invalid(_) => {}
         }
     }
-    // Only procs waiting on routers care: those draining or replacing.
+    // Only procs waiting on routers care: those draining, or with a ready
+    // replacement beside an old version.
     let waiting: Vec<ProcId> = ctx
         .state()
         .records
         .iter()
         .filter(|(_, rs)| {
-            rs.values().any(|r| {
-                matches!(
-                    r.obs.state,
-                    lain_store::InstanceState::Draining | lain_store::InstanceState::Running
-                )
-            })
+            let draining = rs
+                .values()
+                .any(|r| r.obs.state == lain_store::InstanceState::Draining);
+            let mut specs = rs.values().map(|r| r.obs.spec.as_str());
+            let first = specs.next();
+            draining || specs.any(|s| Some(s) != first)
         })
         .map(|(id, _)| id.clone())
         .collect();
@@ -617,7 +741,12 @@ fn sync_inventories(ctx: &Arc<Ctx>) {
         state
             .nodes
             .iter()
-            .filter(|(n, _)| state.node_view(n) == plan::NodeView::Alive)
+            .filter(|(n, _)| {
+                matches!(
+                    state.node_view(n),
+                    plan::NodeView::Alive | plan::NodeView::Draining
+                )
+            })
             .map(|(n, reg)| (n.clone(), reg.docker.clone()))
             .collect()
     };
@@ -631,7 +760,7 @@ fn sync_inventories(ctx: &Arc<Ctx>) {
         if let Some((_, t)) = tasks.remove(&n) {
             t.abort();
         }
-        ctx.state().inventory.remove(&n);
+        ctx.state().drop_inventory(&n);
     }
     for (n, endpoint) in wanted {
         if tasks.contains_key(&n) {
@@ -669,31 +798,9 @@ async fn inventory(ctx: Arc<Ctx>, node: String, endpoint: DockerEndpoint) {
                 continue;
             }
         };
-        delay = Duration::from_millis(200);
-        let mut procs: Vec<ProcId> = listed
-            .iter()
-            .map(|c| (c.app.clone(), c.proc.clone()))
-            .collect();
-        {
-            let mut state = ctx.state();
-            if let Some(old) = state.inventory.get(&node) {
-                procs.extend(
-                    old.containers
-                        .values()
-                        .map(|c| (c.app.clone(), c.proc.clone())),
-                );
-            }
-            state.inventory.insert(
-                node.clone(),
-                Inventory {
-                    containers: listed.into_iter().map(|c| (c.id.clone(), c)).collect(),
-                },
-            );
-            procs.extend(state.procs_on(&node));
-        }
-        procs.sort();
-        procs.dedup();
-        for id in &procs {
+        let listed_at = Instant::now();
+        let changed = ctx.state().set_inventory(&node, listed);
+        for id in &changed {
             ctx.wake(id);
         }
         let relist = tokio::time::sleep(RELIST_INTERVAL);
@@ -720,6 +827,13 @@ async fn inventory(ctx: Arc<Ctx>, node: String, endpoint: DockerEndpoint) {
                 },
                 () = &mut relist => break,
             }
+        }
+        // A stream that fails at once must not turn into a hot loop.
+        if listed_at.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        } else {
+            delay = Duration::from_millis(200);
         }
     }
 }

@@ -44,6 +44,9 @@ impl Record {
 pub enum NodeView {
     /// Answering pings: its containers can be acted on.
     Alive,
+    /// Alive, but its registration says to move instances away: they are
+    /// replaced elsewhere like an old version (stateful ones stay).
+    Draining,
     /// Suspect or not yet observed: wait, act on nothing there.
     Doubtful,
     /// Declared lost: its instances are rescheduled (stateful ones wait).
@@ -60,6 +63,9 @@ pub struct Policy {
     pub health_timeout_ms: u64,
     /// Replacement instances started at once during a rollout.
     pub max_surge: usize,
+    /// How long a drained instance waits for routers that do not confirm
+    /// (a router stuck on a rejected config) before it is stopped anyway.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for Policy {
@@ -67,6 +73,7 @@ impl Default for Policy {
         Policy {
             health_timeout_ms: 60_000,
             max_surge: 1,
+            drain_timeout_ms: 30_000,
         }
     }
 }
@@ -210,7 +217,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let mut moving: BTreeMap<u32, ()> = BTreeMap::new();
     for r in active {
         match (input.node)(&r.obs.node) {
-            NodeView::Alive | NodeView::Doubtful => on_live_nodes.push(r),
+            NodeView::Alive | NodeView::Doubtful | NodeView::Draining => on_live_nodes.push(r),
             NodeView::Lost | NodeView::Gone => {
                 let current = spec == Some(r.obs.spec.as_str());
                 let wanted = current && r.obs.instance >= 1 && r.obs.instance <= want;
@@ -249,7 +256,8 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let mut current: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
     let mut old: Vec<&Record> = Vec::new();
     for r in &on_live_nodes {
-        if spec == Some(r.obs.spec.as_str()) && r.obs.instance >= 1 {
+        let evacuate = !stateful && (input.node)(&r.obs.node) == NodeView::Draining;
+        if spec == Some(r.obs.spec.as_str()) && r.obs.instance >= 1 && !evacuate {
             current.entry(r.obs.instance).or_default().push(r);
         } else {
             old.push(r);
@@ -304,22 +312,30 @@ pub fn plan(input: &Input<'_>) -> Plan {
                 plan.puts.push((r.slot.clone(), obs));
             }
         }
-        let taken: Vec<&str> = input.records.iter().map(|r| r.slot.as_str()).collect();
+        let taken: std::collections::HashSet<&str> =
+            input.records.iter().map(|r| r.slot.as_str()).collect();
         for n in 1..=want {
             if keep.contains_key(&n) || moving.contains_key(&n) {
                 continue;
             }
             let olds = old_by_n.get(&n).map(Vec::as_slice).unwrap_or(&[]);
+            if stateful {
+                // Stop first: two versions must not share the volumes. The
+                // successor waits until no record of `n` is left, and goes
+                // to the node that holds them.
+                if !olds.is_empty() {
+                    retire.extend(olds.iter().copied());
+                    continue;
+                }
+                if input.records.iter().any(|r| r.obs.instance == n) {
+                    continue;
+                }
+            }
             let home = if stateful {
-                olds.first().map(|r| r.obs.node.clone())
+                homes(input).get(&n).cloned()
             } else {
                 None
             };
-            if stateful && !olds.is_empty() {
-                // Stop first: two versions must not share the volumes.
-                retire.extend(olds.iter().copied());
-                continue;
-            }
             if !olds.is_empty() {
                 if surging >= input.policy.max_surge {
                     continue;
@@ -335,11 +351,27 @@ pub fn plan(input: &Input<'_>) -> Plan {
         }
     }
 
-    // Old versions go once their replacement is ready and routed.
+    // Old versions go once their replacement is ready and routed; one
+    // being drained whose replacement fell over serves again.
     for (n, olds) in &old_by_n {
-        let replaced = keep.get(n).is_some_and(|r| r.ready() && seen(r));
-        if *n > want || *n == 0 || replaced || t.is_none() {
+        // A router that never confirms (stuck on a rejected config) holds
+        // a rollout up for the drain timeout at most.
+        let replaced = keep.get(n).is_some_and(|r| {
+            r.ready() && (seen(r) || now > r.obs.updated_at_ms + input.policy.drain_timeout_ms)
+        });
+        if *n > want || *n == 0 || replaced || t.is_none() || (stateful && t.is_some()) {
             retire.extend(olds.iter().copied());
+        } else if !keep.get(n).is_some_and(|r| r.ready()) {
+            for r in olds
+                .iter()
+                .filter(|r| r.obs.state == InstanceState::Draining)
+            {
+                let mut obs = r.obs.clone();
+                obs.state = InstanceState::Running;
+                obs.updated_at_ms = now;
+                obs.message = Some("serving again: its replacement is not healthy".into());
+                plan.puts.push((r.slot.clone(), obs));
+            }
         }
     }
 
@@ -352,8 +384,22 @@ pub fn plan(input: &Input<'_>) -> Plan {
     retire.dedup_by(|a, b| a.slot == b.slot);
     for r in retire {
         let serving = r.ready() && routed;
+        let drain_expired = now > r.obs.updated_at_ms + input.policy.drain_timeout_ms;
         let next = match r.obs.state {
             InstanceState::Draining if seen(r) => Some(InstanceState::Stopping),
+            InstanceState::Draining if drain_expired => {
+                plan.events.push(PlannedEvent {
+                    kind: EventKind::Other,
+                    severity: Severity::Warning,
+                    message: format!(
+                        "instance {} was stopped although not every router confirmed it stopped routing to it within {} s; check the routers' status (lain cluster status) for a rejected configuration",
+                        r.obs.instance,
+                        input.policy.drain_timeout_ms / 1000
+                    ),
+                    instance: Some(r.obs.instance),
+                });
+                Some(InstanceState::Stopping)
+            }
             InstanceState::Draining => None,
             _ if serving => Some(InstanceState::Draining),
             _ => Some(InstanceState::Stopping),
@@ -376,19 +422,63 @@ pub fn plan(input: &Input<'_>) -> Plan {
     }
 
     rollout_status(input, &mut plan, &keep, &old_by_n);
+    if stateful {
+        remember_homes(input, &mut plan, want);
+    }
     plan
 }
 
+/// Keeps the rollout's record of where stateful instances live current.
+fn remember_homes(input: &Input<'_>, plan: &mut Plan, want: u32) {
+    let mut homes = homes(input);
+    homes.retain(|n, _| *n >= 1 && *n <= want);
+    let current = plan.rollout.as_ref().or(input.rollout).map(|r| &r.homes);
+    if current == Some(&homes) {
+        return;
+    }
+    let (Some(d), Some(t)) = (input.desired, plan.target.as_ref()) else {
+        return;
+    };
+    let mut r = plan
+        .rollout
+        .clone()
+        .or_else(|| input.rollout.cloned())
+        .unwrap_or(ProcRollout {
+            generation: d.generation,
+            spec: t.spec.clone(),
+            phase: RolloutPhase::Progressing,
+            last_good: None,
+            failed_spec: None,
+            message: None,
+            updated_at_ms: input.now_ms,
+            homes: BTreeMap::new(),
+        });
+    r.homes = homes;
+    plan.rollout = Some(r);
+}
+
 /// A slot for instance `n` at `generation` that no record uses.
-fn fresh_slot(n: u32, generation: u64, taken: &[&str]) -> String {
+fn fresh_slot(n: u32, generation: u64, taken: &std::collections::HashSet<&str>) -> String {
     let base = slot(n, generation);
-    if !taken.contains(&base.as_str()) {
+    if !taken.contains(base.as_str()) {
         return base;
     }
     (1..)
         .map(|i| format!("{base}.{i}"))
-        .find(|s| !taken.contains(&s.as_str()))
+        .find(|s| !taken.contains(s.as_str()))
         .unwrap_or(base)
+}
+
+/// Where each instance of a stateful proc keeps its volumes: the node of
+/// its records (any state), else the one remembered in the rollout.
+fn homes(input: &Input<'_>) -> BTreeMap<u32, String> {
+    let mut homes = input.rollout.map(|r| r.homes.clone()).unwrap_or_default();
+    for r in input.records {
+        if r.obs.instance >= 1 {
+            homes.insert(r.obs.instance, r.obs.node.clone());
+        }
+    }
+    homes
 }
 
 /// Converged, progressing, failed or rolled back: the rollout record and
@@ -416,10 +506,19 @@ fn rollout_status(
     let in_rollout = prev.is_none_or(|r| !(same(r) && r.phase == RolloutPhase::Converged));
     if !t.rolled_back && in_rollout {
         let failing = keep.values().find(|r| {
+            // Only instances made for this generation can fail it; a
+            // crash-looped one of an older generation is restarted by it.
+            if r.obs.generation < d.generation {
+                return false;
+            }
             let never_ready = matches!(
                 r.obs.state,
-                InstanceState::Pending | InstanceState::Creating | InstanceState::Starting
-            );
+                InstanceState::Pending
+                    | InstanceState::Creating
+                    | InstanceState::Starting
+                    | InstanceState::Exited
+            ) || (r.obs.state == InstanceState::Running
+                && r.obs.health != Health::Healthy);
             let since = r
                 .obs
                 .started_at_ms
@@ -469,6 +568,7 @@ fn rollout_status(
                         d.release, good.release
                     )),
                     updated_at_ms: now,
+                    homes: prev.map(|r| r.homes.clone()).unwrap_or_default(),
                 });
                 plan.events.push(PlannedEvent {
                     kind: EventKind::RolloutFailed,
@@ -504,6 +604,7 @@ fn rollout_status(
                         d.release
                     )),
                     updated_at_ms: now,
+                    homes: prev.map(|r| r.homes.clone()).unwrap_or_default(),
                 });
                 plan.events.push(PlannedEvent {
                     kind: EventKind::RolloutFailed,
@@ -561,6 +662,7 @@ fn rollout_status(
                 None
             },
             updated_at_ms: now,
+            homes: prev.map(|r| r.homes.clone()).unwrap_or_default(),
         });
         if !t.rolled_back && was_progressing {
             plan.events.push(PlannedEvent {
@@ -594,6 +696,7 @@ fn rollout_status(
         failed_spec: None,
         message: None,
         updated_at_ms: now,
+        homes: prev.map(|r| r.homes.clone()).unwrap_or_default(),
     });
     if new_spec {
         plan.events.push(PlannedEvent {

@@ -99,6 +99,7 @@ fn run_on(
         policy: Policy {
             health_timeout_ms: 10_000,
             max_surge: 1,
+            drain_timeout_ms: 30_000,
         },
     })
 }
@@ -119,6 +120,7 @@ fn converged(d: &DesiredProc) -> ProcRollout {
         failed_spec: None,
         message: None,
         updated_at_ms: 0,
+        homes: Default::default(),
     }
 }
 
@@ -237,6 +239,7 @@ fn a_new_release_that_never_gets_healthy_rolls_back() {
         policy: Policy {
             health_timeout_ms: 10_000,
             max_surge: 1,
+            drain_timeout_ms: 30_000,
         },
     });
     assert!(p.rollout.is_none(), "{p:?}");
@@ -384,18 +387,140 @@ fn a_removed_proc_stops_everything_then_forgets_its_rollout() {
 }
 
 #[test]
-fn stateful_procs_stop_the_old_version_before_starting_the_new() {
+fn stateful_procs_stop_the_old_version_before_starting_the_new_on_the_same_node() {
     let mut v1 = desired(1, "reg/db:release-1", 1);
     v1.stateful = true;
     let mut v2 = v1.clone();
     v2.image = "reg/db:release-2".into();
     v2.generation = 2;
-    let records = [ready(&v1, 1, "n1", 1)];
-    let p = run(Some(&v2), Some(&converged(&v1)), &records, None, 5_000);
+    let old = ready(&v1, 1, "n1", 1);
+    let mut status = converged(&v1);
+    let p = run(Some(&v2), Some(&status), std::slice::from_ref(&old), None, 5_000);
     assert!(p.place.is_empty());
     assert_eq!(states(&p), [("1-1".to_owned(), InstanceState::Draining)]);
-    let p = run(Some(&v2), Some(&converged(&v1)), &[], None, 5_000);
+    // The home is remembered in the rollout record.
+    status = p.rollout.clone().expect("rollout with homes");
+    assert_eq!(status.homes.get(&1).map(String::as_str), Some("n1"));
+
+    // While the old one is stopping, nothing new starts.
+    let mut stopping = old.clone();
+    stopping.obs.state = InstanceState::Stopping;
+    let p = run(Some(&v2), Some(&status), &[stopping], None, 5_000);
+    assert!(p.place.is_empty(), "{p:?}");
+
+    // Once it is gone, the successor goes home.
+    let p = run(Some(&v2), Some(&status), &[], None, 5_000);
     assert_eq!(p.place.len(), 1);
+    assert_eq!(p.place[0].home.as_deref(), Some("n1"));
+}
+
+#[test]
+fn a_draining_instance_serves_again_when_its_replacement_falls_over() {
+    let v1 = desired(1, "reg/hello:release-1", 1);
+    let v2 = desired(1, "reg/hello:release-2", 2);
+    let mut rollout = converged(&v1);
+    rollout.generation = 2;
+    rollout.spec = spec_hash(&v2);
+    rollout.phase = RolloutPhase::Progressing;
+    let mut old = ready(&v1, 1, "n1", 10);
+    old.obs.state = InstanceState::Draining;
+    old.obs.updated_at_ms = 4_000;
+    let mut new = ready(&v2, 1, "n2", 20);
+    new.obs.health = Health::Unhealthy;
+    new.obs.started_at_ms = Some(4_000);
+    let p = run(Some(&v2), Some(&rollout), &[old, new], Some(0), 5_000);
+    assert_eq!(states(&p), [("1-1".to_owned(), InstanceState::Running)]);
+}
+
+#[test]
+fn a_replacement_that_turns_unhealthy_fails_the_rollout() {
+    let v1 = desired(1, "reg/hello:release-1", 1);
+    let v2 = desired(1, "reg/hello:release-2", 2);
+    let mut rollout = converged(&v1);
+    rollout.generation = 2;
+    rollout.spec = spec_hash(&v2);
+    rollout.phase = RolloutPhase::Progressing;
+    let mut new = ready(&v2, 1, "n2", 20);
+    new.obs.health = Health::Unhealthy;
+    let p = run(
+        Some(&v2),
+        Some(&rollout),
+        &[ready(&v1, 1, "n1", 10), new],
+        None,
+        20_000,
+    );
+    assert_eq!(p.rollout.expect("status").phase, RolloutPhase::RolledBack);
+}
+
+#[test]
+fn a_drain_stops_anyway_when_routers_never_confirm() {
+    let v1 = desired(1, "reg/hello:release-1", 1);
+    let v2 = desired(1, "reg/hello:release-2", 2);
+    let mut old = ready(&v1, 1, "n1", 10);
+    old.obs.state = InstanceState::Draining;
+    old.obs.updated_at_ms = 1_000;
+    let records = [old, ready(&v2, 1, "n2", 20)];
+    // A router stuck at revision 5 (a rejected config).
+    let p = run(Some(&v2), Some(&converged(&v1)), &records, Some(5), 20_000);
+    assert!(!states(&p).contains(&("1-1".to_owned(), InstanceState::Stopping)));
+    let p = run(Some(&v2), Some(&converged(&v1)), &records, Some(5), 40_000);
+    assert!(
+        states(&p).contains(&("1-1".to_owned(), InstanceState::Stopping)),
+        "{p:?}"
+    );
+    assert!(
+        p.events.iter().any(|e| e.message.contains("router")),
+        "{:?}",
+        p.events
+    );
+}
+
+#[test]
+fn a_draining_node_is_evacuated_but_not_its_stateful_instances() {
+    let d = desired(1, "reg/hello:release-1", 1);
+    let node = |n: &str| {
+        if n == "n1" {
+            NodeView::Draining
+        } else {
+            NodeView::Alive
+        }
+    };
+    let p = run_on(
+        Some(&d),
+        Some(&converged(&d)),
+        &[ready(&d, 1, "n1", 1)],
+        None,
+        5_000,
+        &node,
+    );
+    assert_eq!(p.place.len(), 1, "a replacement elsewhere: {p:?}");
+    let mut s = d.clone();
+    s.stateful = true;
+    let p = run_on(
+        Some(&s),
+        Some(&converged(&s)),
+        &[ready(&s, 1, "n1", 1)],
+        None,
+        5_000,
+        &node,
+    );
+    assert!(p.place.is_empty() && p.puts.is_empty(), "{p:?}");
+}
+
+#[test]
+fn redeploying_a_crash_looped_instance_is_not_a_failed_rollout() {
+    let d = desired(1, "reg/hello:release-1", 1);
+    let r = record(&d, 1, "n1", InstanceState::Failed, Health::Unhealthy, 10);
+    let mut again = d.clone();
+    again.generation = 2;
+    let mut failed = converged(&d);
+    failed.phase = RolloutPhase::Failed;
+    let p = run(Some(&again), Some(&failed), &[r], None, 5_000);
+    assert!(
+        !p.events.iter().any(|e| e.kind == EventKind::RolloutFailed),
+        "{:?}",
+        p.events
+    );
 }
 
 #[test]
@@ -411,7 +536,12 @@ fn a_failed_instance_restarts_on_a_new_deploy() {
 
 #[test]
 fn slots_never_collide() {
-    assert_eq!(fresh_slot(1, 2, &["1-2"]), "1-2.1");
-    assert_eq!(fresh_slot(1, 2, &["1-2", "1-2.1"]), "1-2.2");
-    assert_eq!(fresh_slot(1, 2, &[]), "1-2");
+    let set = |s: &[&'static str]| {
+        s.iter()
+            .copied()
+            .collect::<std::collections::HashSet<&str>>()
+    };
+    assert_eq!(fresh_slot(1, 2, &set(&["1-2"])), "1-2.1");
+    assert_eq!(fresh_slot(1, 2, &set(&["1-2", "1-2.1"])), "1-2.2");
+    assert_eq!(fresh_slot(1, 2, &set(&[])), "1-2");
 }

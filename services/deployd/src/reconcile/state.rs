@@ -30,10 +30,17 @@ pub struct State {
     pub rollouts: HashMap<ProcId, ProcRollout>,
     pub records: HashMap<ProcId, BTreeMap<String, Record>>,
     pub nodes: BTreeMap<String, NodeRegistration>,
+    /// Nodes whose registration could not be read: their last good one is
+    /// kept, and they are treated as doubtful (nothing moves on or off).
+    pub unreadable_nodes: std::collections::BTreeSet<String>,
     pub liveness: HashMap<String, ObservedNode>,
     pub routers: HashMap<String, RouterStatus>,
     /// Nodes whose containers are known (listed since they came alive).
+    /// Change it only through the `*_container(s)` methods, which keep
+    /// `by_proc` in step.
     pub inventory: HashMap<String, Inventory>,
+    /// `(node, container id)` of each proc's containers.
+    by_proc: HashMap<ProcId, std::collections::BTreeSet<(String, String)>>,
 }
 
 impl State {
@@ -42,7 +49,13 @@ impl State {
         if !self.nodes.contains_key(node) {
             return NodeView::Gone;
         }
+        if self.unreadable_nodes.contains(node) {
+            return NodeView::Doubtful;
+        }
         match self.liveness.get(node).map(|o| o.liveness) {
+            Some(Liveness::Alive) if self.nodes.get(node).is_some_and(|r| r.draining) => {
+                NodeView::Draining
+            }
             Some(Liveness::Alive) => NodeView::Alive,
             Some(Liveness::Lost) => NodeView::Lost,
             _ => NodeView::Doubtful,
@@ -51,7 +64,81 @@ impl State {
 
     /// Alive and its containers listed: safe to act on.
     pub fn actionable(&self, node: &str) -> bool {
-        self.node_view(node) == NodeView::Alive && self.inventory.contains_key(node)
+        matches!(self.node_view(node), NodeView::Alive | NodeView::Draining)
+            && self.inventory.contains_key(node)
+    }
+
+    /// Records a container as it is now.
+    pub fn put_container(&mut self, node: &str, c: LainContainer) {
+        let Some(inv) = self.inventory.get_mut(node) else {
+            return;
+        };
+        self.by_proc
+            .entry((c.app.clone(), c.proc.clone()))
+            .or_default()
+            .insert((node.to_owned(), c.id.clone()));
+        inv.containers.insert(c.id.clone(), c);
+    }
+
+    /// Forgets a container that is gone.
+    pub fn remove_container(&mut self, node: &str, id: &str) {
+        let Some(c) = self
+            .inventory
+            .get_mut(node)
+            .and_then(|inv| inv.containers.remove(id))
+        else {
+            return;
+        };
+        let pid = (c.app, c.proc);
+        if let Some(set) = self.by_proc.get_mut(&pid) {
+            set.remove(&(node.to_owned(), id.to_owned()));
+            if set.is_empty() {
+                self.by_proc.remove(&pid);
+            }
+        }
+    }
+
+    /// Replaces a node's whole inventory with a fresh listing; returns the
+    /// procs whose containers changed (appeared, vanished or changed state).
+    pub fn set_inventory(&mut self, node: &str, listed: Vec<LainContainer>) -> Vec<ProcId> {
+        let old = self.drop_inventory(node);
+        let mut changed: Vec<ProcId> = Vec::new();
+        let fresh: HashMap<String, LainContainer> =
+            listed.into_iter().map(|c| (c.id.clone(), c)).collect();
+        for (id, c) in &old {
+            if fresh.get(id).is_none_or(|f| f.state != c.state) {
+                changed.push((c.app.clone(), c.proc.clone()));
+            }
+        }
+        for (id, c) in &fresh {
+            if !old.contains_key(id) {
+                changed.push((c.app.clone(), c.proc.clone()));
+            }
+        }
+        self.inventory.insert(node.to_owned(), Inventory::default());
+        for c in fresh.into_values() {
+            self.put_container(node, c);
+        }
+        changed.sort();
+        changed.dedup();
+        changed
+    }
+
+    /// Forgets a node's inventory (it is no longer alive); returns it.
+    pub fn drop_inventory(&mut self, node: &str) -> HashMap<String, LainContainer> {
+        let Some(inv) = self.inventory.remove(node) else {
+            return HashMap::new();
+        };
+        for c in inv.containers.values() {
+            let pid = (c.app.clone(), c.proc.clone());
+            if let Some(set) = self.by_proc.get_mut(&pid) {
+                set.remove(&(node.to_owned(), c.id.clone()));
+                if set.is_empty() {
+                    self.by_proc.remove(&pid);
+                }
+            }
+        }
+        inv.containers
     }
 
     /// The lowest revision the live routers have applied.
@@ -70,11 +157,7 @@ impl State {
             .chain(self.rollouts.keys())
             .cloned()
             .collect();
-        for inv in self.inventory.values() {
-            for c in inv.containers.values() {
-                all.push((c.app.clone(), c.proc.clone()));
-            }
-        }
+        all.extend(self.by_proc.keys().cloned());
         all.sort();
         all.dedup();
         all
@@ -115,16 +198,15 @@ impl State {
 
     /// `(node, container)` of every known container of a proc.
     pub fn containers_of(&self, id: &ProcId) -> Vec<(String, LainContainer)> {
-        let mut out = Vec::new();
-        for (node, inv) in &self.inventory {
-            for c in inv.containers.values() {
-                if c.app == id.0 && c.proc == id.1 {
-                    out.push((node.clone(), c.clone()));
-                }
-            }
-        }
-        out.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
-        out
+        let Some(set) = self.by_proc.get(id) else {
+            return Vec::new();
+        };
+        set.iter()
+            .filter_map(|(node, cid)| {
+                let c = self.inventory.get(node)?.containers.get(cid)?;
+                Some((node.clone(), c.clone()))
+            })
+            .collect()
     }
 
     /// The scheduler's view of every node: what the records of all procs

@@ -97,6 +97,16 @@ pub async fn create(
 ) -> Outcome {
     let obs = &record.obs;
     let mut out = Outcome::default();
+    // After a failed start, wait out the restart backoff first.
+    let now = now_ms();
+    let recent = recent_restarts(ctx, obs, now);
+    if let Some(last) = recent.last() {
+        let due = last + backoff_ms(ctx, recent.len() - 1);
+        if now < due {
+            out.again_in = Some(Duration::from_millis(due - now));
+            return out;
+        }
+    }
     // A container found only `Created` may lack its secret files (a create
     // that timed out half-way): never start it, make it again.
     let found = match found {
@@ -125,7 +135,7 @@ pub async fn create(
                     next.message = Some(message);
                     out.put = Some(next);
                 }
-                out.again_in = Some(Duration::from_secs(2));
+                out.again_in = Some(Duration::from_secs(5));
                 return out;
             }
         },
@@ -136,12 +146,40 @@ pub async fn create(
         match start(node, &container).await {
             Ok(c) => c,
             Err(e) => {
+                // A start that fails (a command that does not exist) counts
+                // as a crash: backoff, then a crash loop. The container is
+                // made afresh on the next try.
+                if node.engine.remove(&container.id).await.is_ok() {
+                    out.container = Some(Err(container.id.clone()));
+                }
+                let mut recent = recent;
+                recent.push(now);
+                let why = format!("cannot start the container: {e}");
                 let mut next = obs.clone();
-                next.container_id = Some(container.id.clone());
-                next.message = Some(format!("cannot start the container: {e}"));
+                next.container_id = None;
+                next.updated_at_ms = now;
+                if recent.len() >= ctx.settings.crash_loop_restarts as usize {
+                    next.state = InstanceState::Failed;
+                    next.health = Health::Unhealthy;
+                    next.message = Some(format!(
+                        "crash loop: {why}; {} failed starts, restarts stopped until the next deploy",
+                        recent.len()
+                    ));
+                    out.event = Some(PlannedEvent {
+                        kind: EventKind::CrashLoop,
+                        severity: Severity::Error,
+                        message: format!(
+                            "instance {} of {} cannot start ({e}); check the proc's cmd and image",
+                            obs.instance, obs.release
+                        ),
+                        instance: Some(obs.instance),
+                    });
+                } else {
+                    next.message = Some(why);
+                    out.again_in = Some(Duration::from_millis(backoff_ms(ctx, recent.len() - 1)));
+                }
+                next.recent_restarts_ms = recent;
                 out.put = Some(next);
-                out.container = Some(Ok(container));
-                out.again_in = Some(Duration::from_secs(2));
                 return out;
             }
         }
@@ -154,6 +192,24 @@ pub async fn create(
     out.container = Some(Ok(running));
     out.again_in = Some(STARTING_PROBE_INTERVAL);
     out
+}
+
+/// The restarts of an instance within the crash-loop window.
+fn recent_restarts(ctx: &Ctx, obs: &ObservedInstance, now: u64) -> Vec<u64> {
+    let window = u64::try_from(ctx.settings.crash_loop_window.as_millis()).unwrap_or(u64::MAX);
+    obs.recent_restarts_ms
+        .iter()
+        .copied()
+        .filter(|t| now.saturating_sub(*t) < window)
+        .collect()
+}
+
+/// The delay before restart number `k + 1` within the window.
+fn backoff_ms(ctx: &Ctx, k: usize) -> u64 {
+    let s = &ctx.settings;
+    let base = u64::try_from(s.restart_backoff.as_millis()).unwrap_or(u64::MAX);
+    let max = u64::try_from(s.restart_backoff_max.as_millis()).unwrap_or(u64::MAX);
+    base.saturating_mul(1u64 << k.min(20)).min(max)
 }
 
 /// Starts a container and inspects it (for its host port and start time).
@@ -209,7 +265,9 @@ async fn create_container(
                     engine.remove(&c.id).await.map_err(|e| e.to_string())?;
                     engine.create(&spec).await.map_err(|e| e.to_string())?
                 }
-                Ok(Some(c)) if c.slot == record.slot => return Ok(c),
+                Ok(Some(c)) if c.slot == record.slot && c.spec_hash == record.obs.spec => {
+                    return Ok(c)
+                }
                 Ok(_) => {
                     return Err(format!(
                         "a container named {name} exists and is not this instance's; remove it"
@@ -369,13 +427,8 @@ pub async fn keep_running(
                 Err(_) => c.clone(),
             };
             let now = now_ms();
-            let window = s.crash_loop_window.as_millis() as u64;
-            let recent: Vec<u64> = obs
-                .recent_restarts_ms
-                .iter()
-                .copied()
-                .filter(|t| now.saturating_sub(*t) < window)
-                .collect();
+            let window = u64::try_from(s.crash_loop_window.as_millis()).unwrap_or(u64::MAX);
+            let recent = recent_restarts(ctx, obs, now);
             let code = c.exit_code.unwrap_or(-1);
             let why = if c.oom_killed {
                 format!("killed for using more than its memory limit (exit code {code})")
@@ -408,10 +461,7 @@ pub async fn keep_running(
                 out.container = Some(Ok(c));
                 return out;
             }
-            let factor = 1u64 << recent.len().min(20);
-            let backoff = (s.restart_backoff.as_millis() as u64)
-                .saturating_mul(factor)
-                .min(s.restart_backoff_max.as_millis() as u64);
+            let backoff = backoff_ms(ctx, recent.len());
             let exited_at = c.finished_at_ms.unwrap_or(now);
             let due = exited_at + backoff;
             if now < due {
@@ -429,7 +479,9 @@ pub async fn keep_running(
                 return out;
             }
             let mut restarted = restart(node, record, &c, true).await;
-            if let Some(next) = restarted.put.as_mut() {
+            // Only a start that worked is a restart.
+            let started = matches!(restarted.container, Some(Ok(_)));
+            if let (true, Some(next)) = (started, restarted.put.as_mut()) {
                 let mut recent = recent;
                 recent.push(now);
                 next.recent_restarts_ms = recent;
@@ -462,9 +514,11 @@ pub async fn keep_running(
     } else {
         s.health_interval
     };
-    if probe.last.is_some_and(|t| t.elapsed() < interval) {
-        out.again_in = Some(interval - probe.last.map(|t| t.elapsed()).unwrap_or_default());
-        return out;
+    if let Some(elapsed) = probe.last.map(|t| t.elapsed()) {
+        if elapsed < interval {
+            out.again_in = Some(interval.saturating_sub(elapsed));
+            return out;
+        }
     }
     probe.last = Some(std::time::Instant::now());
     out.again_in = Some(interval);

@@ -220,13 +220,26 @@ async fn round(ctx: &Arc<Ctx>, id: &ProcId, local: &mut Local) -> Result<Next, R
                 Some(obs),
             );
         }
-        apply(ctx, id, planned, local).await?;
-        return Ok(Next::Again);
+        if apply(ctx, id, planned, local).await? {
+            return Ok(Next::Again);
+        }
+        // Nothing could be written (instances that fit nowhere): keep the
+        // others going, and look again in a while or when capacity changes.
+        return match sync_records(ctx, id, &snap, target.as_ref().map(|t| &t.desired), local)
+            .await?
+        {
+            Next::Wait(d) => Ok(Next::Wait(d.min(UNPLACED_RETRY))),
+            other => Ok(other),
+        };
     }
 
     // 3. Make each node match its records.
     sync_records(ctx, id, &snap, target.as_ref().map(|t| &t.desired), local).await
 }
+
+/// How often a proc with instances that fit nowhere tries again (it is
+/// also woken when nodes change).
+const UNPLACED_RETRY: Duration = Duration::from_secs(5);
 
 /// Writes a plan: placements (through the scheduler), record changes, the
 /// rollout record and events.
@@ -235,7 +248,14 @@ async fn apply(
     id: &ProcId,
     plan: Plan,
     local: &mut Local,
-) -> Result<(), RoundError> {
+) -> Result<bool, RoundError> {
+    // Placements are serialized across procs, from reading the free
+    // capacity until the new records are in the state.
+    let _placing = if plan.place.is_empty() {
+        None
+    } else {
+        Some(ctx.placing.lock().await)
+    };
     let now = unix_millis();
     let mut txn = Transaction::new();
     let mut written: Vec<(String, Option<ObservedInstance>)> = Vec::new();
@@ -295,6 +315,11 @@ async fn apply(
             txn.put(&observed_key(id, &req.slot)?, &obs)?;
             written.push((req.slot.clone(), Some(obs)));
         }
+        if unplaced.is_some() {
+            crate::reconcile::lock_set(&ctx.unplaced).insert(id.clone());
+        } else {
+            crate::reconcile::lock_set(&ctx.unplaced).remove(id);
+        }
         if let Some(why) = unplaced {
             if local.last_problem.as_deref() != Some(why.as_str()) {
                 local.last_problem = Some(why.clone());
@@ -316,6 +341,7 @@ async fn apply(
     if plan.forget_rollout {
         txn.delete(&rollout_key);
     }
+    let wrote = !txn.is_empty();
     let rev = if txn.is_empty() {
         None
     } else {
@@ -350,7 +376,7 @@ async fn apply(
     for e in events {
         ctx.event(&id.0, Some(&id.1), e, generation).await;
     }
-    Ok(())
+    Ok(wrote)
 }
 
 fn observed_key(id: &ProcId, slot: &str) -> Result<ObservedKey, StoreError> {
@@ -581,6 +607,14 @@ async fn sync_records(
         }
         return Ok(Next::Wait(wait));
     }
+    let moved = written.iter().any(|(slot, obs)| {
+        let before = snap
+            .records
+            .iter()
+            .find(|r| &r.slot == slot)
+            .map(|r| (r.obs.state, r.obs.health));
+        before != obs.as_ref().map(|o| (o.state, o.health))
+    });
     let rev = ctx.writer.commit(txn).await?;
     {
         let mut state = ctx.state();
@@ -603,7 +637,9 @@ async fn sync_records(
     for e in events {
         ctx.event(&id.0, Some(&id.1), e, generation).await;
     }
-    Ok(Next::Again)
+    // Only a change of state can change the plan; a message update waits
+    // for its own retry time.
+    Ok(if moved { Next::Again } else { Next::Wait(wait) })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -671,9 +707,9 @@ async fn sync_one(
             out
         }
         InstanceState::Pending | InstanceState::Creating => {
-            let Some(d) = target.filter(|_| found.is_some() || is_target_spec(r, target)) else {
-                // Pending for a spec that is no longer wanted: the planner
-                // retires it.
+            // Only the target spec is ever created; a pending record of
+            // another spec is retired by the planner.
+            let Some(d) = target.filter(|_| is_target_spec(r, target)) else {
                 out.again_in = Some(Duration::from_secs(1));
                 return out;
             };
