@@ -32,7 +32,7 @@ pub use diag::{Diagnostic, Diagnostics, Severity, MAX_DIAGNOSTICS};
 pub use model::*;
 /// The keys a proc section takes, and the top-level keys that are not
 /// proc sections, as LAIN defines them (for editors, completions, tests).
-pub use validate::{PROC_KEYS, TOP_KEYS};
+pub use validate::{is_core_name, PROC_KEYS, RESERVED_APPNAMES, TOP_KEYS};
 
 use std::path::{Path, PathBuf};
 

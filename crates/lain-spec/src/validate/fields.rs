@@ -7,7 +7,7 @@ use crate::yaml::{short, Node, Value};
 
 /// The name patterns of LAIN's schema: `[a-zA-Z][a-zA-Z0-9]*(-[a-zA-Z0-9]+)*`
 /// (appnames, proc names, service names).
-pub(crate) fn is_core_name(s: &str) -> bool {
+pub fn is_core_name(s: &str) -> bool {
     let mut chars = s.chars();
     match chars.next() {
         Some(c) if c.is_ascii_alphabetic() => {}

@@ -18,7 +18,8 @@ use crate::model::{
 use crate::suggest;
 use crate::yaml::{short, Node, Value};
 use crate::ParseOptions;
-use fields::{is_core_name, Single, NAME_RULE};
+pub use fields::is_core_name;
+use fields::{Single, NAME_RULE};
 use std::collections::BTreeMap;
 
 /// Top-level keys that are not proc sections.
@@ -35,7 +36,7 @@ pub const TOP_KEYS: &[&str] = &[
 ];
 
 /// Appnames LAIN reserves.
-const RESERVED_APPNAMES: &[&str] = &["service", "resource", "portal"];
+pub const RESERVED_APPNAMES: &[&str] = &["service", "resource", "portal"];
 
 pub(crate) fn validate(root: &Node, opts: &ParseOptions, sink: &mut Sink) -> Option<LainConf> {
     let entries = match &root.value {
