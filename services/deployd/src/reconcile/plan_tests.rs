@@ -395,7 +395,13 @@ fn stateful_procs_stop_the_old_version_before_starting_the_new_on_the_same_node(
     v2.generation = 2;
     let old = ready(&v1, 1, "n1", 1);
     let mut status = converged(&v1);
-    let p = run(Some(&v2), Some(&status), std::slice::from_ref(&old), None, 5_000);
+    let p = run(
+        Some(&v2),
+        Some(&status),
+        std::slice::from_ref(&old),
+        None,
+        5_000,
+    );
     assert!(p.place.is_empty());
     assert_eq!(states(&p), [("1-1".to_owned(), InstanceState::Draining)]);
     // The home is remembered in the rollout record.
