@@ -7,7 +7,10 @@
 //!    instances directly: no request fails;
 //! 4. a release that never gets healthy rolls back on its own, the old
 //!    instances serving throughout;
-//! 5. a worker that keeps crashing backs off and stops in a crash loop;
+//! 5. a worker that keeps crashing backs off and stops in a crash loop; so
+//!    does one whose command does not exist; a proc larger than the
+//!    cluster runs what fits and says why the rest does not; a stateful
+//!    proc keeps its node and volume across a rollout;
 //! 6. a node's link is cut: its instances come back on the others, and
 //!    when the link heals no duplicate remains;
 //! 7. the leader is SIGKILLed mid-rollout: the other replica takes over
@@ -538,6 +541,71 @@ fn deployd_runs_apps_on_real_nodes() {
                     .any(|(_, n, _)| n.contains("worker.crash"))
         },
     );
+
+    // 5b. A command that does not exist, on a first deploy: failed starts
+    // back off into a crash loop; a bounded number of tries.
+    let mut broken = crasher.clone();
+    broken.proc = "worker.broken".into();
+    broken.cmd = vec!["/no/such/program".into()];
+    c.put(&broken);
+    wait("the failed starts to end in a crash loop", Duration::from_secs(30), || {
+        c.instances("worker.broken")
+            .iter()
+            .any(|(_, o)| o.state == InstanceState::Failed)
+    });
+    let (_, o) = c.instances("worker.broken").remove(0);
+    assert!(o.message.as_deref().unwrap_or("").contains("cannot start"), "{o:?}");
+    rt_delete(&c, "worker.broken");
+
+    // 5c. More than fits: the instances that fit run, the rest are
+    // reported with the binding constraint.
+    let mut big = crasher.clone();
+    big.proc = "worker.big".into();
+    big.cmd = vec!["sleep".into(), "1000".into()];
+    big.memory_bytes = 700 << 20;
+    big.instances = 4;
+    c.put(&big);
+    wait("three big workers running", Duration::from_secs(30), || {
+        c.instances("worker.big")
+            .iter()
+            .filter(|(_, o)| o.state == InstanceState::Running && o.health == Health::Healthy)
+            .count()
+            == 3
+    });
+    wait("an unschedulable event", Duration::from_secs(10), || {
+        c.events()
+            .iter()
+            .any(|(k, m)| *k == EventKind::Unschedulable && m.contains("memory"))
+    });
+    rt_delete(&c, "worker.big");
+
+    // 5d. A stateful proc keeps its node and its volume across a rollout:
+    // v2 only gets healthy if it finds v1's file.
+    let mut db = crasher.clone();
+    db.proc = "worker.db".into();
+    db.stateful = true;
+    db.volumes = vec!["/data".into()];
+    db.cmd = vec![
+        "sh".into(),
+        "-c".into(),
+        "echo kept > /data/mark; trap 'exit 0' TERM; while true; do sleep 1; done".into(),
+    ];
+    c.put(&db);
+    wait("the stateful worker", Duration::from_secs(30), || c.converged("worker.db", "v1", 1));
+    let home = c.instances("worker.db")[0].1.node.clone();
+    let mut db2 = db.clone();
+    db2.release = "v2".into();
+    db2.image = "lain-busybox:v2".into();
+    db2.generation = 2;
+    db2.cmd[2] = "test -f /data/mark || exit 9; trap 'exit 0' TERM; while true; do sleep 1; done".into();
+    c.put(&db2);
+    wait("the stateful worker on v2", Duration::from_secs(60), || c.converged("worker.db", "v2", 1));
+    assert_eq!(c.instances("worker.db")[0].1.node, home, "a stateful instance moved");
+    rt_delete(&c, "worker.db");
+    wait("the stateful worker removed", Duration::from_secs(30), || {
+        c.instances("worker.db").is_empty()
+            && !c.containers().iter().any(|(_, n, _)| n.contains("worker."))
+    });
 
     // 6. A node's link is cut: its instance comes back elsewhere; once the
     // link heals, its old container is removed.
