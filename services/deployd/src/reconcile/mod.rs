@@ -227,7 +227,7 @@ impl Ctx {
             match sync::stop_and_remove(&access, &container, kill_timeout).await {
                 Ok(()) => ctx.forget_container(&node, &container),
                 Err(e) => {
-                    tracing::warn!(node = %node, container = %container, error = %e, "cannot stop a container; retrying")
+                    tracing::warn!(node = %node, container = %container, error = %e, "cannot stop a container; retrying on the next round (if it persists, remove it on the node with `docker rm -f` and check dockerd's log)")
                 }
             }
             lock(&ctx.stops).0.remove(&container);
@@ -782,7 +782,7 @@ async fn inventory(ctx: Arc<Ctx>, node: String, endpoint: DockerEndpoint) {
                 ..RuntimeTimeouts::default()
             }),
             Err(e) => {
-                tracing::warn!(node = %node, error = %e, "cannot set up a client for the node");
+                tracing::warn!(node = %node, error = %e, "cannot set up a client for the node; check the docker endpoint and TLS files in its registration (/lain/nodes/{node}, `lain node add`)");
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }

@@ -270,7 +270,8 @@ async fn create_container(
                 }
                 Ok(_) => {
                     return Err(format!(
-                        "a container named {name} exists and is not this instance's; remove it"
+                        "a container named {name} exists on node {} and is not this instance's; remove it there with `docker rm -f {name}`",
+                        record.obs.node
                     ))
                 }
                 Err(e) => return Err(e.to_string()),

@@ -515,7 +515,7 @@ async fn adopt_or_remove_orphans(
         let access = match ctx.access(node, &info.endpoint, &info.address) {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(node = %node, error = %e, "cannot reach node to remove a stale container");
+                tracing::warn!(node = %node, error = %e, "cannot set up a client to remove a stale container; check the node's docker endpoint and TLS files in its registration");
                 continue;
             }
         };
@@ -669,7 +669,7 @@ async fn sync_one(
     let node = match ctx.access(&r.obs.node, &info.endpoint, &info.address) {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(node = %r.obs.node, error = %e, "cannot set up a client for the node");
+            tracing::warn!(node = %r.obs.node, error = %e, "cannot set up a client for the node; check the docker endpoint and TLS files in its registration (`lain node add`)");
             out.again_in = Some(Duration::from_secs(2));
             return out;
         }
