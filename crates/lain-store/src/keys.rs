@@ -179,7 +179,7 @@ pub enum Prefix {
     Certs,
     /// `/lain/rollouts/{app}/{proc}`
     Rollouts,
-    /// `/lain/secrets/{app}/{name}`
+    /// `/lain/secrets/{app}/{name}/{version}`
     Secrets,
 }
 
@@ -903,19 +903,23 @@ impl StoreKey for RolloutKey {
     }
 }
 
-/// `/lain/secrets/{app}/{name}`: an app secret, sealed under the cluster
-/// secrets key with this path as associated data.
+/// `/lain/secrets/{app}/{name}/{version}`: one version of an app secret,
+/// sealed under the cluster secrets key with this path as associated data.
+/// Versions are immutable, so a rollback (or deployd returning to the last
+/// good release) gets exactly the values that release ran with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SecretKey {
     app: Name,
     name: Name,
+    version: u64,
 }
 
 impl SecretKey {
-    pub fn new(app: &str, name: &str) -> Result<Self, KeyError> {
+    pub fn new(app: &str, name: &str, version: u64) -> Result<Self, KeyError> {
         Ok(Self {
             app: Name::parse("app name", app)?,
             name: Name::parse("secret name", name)?,
+            version,
         })
     }
 
@@ -927,10 +931,24 @@ impl SecretKey {
         self.name.as_str()
     }
 
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// All secrets of one app.
     pub fn of_app(app: &str) -> Result<KeyPrefix<Self>, KeyError> {
         let app = Name::parse("app name", app)?;
         Ok(KeyPrefix::new(format!("{}{app}/", Self::PREFIX.path())))
+    }
+
+    /// All versions of one secret.
+    pub fn versions(app: &str, name: &str) -> Result<KeyPrefix<Self>, KeyError> {
+        let app = Name::parse("app name", app)?;
+        let name = Name::parse("secret name", name)?;
+        Ok(KeyPrefix::new(format!(
+            "{}{app}/{name}/",
+            Self::PREFIX.path()
+        )))
     }
 }
 
@@ -939,17 +957,28 @@ impl StoreKey for SecretKey {
     const PREFIX: Prefix = Prefix::Secrets;
 
     fn path(&self) -> String {
-        format!("{}{}/{}", Self::PREFIX.path(), self.app, self.name)
+        format!(
+            "{}{}/{}/{}",
+            Self::PREFIX.path(),
+            self.app,
+            self.name,
+            self.version
+        )
     }
 
     fn parse(path: &str) -> Result<Self, KeyError> {
-        let [app, name] = segments(
+        let expected = "/lain/secrets/{app}/{name}/{version}";
+        let [app, name, version] = segments(
             path,
             Self::PREFIX,
-            "/lain/secrets/{app}/{name}",
-            ["app name", "secret name"],
+            expected,
+            ["app name", "secret name", "secret version"],
         )?;
-        Ok(Self { app, name })
+        let version = version.as_str().parse().map_err(|_| KeyError::Malformed {
+            key: path.to_owned(),
+            expected,
+        })?;
+        Ok(Self { app, name, version })
     }
 }
 
@@ -1108,9 +1137,10 @@ mod tests {
             "/lain/rollouts/hello/web",
         );
         round_trip(
-            SecretKey::new("hello", "db-password").unwrap(),
-            "/lain/secrets/hello/db-password",
+            SecretKey::new("hello", "db-password", 3).unwrap(),
+            "/lain/secrets/hello/db-password/3",
         );
+        assert!(SecretKey::parse("/lain/secrets/hello/db-password/x").is_err());
         assert!(RouterKey::parse("/lain/router-events/r1/1").is_err());
         assert_eq!(
             RouterEventKey::of_router("r1").unwrap().path(),

@@ -328,6 +328,10 @@ pub enum HealthCheck {
 pub struct SecretRef {
     pub name: String,
     pub target: SecretTarget,
+    /// The version console deployed (`/lain/secrets/{app}/{name}/{version}`);
+    /// part of the spec, so a new secret value rolls the proc out.
+    #[serde(default)]
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -464,8 +468,8 @@ pub enum RolloutPhase {
     Unknown,
 }
 
-/// `/lain/secrets/{app}/{name}`: an app secret set through console,
-/// resolved by deployd when it creates a container.
+/// `/lain/secrets/{app}/{name}/{version}`: a version of an app secret set
+/// through console, resolved by deployd when it creates a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppSecret {
     /// The value, sealed under the cluster secrets key with this key's
@@ -699,6 +703,7 @@ mod tests {
                 target: SecretTarget::Env {
                     var: "DB_PASSWORD".into(),
                 },
+                version: 2,
             }],
             port: Some(8080),
             healthcheck: Some(HealthCheck::Http {

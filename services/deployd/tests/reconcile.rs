@@ -79,12 +79,14 @@ fn web(release: &str, image: &str, instances: u32, generation: u64) -> DesiredPr
                 target: SecretTarget::File {
                     path: "/www/secret.txt".into(),
                 },
+                version: 1,
             },
             SecretRef {
                 name: "token".into(),
                 target: SecretTarget::Env {
                     var: "TOKEN".into(),
                 },
+                version: 1,
             },
         ],
         port: Some(80),
@@ -367,7 +369,7 @@ fn deployd_runs_apps_on_real_nodes() {
             .expect("key file");
         f.write_all(key.to_base64().as_bytes()).expect("write key");
     }
-    let secret_key = SecretKey::new(APP, "token").unwrap();
+    let secret_key = SecretKey::new(APP, "token", 1).unwrap();
     let sealed = secret::seal_for(&key, &secret_key, b"s3cret").expect("seal");
     rt.block_on(console.put(
         &secret_key,
@@ -548,13 +550,20 @@ fn deployd_runs_apps_on_real_nodes() {
     broken.proc = "worker.broken".into();
     broken.cmd = vec!["/no/such/program".into()];
     c.put(&broken);
-    wait("the failed starts to end in a crash loop", Duration::from_secs(30), || {
-        c.instances("worker.broken")
-            .iter()
-            .any(|(_, o)| o.state == InstanceState::Failed)
-    });
+    wait(
+        "the failed starts to end in a crash loop",
+        Duration::from_secs(30),
+        || {
+            c.instances("worker.broken")
+                .iter()
+                .any(|(_, o)| o.state == InstanceState::Failed)
+        },
+    );
     let (_, o) = c.instances("worker.broken").remove(0);
-    assert!(o.message.as_deref().unwrap_or("").contains("cannot start"), "{o:?}");
+    assert!(
+        o.message.as_deref().unwrap_or("").contains("cannot start"),
+        "{o:?}"
+    );
     rt_delete(&c, "worker.broken");
 
     // 5c. More than fits: the instances that fit run, the rest are
@@ -591,21 +600,34 @@ fn deployd_runs_apps_on_real_nodes() {
         "echo kept > /data/mark; trap 'exit 0' TERM; while true; do sleep 1; done".into(),
     ];
     c.put(&db);
-    wait("the stateful worker", Duration::from_secs(30), || c.converged("worker.db", "v1", 1));
+    wait("the stateful worker", Duration::from_secs(30), || {
+        c.converged("worker.db", "v1", 1)
+    });
     let home = c.instances("worker.db")[0].1.node.clone();
     let mut db2 = db.clone();
     db2.release = "v2".into();
     db2.image = "lain-busybox:v2".into();
     db2.generation = 2;
-    db2.cmd[2] = "test -f /data/mark || exit 9; trap 'exit 0' TERM; while true; do sleep 1; done".into();
+    db2.cmd[2] =
+        "test -f /data/mark || exit 9; trap 'exit 0' TERM; while true; do sleep 1; done".into();
     c.put(&db2);
-    wait("the stateful worker on v2", Duration::from_secs(60), || c.converged("worker.db", "v2", 1));
-    assert_eq!(c.instances("worker.db")[0].1.node, home, "a stateful instance moved");
-    rt_delete(&c, "worker.db");
-    wait("the stateful worker removed", Duration::from_secs(30), || {
-        c.instances("worker.db").is_empty()
-            && !c.containers().iter().any(|(_, n, _)| n.contains("worker."))
+    wait("the stateful worker on v2", Duration::from_secs(60), || {
+        c.converged("worker.db", "v2", 1)
     });
+    assert_eq!(
+        c.instances("worker.db")[0].1.node,
+        home,
+        "a stateful instance moved"
+    );
+    rt_delete(&c, "worker.db");
+    wait(
+        "the stateful worker removed",
+        Duration::from_secs(30),
+        || {
+            c.instances("worker.db").is_empty()
+                && !c.containers().iter().any(|(_, n, _)| n.contains("worker."))
+        },
+    );
 
     // 6. A node's link is cut: its instance comes back elsewhere; once the
     // link heals, its old container is removed.

@@ -306,7 +306,7 @@ async fn container_spec(
     env.extend(d.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut secret_files = Vec::new();
     for s in &d.secrets {
-        let value = read_secret(ctx, &d.app, &s.name).await?;
+        let value = read_secret(ctx, &d.app, &s.name, s.version).await?;
         match &s.target {
             SecretTarget::Env { var } => {
                 let text = String::from_utf8(value.to_vec()).map_err(|_| {
@@ -354,8 +354,13 @@ async fn container_spec(
 }
 
 /// Reads and opens an app secret.
-async fn read_secret(ctx: &Ctx, app: &str, name: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    let key = SecretKey::new(app, name).map_err(|e| format!("bad secret name: {e}"))?;
+async fn read_secret(
+    ctx: &Ctx,
+    app: &str,
+    name: &str,
+    version: u64,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let key = SecretKey::new(app, name, version).map_err(|e| format!("bad secret name: {e}"))?;
     let Some(secrets_key) = ctx.secrets_key.as_ref() else {
         return Err(format!(
             "the proc uses secret {name} but deployd has no secrets_key_file; configure the cluster secrets key"
@@ -368,7 +373,9 @@ async fn read_secret(ctx: &Ctx, app: &str, name: &str) -> Result<Zeroizing<Vec<u
         .await
         .map_err(|e| format!("cannot read secret {name}: {e}"))?
         .ok_or_else(|| {
-            format!("secret {name} is not set; set it with `lain secret set {app} {name}`")
+            format!(
+                "version {version} of secret {name} is not in etcd; set it with `lain secret set {app} {name}` and deploy again"
+            )
         })?;
     secret::open_for(secrets_key, &key, &entry.value.value).map_err(|e| {
         format!("cannot open secret {name}: {e} (was it sealed with another cluster secrets key?)")
