@@ -1,15 +1,36 @@
-//! Render time for 10,000 web procs (goal: under 100 ms), and how long
-//! `nginx -t` takes on the result. Run: `cargo bench -p webrouter --bench render`.
+//! Render time for 10,000 web procs (goal: under 100 ms), how long
+//! `nginx -t` takes on the result, and a change applied as the router does
+//! it (render, write, `nginx -t`, SIGHUP, until nginx serves the new
+//! generation; goal: under 1 s). Run: `cargo bench -p webrouter --bench render`.
+//!
+//! Environment: `WEBROUTER_BENCH_NO_TLS=1` leaves the certificate out,
+//! `WEBROUTER_BENCH_PROCS=N` renders N procs instead of 10,000,
+//! `WEBROUTER_BENCH_KEEP=1` keeps the state dir for profiling nginx on it,
+//! `WEBROUTER_BENCH_NO_NGINX=1` stops after rendering.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lain_store::{ClusterConfig, DesiredProc, Health, InstanceState, ObservedInstance, ProcType};
-use webrouter::render::{main_conf, render, CertPair, MainOptions, RenderOptions, RouteState};
+use webrouter::render::{
+    main_conf, render, CertPair, MainOptions, RenderOptions, Rendered, RouteState,
+};
 
-const PROCS: usize = 10_000;
 const INSTANCES: usize = 3;
+
+fn procs() -> usize {
+    std::env::var("WEBROUTER_BENCH_PROCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
 
 fn state() -> RouteState {
     let mut s = RouteState {
@@ -23,7 +44,7 @@ fn state() -> RouteState {
         }),
         ..RouteState::default()
     };
-    for i in 0..PROCS {
+    for i in 0..procs() {
         let app = format!("app{i}");
         // Every fifth app also has an API proc on a path of its domain.
         let (proc, mountpoints) = if i % 5 == 4 {
@@ -90,6 +111,9 @@ fn state() -> RouteState {
                     started_at_ms: None,
                     updated_at_ms: 0,
                     message: None,
+                    instance: 0,
+                    spec: String::new(),
+                    recent_restarts_ms: vec![],
                 },
             );
         }
@@ -99,11 +123,18 @@ fn state() -> RouteState {
 
 fn main() {
     let mut s = state();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = if std::env::var_os("WEBROUTER_BENCH_KEEP").is_some() {
+        let p = tmp.keep();
+        println!("state dir kept: {}", p.display());
+        p
+    } else {
+        tmp.path().to_owned()
+    };
     let opts = RenderOptions {
-        state_dir: dir.path().to_owned(),
-        http_listen: "127.0.0.1:18080".parse().expect("addr"),
-        https_listen: Some("127.0.0.1:18443".parse().expect("addr")),
+        state_dir: dir.as_path().to_owned(),
+        http_listen: ([127, 0, 0, 1], free_port()).into(),
+        https_listen: Some(([127, 0, 0, 1], free_port()).into()),
     };
     // A wildcard certificate, so the example.com servers get HTTPS too
     // (unless WEBROUTER_BENCH_NO_TLS is set, to see what TLS costs nginx).
@@ -121,15 +152,15 @@ fn main() {
             "/CN=*.example.com",
         ])
         .arg("-keyout")
-        .arg(dir.path().join("k.pem"))
+        .arg(dir.as_path().join("k.pem"))
         .arg("-out")
-        .arg(dir.path().join("c.pem"))
+        .arg(dir.as_path().join("c.pem"))
         .output();
     if let Ok(o) = out {
         if o.status.success() {
             if let (Ok(cert), Ok(key)) = (
-                std::fs::read(dir.path().join("c.pem")),
-                std::fs::read(dir.path().join("k.pem")),
+                std::fs::read(dir.as_path().join("c.pem")),
+                std::fs::read(dir.as_path().join("k.pem")),
             ) {
                 s.certs
                     .insert("*.example.com".into(), CertPair { cert, key });
@@ -147,7 +178,8 @@ fn main() {
     times.sort();
     let r = last.expect("rendered");
     println!(
-        "render {PROCS} procs x {INSTANCES} instances: median {:?}, min {:?}, max {:?}; {} upstreams, {} domains, {} bytes",
+        "render {} procs x {INSTANCES} instances: median {:?}, min {:?}, max {:?}; {} upstreams, {} domains, {} bytes",
+        procs(),
         times[times.len() / 2],
         times[0],
         times[times.len() - 1],
@@ -156,38 +188,154 @@ fn main() {
         r.http_conf.len()
     );
 
+    if std::env::var_os("WEBROUTER_BENCH_NO_NGINX").is_some() {
+        return;
+    }
     // nginx -t on the result, as the router runs it.
     for d in ["certs", "temp"] {
-        std::fs::create_dir_all(dir.path().join(d)).expect("dir");
+        std::fs::create_dir_all(dir.join(d)).expect("dir");
     }
-    for f in &r.files {
-        std::fs::write(dir.path().join(&f.path), &f.contents).expect("write");
-    }
-    let http = dir.path().join("http.conf");
-    std::fs::write(&http, &r.http_conf).expect("write");
     let main = MainOptions {
-        state_dir: dir.path().to_owned(),
-        status_listen: "127.0.0.1:18081".parse().expect("addr"),
+        state_dir: dir.clone(),
+        status_listen: ([127, 0, 0, 1], free_port()).into(),
         worker_processes: 1,
         worker_shutdown_timeout_secs: 30,
         user: Some("root".into()),
     };
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, main_conf(&main, 1, &PathBuf::from(&http))).expect("write");
+    let conf = dir.join("nginx.conf");
+    write_generation(&dir, &main, 1, &r);
     let t = Instant::now();
+    match nginx_t(&dir, &dir.join("g1/nginx.conf")) {
+        Ok(()) => println!("nginx -t on it: {:?}", t.elapsed()),
+        Err(e) => {
+            println!("{e}");
+            return;
+        }
+    }
+
+    // A change applied as the router applies it: nginx serves generation 1,
+    // one instance address changes, and the clock runs from rendering to
+    // nginx's status server answering generation 2.
+    std::fs::copy(dir.join("g1/nginx.conf"), &conf).expect("copy");
+    let mut nginx = match std::process::Command::new("nginx")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            println!("nginx not runnable: {e}");
+            return;
+        }
+    };
+    let started = Instant::now();
+    while generation(main.status_listen).as_deref() != Some("1") {
+        if started.elapsed() > Duration::from_secs(120) {
+            println!(
+                "nginx did not start; see {}",
+                dir.join("error.log").display()
+            );
+            let _ = nginx.kill();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("nginx start: {:?}", started.elapsed());
+    let mut gen = 1;
+    let mut totals = Vec::new();
+    for round in 0..3 {
+        let key = ("app1".to_owned(), "web".to_owned(), "i0".to_owned());
+        if let Some(inst) = s.instances.get_mut(&key) {
+            inst.address = Some(format!("10.255.0.{}:9000", round + 1));
+        }
+        gen += 1;
+        let t = Instant::now();
+        let r = render(&s, &opts);
+        let t_render = t.elapsed();
+        write_generation(&dir, &main, gen, &r);
+        let t_write = t.elapsed();
+        let g = dir.join(format!("g{gen}/nginx.conf"));
+        if let Err(e) = nginx_t(&dir, &g) {
+            println!("{e}");
+            break;
+        }
+        let t_check = t.elapsed();
+        std::fs::rename(&g, &conf).expect("swap");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(nginx.id()).expect("pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP);
+        let want = gen.to_string();
+        while generation(main.status_listen).as_deref() != Some(want.as_str()) {
+            if t.elapsed() > Duration::from_secs(120) {
+                println!("reload did not go live");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let total = t.elapsed();
+        println!(
+            "change -> serving: {total:?} (render {t_render:?}, write {:?}, nginx -t {:?}, SIGHUP -> serving {:?})",
+            t_write - t_render,
+            t_check - t_write,
+            total - t_check
+        );
+        totals.push(total);
+    }
+    totals.sort();
+    if let Some(m) = totals.get(totals.len() / 2) {
+        println!("change -> serving median of {}: {m:?}", totals.len());
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(nginx.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = nginx.wait();
+}
+
+/// Writes generation `gen`'s `http.conf`, `nginx.conf` and certificates.
+fn write_generation(dir: &std::path::Path, main: &MainOptions, gen: u64, r: &Rendered) {
+    let g = dir.join(format!("g{gen}"));
+    std::fs::create_dir_all(&g).expect("dir");
+    for f in &r.files {
+        std::fs::write(dir.join(&f.path), &f.contents).expect("write");
+    }
+    let http = g.join("http.conf");
+    std::fs::write(&http, &r.http_conf).expect("write");
+    std::fs::write(g.join("nginx.conf"), main_conf(main, gen, &http)).expect("write");
+}
+
+fn nginx_t(dir: &std::path::Path, conf: &std::path::Path) -> Result<(), String> {
     let out = std::process::Command::new("nginx")
         .arg("-t")
         .arg("-q")
         .arg("-p")
-        .arg(dir.path())
+        .arg(dir)
         .arg("-c")
-        .arg(&conf)
+        .arg(conf)
         .arg("-e")
-        .arg(dir.path().join("error.log"))
+        .arg(dir.join("error.log"))
         .output();
     match out {
-        Ok(o) if o.status.success() => println!("nginx -t on it: {:?}", t.elapsed()),
-        Ok(o) => println!("nginx -t failed: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) => println!("nginx not runnable: {e}"),
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "nginx -t failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => Err(format!("nginx not runnable: {e}")),
     }
+}
+
+/// The generation nginx's status server answers, if it answers.
+fn generation(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    c.write_all(b"GET /lain-webrouter/generation HTTP/1.0\r\n\r\n")
+        .ok()?;
+    let mut buf = String::new();
+    c.read_to_string(&mut buf).ok()?;
+    buf.split("\r\n\r\n").nth(1).map(str::to_owned)
 }

@@ -12,7 +12,7 @@
 //! a warning rather than written, so no value can break out of a directive
 //! or make `nginx -t` fail for every other app.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -229,6 +229,8 @@ fn render_with(
     // conflict always resolves the same way.
     let mut domains: BTreeMap<String, BTreeMap<String, Route<'_>>> = BTreeMap::new();
     let mut upstream_names: Vec<String> = Vec::with_capacity(state.procs.len());
+    // The route of each proc, by upstream index.
+    let mut proc_routes: Vec<Route<'_>> = Vec::with_capacity(state.procs.len());
     let mut upstreams = 0;
     for ((app, proc), desired) in &state.procs {
         let key = (app.as_str(), proc.as_str());
@@ -243,6 +245,13 @@ fn render_with(
         let upstream_idx = upstream_names.len();
         upstream_names.push(upstream_name(app, proc));
         let is_healthy = !addrs.is_empty();
+        proc_routes.push(Route {
+            app,
+            proc,
+            upstream: upstream_idx,
+            healthy: is_healthy,
+            https_only: desired.https_only,
+        });
         let mut mountpoints: Vec<String> = desired.mountpoints.clone();
         if proc == "web" {
             if let Some((domain, extra)) = cluster_domains {
@@ -294,22 +303,17 @@ fn render_with(
         }
     }
 
-    // Default servers: unknown hosts get a clear 404, not some app.
-    let _ = writeln!(
-        out,
-        "server {{\n    listen {http_listen} default_server;\n    server_name _;\n    \
-         return 404 \"404 Not Found: no app is routed at this host\\n\";\n}}\n"
-    );
-    let mut files = BTreeMap::new();
-    let mut cert_paths: BTreeMap<&str, (String, String)> = BTreeMap::new();
-    let https = opts.https_listen.filter(|_| !state.certs.is_empty());
-    if https.is_some() {
-        let _ = writeln!(
-            out,
-            "server {{\n    listen {https_listen} ssl default_server;\n    server_name _;\n    \
-             ssl_reject_handshake on;\n}}\n"
-        );
-    }
+    // Servers. nginx's cost grows with the number of server blocks (each
+    // is merged with every module's settings) and, for HTTPS, with the
+    // number of SSL contexts: every server with `listen ... ssl` loads its
+    // certificate and key again (8,000 domains under one wildcard loaded
+    // it 8,000 times in the benchmark). So domains whose locations are identical
+    // share one server block (one `server_name` list), and the most used
+    // certificate is loaded once, by the HTTPS default server: the servers
+    // using it listen on the HTTPS port without `ssl` (the port is TLS
+    // because the default server says so), have no SSL context of their
+    // own, and a handshake whose SNI names them keeps the default server's
+    // context. Names no server has still hit `ssl_reject_handshake`.
     let valid_certs: BTreeMap<&str, &CertPair> = state
         .certs
         .iter()
@@ -325,33 +329,32 @@ fn render_with(
         })
         .map(|(n, c)| (n.as_str(), c))
         .collect();
+    let https = opts.https_listen.filter(|_| !state.certs.is_empty());
+    let redirect_port = match opts.https_listen.map(|a| a.port()) {
+        Some(443) | None => String::new(),
+        Some(p) => format!(":{p}"),
+    };
 
+    // Domains in name order, grouped by their locations: plain HTTP by
+    // (path, proc, redirect) of each, HTTPS by certificate and (path, proc).
+    let mut http_groups = Groups::default();
+    let mut https_groups = Groups::default();
     for (domain, paths) in &domains {
-        let redirect_port = match opts.https_listen.map(|a| a.port()) {
-            Some(443) | None => String::new(),
-            Some(p) => format!(":{p}"),
-        };
-        let _ = writeln!(
-            out,
-            "server {{\n    listen {http_listen};\n    server_name {domain};"
-        );
-        for (path, route) in paths {
-            if route.https_only {
-                let _ = writeln!(
-                    out,
-                    "    location {} {{\n        return 301 https://$host{redirect_port}$request_uri;\n    }}",
-                    location_of(path)
-                );
-            } else {
-                write_location(&mut out, path, route, &upstream_names);
-            }
-        }
-        out.push_str("}\n\n");
+        // A redirect names no proc, so redirecting domains of different
+        // procs share a server too.
+        let http: Vec<Loc<'_>> = paths
+            .iter()
+            .map(|(path, r)| match r.https_only {
+                true => (path.as_str(), REDIRECT, true),
+                false => (path.as_str(), r.upstream, false),
+            })
+            .collect();
+        http_groups.add("", http, domain);
 
         if https.is_none() {
             continue;
         }
-        let Some((cert_name, pair)) = find_cert(&valid_certs, domain) else {
+        let Some((cert_name, _)) = find_cert(&valid_certs, domain) else {
             if paths.values().any(|r| r.https_only) {
                 warnings.push(format!(
                     "domain {domain}: https_only but no certificate for it or *.{}; redirects to an HTTPS server that rejects it",
@@ -360,8 +363,39 @@ fn render_with(
             }
             continue;
         };
-        // Paths computed once per certificate, not once per domain.
-        let (crt, key) = cert_paths.entry(cert_name).or_insert_with(|| {
+        let tls: Vec<Loc<'_>> = paths
+            .iter()
+            .map(|(path, r)| (path.as_str(), r.upstream, false))
+            .collect();
+        https_groups.add(cert_name, tls, domain);
+    }
+    // One server's locations.
+    let body = |locs: &[Loc<'_>]| {
+        let mut b = String::new();
+        for &(path, upstream, redirect) in locs {
+            if redirect {
+                let _ = writeln!(
+                    b,
+                    "    location {} {{\n        return 301 https://$host{redirect_port}$request_uri;\n    }}",
+                    location_of(path)
+                );
+            } else {
+                write_location(&mut b, path, &proc_routes[upstream], &upstream_names);
+            }
+        }
+        b
+    };
+
+    // Certificate files, written once each, named by content.
+    let http_groups = http_groups.into_list();
+    let https_groups = https_groups.into_list();
+    let mut files = BTreeMap::new();
+    let mut cert_paths: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    for (name, _, _) in &https_groups {
+        let Some((cert_name, pair)) = valid_certs.get_key_value(name) else {
+            continue;
+        };
+        cert_paths.entry(cert_name).or_insert_with(|| {
             let id = cert_id(pair);
             let crt = PathBuf::from(format!("certs/{id}.crt"));
             let key = PathBuf::from(format!("certs/{id}.key"));
@@ -373,14 +407,59 @@ fn render_with(
             files.insert(key, (pair.key.clone(), 0o600));
             text
         });
+    }
+    let shared_cert = shared_certificate(&https_groups);
+
+    // Default servers: unknown hosts get a clear 404, not some app.
+    let _ = writeln!(
+        out,
+        "server {{\n    listen {http_listen} default_server;\n    server_name _;\n    \
+         return 404 \"404 Not Found: no app is routed at this host\\n\";\n}}\n"
+    );
+    if https.is_some() {
         let _ = writeln!(
             out,
-            "server {{\n    listen {https_listen} ssl;\n    server_name {domain};\n    \
-             # certificate for {cert_name}\n    ssl_certificate {crt};\n    ssl_certificate_key {key};"
+            "server {{\n    listen {https_listen} ssl default_server;\n    server_name _;\n    \
+             ssl_reject_handshake on;"
         );
-        for (path, route) in paths {
-            write_location(&mut out, path, route, &upstream_names);
+        if let Some(name) = shared_cert {
+            let (crt, key) = &cert_paths[name];
+            let _ = writeln!(
+                out,
+                "    # certificate for {name}, shared by the servers below that\n    \
+                 # listen on this port without `ssl`\n    \
+                 ssl_certificate {crt};\n    ssl_certificate_key {key};"
+            );
         }
+        out.push_str("}\n\n");
+    }
+
+    for (_, locs, names) in &http_groups {
+        let _ = writeln!(out, "server {{\n    listen {http_listen};");
+        write_server_names(&mut out, names);
+        out.push_str(&body(locs));
+        out.push_str("}\n\n");
+    }
+    for (cert_name, locs, names) in &https_groups {
+        let cert_name = *cert_name;
+        if shared_cert == Some(cert_name) {
+            let _ = writeln!(
+                out,
+                "server {{\n    # TLS with the default server's certificate for {cert_name}\n    \
+                 listen {https_listen};"
+            );
+            write_server_names(&mut out, names);
+        } else {
+            let (crt, key) = &cert_paths[cert_name];
+            let _ = writeln!(out, "server {{\n    listen {https_listen} ssl;");
+            write_server_names(&mut out, names);
+            let _ = writeln!(
+                out,
+                "    # certificate for {cert_name}\n    ssl_certificate {crt};\n    \
+                 ssl_certificate_key {key};"
+            );
+        }
+        out.push_str(&body(locs));
         out.push_str("}\n\n");
     }
 
@@ -400,6 +479,79 @@ fn render_with(
         hash: String::new(),
     };
     (out, rendered)
+}
+
+/// A location of a server: the path (`""` for the root), the proc's
+/// upstream index ([`REDIRECT`] for a redirect), and whether it redirects
+/// to HTTPS instead.
+type Loc<'a> = (&'a str, usize, bool);
+
+const REDIRECT: usize = usize::MAX;
+
+/// A server block: certificate name (`""` for plain HTTP), locations and
+/// domains.
+type Group<'a> = (&'a str, Vec<Loc<'a>>, Vec<&'a str>);
+
+/// Server blocks being built: domains grouped by a key (the certificate
+/// name, `""` for plain HTTP, and the locations), in the order
+/// each key first appears. Domains come in name order, so the output
+/// never depends on hash-map order.
+#[derive(Debug, Default)]
+struct Groups<'a> {
+    index: HashMap<(&'a str, Vec<Loc<'a>>), usize>,
+    /// The domains of each group, by index.
+    names: Vec<Vec<&'a str>>,
+}
+
+impl<'a> Groups<'a> {
+    fn add(&mut self, cert: &'a str, locs: Vec<Loc<'a>>, domain: &'a str) {
+        let next = self.names.len();
+        let i = *self.index.entry((cert, locs)).or_insert(next);
+        if i == next {
+            self.names.push(Vec::new());
+        }
+        self.names[i].push(domain);
+    }
+
+    /// `(certificate name, locations, domains)` per group, in order.
+    fn into_list(self) -> Vec<Group<'a>> {
+        let mut keys: Vec<Option<(&'a str, Vec<Loc<'a>>)>> = vec![None; self.names.len()];
+        for (k, i) in self.index {
+            keys[i] = Some(k);
+        }
+        keys.into_iter()
+            .zip(self.names)
+            .filter_map(|(k, names)| k.map(|(cert, body)| (cert, body, names)))
+            .collect()
+    }
+}
+
+/// The certificate the HTTPS default server loads and shares: the one
+/// serving the most domains; on a tie, the first by name.
+fn shared_certificate<'a>(https: &[Group<'a>]) -> Option<&'a str> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for (cert, _, names) in https {
+        *count.entry(cert).or_default() += names.len();
+    }
+    let mut best: Option<(&str, usize)> = None;
+    for (name, n) in count {
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((name, n));
+        }
+    }
+    best.map(|(name, _)| name)
+}
+
+/// `server_name a;`, or one name a line when a server has several.
+fn write_server_names(out: &mut String, names: &[&str]) {
+    out.push_str("    server_name ");
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n        ");
+        }
+        out.push_str(n);
+    }
+    out.push_str(";\n");
 }
 
 const HTTP_PREAMBLE: &str = r#"

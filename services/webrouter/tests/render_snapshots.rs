@@ -414,3 +414,197 @@ fn main_conf_snapshot() {
     );
     check("main.conf", &text);
 }
+
+/// The server blocks of a rendered config: (listen lines, server names,
+/// locations text).
+fn servers(conf: &str) -> Vec<(Vec<String>, Vec<String>, String)> {
+    let mut out = Vec::new();
+    for block in conf.split("\nserver {\n").skip(1) {
+        let block = &block[..block.find("\n}\n").unwrap()];
+        let listens = block
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("listen "))
+            .map(|l| l.trim_end_matches(';').to_owned())
+            .collect();
+        let names = block
+            .find("server_name ")
+            .map(|i| {
+                let rest = &block[i + "server_name ".len()..];
+                rest[..rest.find(';').unwrap()]
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = block
+            .find("    location ")
+            .map(|i| block[i..].to_owned())
+            .unwrap_or_default();
+        out.push((listens, names, body));
+    }
+    out
+}
+
+/// Domain -> locations, for the servers listening on `port`.
+fn routes_on(conf: &str, port: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (listens, names, body) in servers(conf) {
+        if listens
+            .iter()
+            .any(|l| l.starts_with(port) && !l.contains("default_server"))
+        {
+            for n in names {
+                assert!(
+                    m.insert(n.clone(), body.clone()).is_none(),
+                    "{n} twice on {port}"
+                );
+            }
+        }
+    }
+    m
+}
+
+#[test]
+fn domains_with_the_same_locations_share_a_server() {
+    let r = render(&sample_state(), &opts(true));
+    let http = routes_on(&r.http_conf, "0.0.0.0:80");
+    let https = routes_on(&r.http_conf, "0.0.0.0:443");
+    // Every routed domain on plain HTTP, exactly once.
+    assert_eq!(http.len(), r.domains);
+    // hello/web's three root-only domains share one server; the one that
+    // also mounts /api does not.
+    let shared = servers(&r.http_conf)
+        .into_iter()
+        .filter(|(_, names, _)| names.iter().any(|n| n == "hello.lain"))
+        .collect::<Vec<_>>();
+    assert_eq!(shared.len(), 1);
+    assert_eq!(
+        shared[0].1,
+        ["hello.example.com", "hello.lain", "www.hello.com"]
+    );
+    assert!(http["hello.lain.local"].contains("location /api/ {"));
+    assert!(!http["hello.lain"].contains("location /api/ {"));
+    // HTTPS: exactly the domains with a certificate, proxied (https_only
+    // redirects only on plain HTTP).
+    assert_eq!(
+        https.keys().collect::<Vec<_>>(),
+        [
+            "api.example.com",
+            "down.example.com",
+            "hello.example.com",
+            "shop.example.com",
+            "shop.lain.local"
+        ]
+    );
+    assert!(http["shop.example.com"].contains("return 301 https://$host$request_uri;"));
+    assert!(https["shop.example.com"].contains("proxy_pass http://shop-web;"));
+    for (d, body) in &https {
+        if !d.starts_with("shop.") {
+            assert_eq!(body, &http[d], "{d}: HTTPS and HTTP differ");
+        }
+    }
+    // Server blocks: the 404 default, api, down, evil, hello x2 and the
+    // shop redirect on HTTP (7); the TLS default, four with the shared
+    // wildcard and one with its own certificate on HTTPS (6).
+    assert_eq!(servers(&r.http_conf).len(), 13);
+}
+
+#[test]
+fn the_most_used_certificate_is_loaded_once_by_the_default_server() {
+    let r = render(&sample_state(), &opts(true));
+    let all = servers(&r.http_conf);
+    let (default, rest): (Vec<_>, Vec<_>) = all
+        .iter()
+        .partition(|(l, _, _)| l.iter().any(|l| l == "0.0.0.0:443 ssl default_server"));
+    assert_eq!(default.len(), 1);
+    let conf = &r.http_conf;
+    let tls_default = &conf[conf.find("listen 0.0.0.0:443 ssl default_server;").unwrap()..];
+    let tls_default = &tls_default[..tls_default.find("\n}\n").unwrap()];
+    assert!(tls_default.contains("ssl_reject_handshake on;"));
+    assert!(tls_default.contains("# certificate for *.example.com"));
+    // One `ssl_certificate` for the wildcard (4 domains), one for
+    // shop.lain.local's own certificate, in the one server that uses it.
+    assert_eq!(conf.matches("ssl_certificate ").count(), 2);
+    let ssl: Vec<_> = rest
+        .iter()
+        .filter(|(l, _, _)| l.iter().any(|l| l.ends_with(" ssl")))
+        .collect();
+    assert_eq!(ssl.len(), 1);
+    assert_eq!(ssl[0].1, ["shop.lain.local"]);
+    // Each certificate's files are written once.
+    assert_eq!(r.files.len(), 4);
+}
+
+#[test]
+fn a_tie_shares_the_first_certificate_by_name() {
+    let mut s = sample_state();
+    s.certs.remove("*.example.com");
+    s.certs.insert(
+        "api.example.com".into(),
+        CertPair {
+            cert: b"API CERT".to_vec(),
+            key: b"API KEY".to_vec(),
+        },
+    );
+    // api.example.com and shop.lain.local: one domain each.
+    let r = render(&s, &opts(true));
+    let conf = &r.http_conf;
+    let tls_default = &conf[conf.find("listen 0.0.0.0:443 ssl default_server;").unwrap()..];
+    let tls_default = &tls_default[..tls_default.find("\n}\n").unwrap()];
+    assert!(
+        tls_default.contains("# certificate for api.example.com"),
+        "{tls_default}"
+    );
+    let own = servers(conf)
+        .into_iter()
+        .filter(|(l, _, _)| l.iter().any(|l| l == "0.0.0.0:443 ssl"))
+        .map(|(_, n, _)| n)
+        .collect::<Vec<_>>();
+    assert_eq!(own, [vec!["shop.lain.local".to_owned()]]);
+    // No certificate used: the default server only rejects.
+    let mut s = sample_state();
+    s.certs.clear();
+    s.certs.insert(
+        "unused.org".into(),
+        CertPair {
+            cert: b"C".to_vec(),
+            key: b"K".to_vec(),
+        },
+    );
+    let r = render(&s, &opts(true));
+    assert!(!r.http_conf.contains("ssl_certificate"));
+    assert!(r.http_conf.contains("ssl_reject_handshake on;"));
+    assert!(r.files.is_empty());
+}
+
+#[test]
+fn redirects_of_different_procs_share_a_server() {
+    let mut s = sample_state();
+    let p = proc("blog", "web", &[], true);
+    s.procs.insert((p.app.clone(), p.proc.clone()), p);
+    s.instances.insert(
+        ("blog".into(), "web".into(), "i1".into()),
+        inst(InstanceState::Running, Health::Healthy, Some("10.0.6.1:80")),
+    );
+    let r = render(&s, &opts(true));
+    let redirect = servers(&r.http_conf)
+        .into_iter()
+        .filter(|(_, _, body)| body.contains("return 301"))
+        .collect::<Vec<_>>();
+    assert_eq!(redirect.len(), 1);
+    assert_eq!(
+        redirect[0].1,
+        [
+            "blog.example.com",
+            "blog.lain",
+            "blog.lain.local",
+            "shop.example.com",
+            "shop.lain",
+            "shop.lain.local"
+        ]
+    );
+    // On HTTPS each proc keeps its own server.
+    let https = routes_on(&r.http_conf, "0.0.0.0:443");
+    assert!(https["blog.example.com"].contains("proxy_pass http://blog-web;"));
+    assert!(https["shop.example.com"].contains("proxy_pass http://shop-web;"));
+}

@@ -224,6 +224,24 @@ fn openssl_cert(dir: &std::path::Path, file: &str, cn: &str) {
     );
 }
 
+/// What `openssl s_client` sees on a TLS handshake with `addr`, sending
+/// `sni` (none when `None`): its output, with spaces removed.
+fn handshake(addr: std::net::SocketAddr, sni: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.arg("s_client").arg("-connect").arg(addr.to_string());
+    match sni {
+        Some(name) => cmd.arg("-servername").arg(name),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    text.replace(' ', "")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_only_tls_and_a_bad_certificate() {
     let (etcd, store) = cluster().await;
@@ -297,6 +315,19 @@ async fn https_only_tls_and_a_bad_certificate() {
         .await
         .unwrap();
     assert!(resp.text().await.unwrap().starts_with("tls /q"));
+    // Each name gets its own certificate: one is loaded once by the TLS
+    // default server and shared, the other by its own server. Names with
+    // no certificate, and handshakes without SNI, are rejected.
+    let tls = router.https();
+    let seen = handshake(tls, Some("secure.example.com"));
+    assert!(seen.contains("subject=CN=secure.example.com"), "{seen}");
+    let seen = handshake(tls, Some("x.wild.example.com"));
+    assert!(seen.contains("subject=CN=*.wild.example.com"), "{seen}");
+    for sni in [Some("nope.example.com"), Some("y.wild.example.com"), None] {
+        let seen = handshake(tls, sni);
+        assert!(seen.contains("unrecognizedname"), "{sni:?}: {seen}");
+        assert!(!seen.contains("subject="), "{sni:?}: {seen}");
+    }
     // Without https_only, plain HTTP is served too.
     assert!(
         get(&plain, &format!("http://x.wild.example.com:{http}/p/q"))
