@@ -72,7 +72,10 @@ pub fn secret_name(path: &str) -> Option<&str> {
 
 /// The procs a deploy runs: every proc except oneshots (run on demand),
 /// or the one named in `only`.
-pub fn deployable<'a>(conf: &'a LainConf, only: Option<&str>) -> Result<Vec<&'a Proc>, DesiredError> {
+pub fn deployable<'a>(
+    conf: &'a LainConf,
+    only: Option<&str>,
+) -> Result<Vec<&'a Proc>, DesiredError> {
     let all: Vec<&Proc> = conf
         .procs
         .iter()
@@ -85,7 +88,11 @@ pub fn deployable<'a>(conf: &'a LainConf, only: Option<&str>) -> Result<Vec<&'a 
             if found.is_empty() {
                 return Err(DesiredError::UnknownProc {
                     proc: name.to_owned(),
-                    procs: all.iter().map(|p| proc_id(p)).collect::<Vec<_>>().join(", "),
+                    procs: all
+                        .iter()
+                        .map(|p| proc_id(p))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
             Ok(found)
@@ -226,7 +233,8 @@ mod tests {
 
     const RELEASE: ReleaseRef<'static> = ReleaseRef {
         version: "1700000000-0123456789abcdef0123456789abcdef01234567",
-        image: "registry.lain.test/hello:release-1700000000-0123456789abcdef0123456789abcdef01234567",
+        image:
+            "registry.lain.test/hello:release-1700000000-0123456789abcdef0123456789abcdef01234567",
     };
 
     const HELLO: &str = "appname: hello
@@ -264,7 +272,11 @@ oneshot.migrate:
         let secrets = BTreeMap::from([("db.conf".to_owned(), 3)]);
         let procs = desired_procs(&c, RELEASE, None, &secrets, 7).unwrap();
         let ids: Vec<&str> = procs.iter().map(|p| p.proc.as_str()).collect();
-        assert_eq!(ids, ["web", "web.admin", "worker.queue"], "oneshots are not deployed");
+        assert_eq!(
+            ids,
+            ["web", "web.admin", "worker.queue"],
+            "oneshots are not deployed"
+        );
         let web = &procs[0];
         assert_eq!(web.proc_type, ProcType::Web);
         assert_eq!(web.image, RELEASE.image);
@@ -275,7 +287,12 @@ oneshot.migrate:
         assert_eq!(web.memory_bytes, 64 << 20);
         assert_eq!(web.env.get("GREETING").map(String::as_str), Some("hi"));
         assert_eq!(web.env.get("EMPTY").map(String::as_str), Some(""));
-        assert_eq!(web.healthcheck, Some(HealthCheck::Http { path: "/ping".into() }));
+        assert_eq!(
+            web.healthcheck,
+            Some(HealthCheck::Http {
+                path: "/ping".into()
+            })
+        );
         assert_eq!(web.mountpoints, ["hello.lain.test", "hello.lain"]);
         assert_eq!(
             web.secrets,
@@ -290,12 +307,21 @@ oneshot.migrate:
         assert_eq!(web.generation, 7);
         let admin = &procs[1];
         assert_eq!(admin.cmd, ["./hello", "admin"]);
-        assert!(admin.mountpoints.iter().any(|m| m == "hello.lain.test/admin"), "{:?}", admin.mountpoints);
+        assert!(
+            admin
+                .mountpoints
+                .iter()
+                .any(|m| m == "hello.lain.test/admin"),
+            "{:?}",
+            admin.mountpoints
+        );
         let worker = &procs[2];
         assert_eq!(worker.proc_type, ProcType::Worker);
         assert_eq!(worker.port, None);
         assert_eq!(worker.filters, ["constraint:zone==a"]);
-        assert!(matches!(&worker.healthcheck, Some(HealthCheck::Command { cmd }) if cmd[2] == "test -f /tmp/ok"));
+        assert!(
+            matches!(&worker.healthcheck, Some(HealthCheck::Command { cmd }) if cmd[2] == "test -f /tmp/ok")
+        );
     }
 
     #[test]
@@ -305,7 +331,10 @@ oneshot.migrate:
         let procs = desired_procs(&c, RELEASE, Some("worker.queue"), &secrets, 2).unwrap();
         assert_eq!(procs.len(), 1);
         let e = desired_procs(&c, RELEASE, Some("nope"), &secrets, 2).unwrap_err();
-        assert!(e.to_string().contains("web, web.admin, worker.queue"), "{e}");
+        assert!(
+            e.to_string().contains("web, web.admin, worker.queue"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,8 +1,65 @@
 //! console: the app registry and public API; the only writer of desired
-//! state. [`db`] is its storage (see docs/reference/console.md); [`desired`]
-//! turns a release's lain.yaml into desired procs and [`deploy`] writes them
-//! to etcd.
+//! state. [`db`] is its storage, [`api`] its HTTP API (see
+//! docs/reference/console.md).
 
+pub mod api;
+pub mod config;
 pub mod db;
 pub mod deploy;
 pub mod desired;
+pub mod error;
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use lain_store::secret::SecretsKey;
+use tokio::net::TcpListener;
+
+pub use api::Api;
+pub use config::Config;
+
+/// Opens the database (migrating it), sets the API up and serves it on
+/// `config.listen` until SIGTERM or SIGINT, draining in-flight requests.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another process using the port?",
+            config.listen
+        )
+    })?;
+    run_on(config, listener, lain_service::shutdown_signal()).await
+}
+
+/// [`run`] on a bound listener, stopping when `shutdown` completes.
+pub async fn run_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let api = open(&config).await?;
+    // Load sso's keys early (a failure is not fatal: sso may start later).
+    let warm = api.verifier().clone();
+    tokio::spawn(async move {
+        match warm.refresh().await {
+            Ok(n) => tracing::info!(keys = n, "loaded sso's signing keys"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load sso's signing keys yet; calls are refused until sso answers")
+            }
+        }
+    });
+    let _refresh = api.verifier().spawn_periodic_refresh(api::KEY_REFRESH);
+    lain_service::serve_on("console", listener, api.router(), shutdown).await?;
+    tracing::info!("console stopped");
+    Ok(())
+}
+
+/// Loads the secrets key, opens the database and builds the [`Api`].
+pub async fn open(config: &Config) -> anyhow::Result<Api> {
+    let key = SecretsKey::load(&config.secrets_key_file)
+        .with_context(|| "cannot load secrets_key_file".to_string())?;
+    let db = db::Db::open(&config.database, key)
+        .await
+        .context("cannot open the database")?;
+    tracing::info!(backend = ?db.backend(), key_id = db.secrets_key_id(), "database open");
+    Ok(Api::new(config, db)?)
+}

@@ -1,10 +1,16 @@
-//! console: The app registry and public API; the only writer of desired state.
+//! console: the app registry and public API; the only writer of desired
+//! state.
 //!
-//! For now it loads its config and serves `/healthz`; its own logic lands
-//! with its issue (see docs/architecture.md).
+//! Parses `--config FILE`, starts tracing and runs [`console::run`] until
+//! SIGTERM or SIGINT. Everything else lives in the library.
+
+use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lain_service::run_basic("console").await?;
+    let args = lain_service::DaemonArgs::parse();
+    let config = console::Config::load(&args.config)?;
+    lain_service::init_tracing(config.log_format);
+    console::run(config).await?;
     Ok(())
 }

@@ -46,15 +46,32 @@ fn release(version: &str) -> (String, String) {
     (v, image)
 }
 
-fn procs(yaml: &str, version: &str, only: Option<&str>, secret_version: u64) -> Vec<lain_store::DesiredProc> {
+fn procs(
+    yaml: &str,
+    version: &str,
+    only: Option<&str>,
+    secret_version: u64,
+) -> Vec<lain_store::DesiredProc> {
     let opts = ParseOptions {
         cluster_domain: "lain.test".into(),
         ..ParseOptions::default()
     };
-    let conf = lain_spec::parse("lain.yaml", yaml, &opts).expect("valid").conf;
+    let conf = lain_spec::parse("lain.yaml", yaml, &opts)
+        .expect("valid")
+        .conf;
     let (v, image) = release(version);
     let secrets = BTreeMap::from([("db.conf".to_owned(), secret_version)]);
-    desired_procs(&conf, ReleaseRef { version: &v, image: &image }, only, &secrets, 0).expect("desired")
+    desired_procs(
+        &conf,
+        ReleaseRef {
+            version: &v,
+            image: &image,
+        },
+        only,
+        &secrets,
+        0,
+    )
+    .expect("desired")
 }
 
 fn secret(version: u64) -> Vec<SecretValue> {
@@ -88,9 +105,16 @@ fn deploys_write_desired_state_in_one_transaction() {
         };
 
         // v1: two procs, generation 1, the secret sealed in etcd.
-        let applied = deploy::apply(&store, &key, "hello", procs(V1, "a", None, 1), &Scope::All, &secret(1))
-            .await
-            .unwrap();
+        let applied = deploy::apply(
+            &store,
+            &key,
+            "hello",
+            procs(V1, "a", None, 1),
+            &Scope::All,
+            &secret(1),
+        )
+        .await
+        .unwrap();
         assert_eq!(applied.generation, 1);
         assert_eq!(applied.procs, ["web", "worker.queue"]);
         let web = get("web").await.expect("web");
@@ -99,36 +123,67 @@ fn deploys_write_desired_state_in_one_transaction() {
         assert_eq!(web.secrets[0].version, 1);
         let sk = SecretKey::new("hello", "db.conf", 1).unwrap();
         let sealed = store.get(&sk).await.unwrap().expect("secret written").value;
-        assert_eq!(&*secret::open_for(&key, &sk, &sealed.value).unwrap(), PLAINTEXT);
+        assert_eq!(
+            &*secret::open_for(&key, &sk, &sealed.value).unwrap(),
+            PLAINTEXT
+        );
         let dump = etcd.etcdctl(&["get", "--prefix", "/lain/"]).unwrap();
         assert!(!dump.contains("hunter2"), "plaintext secret in etcd");
 
         // v2 drops worker.queue: it is removed; web gets generation 2.
-        let applied = deploy::apply(&store, &key, "hello", procs(V2, "b", None, 1), &Scope::All, &secret(1))
-            .await
-            .unwrap();
+        let applied = deploy::apply(
+            &store,
+            &key,
+            "hello",
+            procs(V2, "b", None, 1),
+            &Scope::All,
+            &secret(1),
+        )
+        .await
+        .unwrap();
         assert_eq!(applied.generation, 2);
         assert_eq!(applied.removed, ["worker.queue"]);
         assert!(get("worker.queue").await.is_none(), "a removed proc stayed");
         assert_eq!(get("web").await.unwrap().instances, 3);
 
         // One proc alone: the others are untouched.
-        deploy::apply(&store, &key, "hello", procs(V1, "a", None, 1), &Scope::All, &secret(1))
-            .await
-            .unwrap();
+        deploy::apply(
+            &store,
+            &key,
+            "hello",
+            procs(V1, "a", None, 1),
+            &Scope::All,
+            &secret(1),
+        )
+        .await
+        .unwrap();
         let only = procs(V2, "c", Some("web"), 2);
-        let applied = deploy::apply(&store, &key, "hello", only, &Scope::One("web".into()), &secret(2))
-            .await
-            .unwrap();
+        let applied = deploy::apply(
+            &store,
+            &key,
+            "hello",
+            only,
+            &Scope::One("web".into()),
+            &secret(2),
+        )
+        .await
+        .unwrap();
         assert_eq!(applied.generation, 4);
         assert!(applied.removed.is_empty());
         assert_eq!(get("worker.queue").await.unwrap().generation, 3);
         assert_eq!(get("web").await.unwrap().secrets[0].version, 2);
 
         // A secret version not provided is refused, and nothing changes.
-        let e = deploy::apply(&store, &key, "hello", procs(V2, "d", None, 9), &Scope::All, &secret(2))
-            .await
-            .unwrap_err();
+        let e = deploy::apply(
+            &store,
+            &key,
+            "hello",
+            procs(V2, "d", None, 9),
+            &Scope::All,
+            &secret(2),
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("version 9"), "{e}");
         assert_eq!(get("web").await.unwrap().generation, 4);
 
@@ -138,7 +193,15 @@ fn deploys_write_desired_state_in_one_transaction() {
             let (store, key) = (store.clone(), key.clone());
             tasks.push(tokio::spawn(async move {
                 let yaml = if i % 2 == 0 { V1 } else { V2 };
-                deploy::apply(&store, &key, "hello", procs(yaml, &format!("r{i}"), None, 1), &Scope::All, &secret(1)).await
+                deploy::apply(
+                    &store,
+                    &key,
+                    "hello",
+                    procs(yaml, &format!("r{i}"), None, 1),
+                    &Scope::All,
+                    &secret(1),
+                )
+                .await
             }));
         }
         let mut landed = 0;
@@ -150,16 +213,35 @@ fn deploys_write_desired_state_in_one_transaction() {
             }
         }
         assert!(landed >= 1);
-        let listing = store.list(&DesiredKey::of_app("hello").unwrap()).await.unwrap();
+        let listing = store
+            .list(&DesiredKey::of_app("hello").unwrap())
+            .await
+            .unwrap();
         let gens: Vec<u64> = listing.items.iter().map(|e| e.value.generation).collect();
-        assert!(gens.iter().all(|g| *g == 4 + landed), "interleaved deploys: {gens:?}, {landed} landed");
-        let releases: std::collections::BTreeSet<&str> = listing.items.iter().map(|e| e.value.release.as_str()).collect();
-        assert_eq!(releases.len(), 1, "procs of different releases: {releases:?}");
+        assert!(
+            gens.iter().all(|g| *g == 4 + landed),
+            "interleaved deploys: {gens:?}, {landed} landed"
+        );
+        let releases: std::collections::BTreeSet<&str> = listing
+            .items
+            .iter()
+            .map(|e| e.value.release.as_str())
+            .collect();
+        assert_eq!(
+            releases.len(),
+            1,
+            "procs of different releases: {releases:?}"
+        );
 
         // Undeploy removes every proc; secrets stay for a later rollback.
         let removed = deploy::undeploy(&store, "hello").await.unwrap();
         assert!(!removed.is_empty());
-        assert!(store.list(&DesiredKey::of_app("hello").unwrap()).await.unwrap().items.is_empty());
+        assert!(store
+            .list(&DesiredKey::of_app("hello").unwrap())
+            .await
+            .unwrap()
+            .items
+            .is_empty());
         assert!(store.get(&sk).await.unwrap().is_some());
     });
 }

@@ -1,0 +1,487 @@
+//! console's public API under `/api/v1/`: JSON, described by the OpenAPI
+//! document at `/api/v1/openapi.json` that is generated from these
+//! handlers (utoipa; docs/decisions/0006-openapi.md).
+//!
+//! Every route needs `Authorization: Bearer <sso access token>` except
+//! `/healthz`, `/metrics` and the OpenAPI document. The caller is the
+//! token's `sub` (`client:ID` for a daemon's client-credentials token); it
+//! is an admin when the token's groups claim holds the configured admin
+//! group. A mutation on an app needs a maintainer of the app or an admin;
+//! creating an app needs any caller, who becomes its owner. Every mutation
+//! is written to the audit log: allowed, denied (401/403) or failed.
+//!
+//! Each group of routes lives in its own module and returns an
+//! [`OpenApiRouter`]; `api_routes` merges them. Adding a group (deploy,
+//! undeploy, scale, rollback): a module `api/NAME.rs` with
+//! `pub(super) fn routes() -> OpenApiRouter<Api>` built with
+//! `routes!(...)` from `#[utoipa::path]` handlers, one more
+//! `.merge(NAME::routes())` in `api_routes`, and in each mutating handler
+//! `Audited::new(&api, &ctx, "deploy").app(..).run(async { let caller =
+//! ctx.caller()?; api.may_change(caller, &app).await?; ...; Ok((answer,
+//! detail)) })` (take the body as `Result<Json<T>, JsonRejection>` and
+//! unwrap it with `body` after the checks). etcd state (a `Store`) would
+//! go into `Inner` next to the database. tests/api.rs lists every route
+//! the document must have.
+
+mod apps;
+mod audit;
+mod metrics;
+mod releases;
+mod secrets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lain_auth::{AuthError, Claims, Verifier, VerifierConfig};
+use serde::{Deserialize, Serialize};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Config;
+use crate::db::{AuditResult, Db, NewAuditEntry};
+use crate::error::{ApiError, ErrorBody};
+
+pub use metrics::Metrics;
+
+/// Largest request body accepted (a release's lain.yaml is at most
+/// 256 KiB, a secret value 64 KiB).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// What the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    verifier: Verifier,
+    admin_group: String,
+    groups_claim: String,
+    spec: lain_spec::ParseOptions,
+    metrics: Metrics,
+    openapi_json: String,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("db", &self.inner.db)
+            .field("admin_group", &self.inner.admin_group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Sets the API up from the config and an open database. Nothing is
+    /// fetched from sso yet.
+    pub fn new(config: &Config, db: Db) -> Result<Api, AuthError> {
+        let verifier = Verifier::new(VerifierConfig::new(
+            config.auth.issuer.clone(),
+            config.auth.audience.clone(),
+        ))?;
+        Ok(Api {
+            inner: Arc::new(Inner {
+                db,
+                verifier,
+                admin_group: config.auth.admin_group.clone(),
+                groups_claim: config.auth.groups_claim.clone(),
+                spec: config.spec_options(),
+                metrics: Metrics::default(),
+                openapi_json: serde_json::to_string_pretty(&openapi())
+                    .unwrap_or_else(|_| "{}".into()),
+            }),
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.verifier
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The whole HTTP surface but `/healthz` (lain_service adds it).
+    pub fn router(&self) -> Router {
+        let (api, _) = api_routes().split_for_parts();
+        Router::new()
+            .merge(api)
+            .route("/api/v1/openapi.json", get(openapi_json))
+            .route("/metrics", get(metrics::render))
+            .fallback(|| async {
+                ApiError::not_found(
+                    "no such route",
+                    "the routes are listed in /api/v1/openapi.json",
+                )
+            })
+            .method_not_allowed_fallback(|| async {
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Json(ErrorBody {
+                        code: "method_not_allowed".into(),
+                        message: "this route does not take this method".into(),
+                        hint: "the methods of each route are listed in /api/v1/openapi.json".into(),
+                        diagnostics: Vec::new(),
+                    }),
+                )
+            })
+            // The limit inside `observe`, so that its 413 is turned into JSON.
+            .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+            .layer(middleware::from_fn_with_state(self.clone(), observe))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .with_state(self.clone())
+    }
+
+    /// Writes an audit entry; a failure to write it is logged (and
+    /// counted), never hidden.
+    async fn record(&self, entry: NewAuditEntry) {
+        if let Err(e) = self.db().audit().record(&entry).await {
+            self.metrics().audit_failed();
+            tracing::error!(error = %e, action = %entry.action, actor = %entry.actor, "cannot write the audit log");
+        }
+    }
+}
+
+/// The OpenAPI document of every `/api/v1` route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = api_routes().split_for_parts();
+    doc
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "lain console",
+        description = "The app registry and public API of a lain cluster. Every route needs \
+            `Authorization: Bearer <sso access token>`; errors are `ErrorBody`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(whoami))
+        .merge(apps::routes())
+        .merge(releases::routes())
+        .merge(secrets::routes())
+        .merge(audit::routes())
+}
+
+async fn openapi_json(State(api): State<Api>) -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        api.inner.openapi_json.clone(),
+    )
+        .into_response()
+}
+
+/// Counts requests by route and status, and turns the framework's own
+/// non-JSON refusals (413 from the body limit) into the JSON error shape.
+async fn observe(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let _inflight = api.metrics().enter();
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let response = if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        ApiError::TooLarge(format!(
+            "the body is larger than the {BODY_LIMIT} bytes console accepts"
+        ))
+        .into_response()
+    } else {
+        response
+    };
+    let status = response.status().as_u16();
+    api.metrics().request(method.as_str(), &route, status);
+    // The route template, never the path: paths carry caller input.
+    tracing::debug!(%method, %route, status, ?request_id, "request");
+    response
+}
+
+// ---------------------------------------------------------------------
+// Callers
+// ---------------------------------------------------------------------
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's `sub`: a user name, or `client:ID` for a daemon.
+    pub subject: String,
+    pub username: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+}
+
+impl Caller {
+    /// True for a daemon (sso's client-credentials tokens).
+    pub fn is_daemon(&self) -> bool {
+        self.subject.starts_with("client:")
+    }
+}
+
+/// Every request's context: the caller (or why there is none) and the
+/// request id. Never rejects: a handler decides when to ask for the
+/// caller, so that refusals of mutations are audited too.
+#[derive(Debug)]
+pub struct Ctx {
+    pub caller: Result<Caller, AuthError>,
+    pub request_id: Option<String>,
+}
+
+impl FromRequestParts<Api> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Ctx, Self::Rejection> {
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let caller = match api.verifier().verify_headers(&parts.headers).await {
+            Ok(claims) => Ok(api.caller_of(&claims)),
+            Err(e) => {
+                tracing::debug!(error = %e, "bearer token refused");
+                api.metrics().auth_failed();
+                Err(e)
+            }
+        };
+        Ok(Ctx { caller, request_id })
+    }
+}
+
+impl Api {
+    fn caller_of(&self, claims: &Claims) -> Caller {
+        let groups: Vec<String> = match claims.get(&self.inner.groups_claim) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        let admin = groups.iter().any(|g| g == &self.inner.admin_group);
+        Caller {
+            subject: claims.sub.clone(),
+            username: claims.username().to_owned(),
+            groups,
+            admin,
+        }
+    }
+
+    /// Ok when `caller` may change app `app`: an admin, or one of its
+    /// maintainers. A non-admin gets 403 also for an app that does not
+    /// exist, so that names do not leak.
+    pub(crate) async fn may_change(&self, caller: &Caller, app: &str) -> Result<(), ApiError> {
+        if caller.admin
+            || self
+                .db()
+                .maintainers()
+                .is_maintainer(app, &caller.subject)
+                .await?
+        {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            format!("`{}` does not maintain app `{app}`", caller.subject),
+            "ask an owner of the app to add you (`lain maintainer add`), or an admin",
+        ))
+    }
+}
+
+impl Ctx {
+    /// The caller, or 401.
+    pub fn caller(&self) -> Result<&Caller, ApiError> {
+        self.caller
+            .as_ref()
+            .map_err(|e| ApiError::Unauthenticated(e.clone()))
+    }
+
+    /// Who the audit log names: the subject, or why there is none.
+    fn actor(&self) -> String {
+        match &self.caller {
+            Ok(c) => c.subject.clone(),
+            Err(AuthError::MissingCredentials) | Err(AuthError::NotBearer { .. }) => {
+                "anonymous".to_owned()
+            }
+            Err(_) => "invalid-token".to_owned(),
+        }
+    }
+}
+
+/// One audited mutation: runs it, then records who did what to which app
+/// and how it ended (`ok`, `denied` for 401/403, `error` otherwise).
+pub struct Audited<'a> {
+    api: &'a Api,
+    ctx: &'a Ctx,
+    action: &'static str,
+    app: Option<String>,
+    target: Option<String>,
+}
+
+impl<'a> Audited<'a> {
+    pub fn new(api: &'a Api, ctx: &'a Ctx, action: &'static str) -> Self {
+        Audited {
+            api,
+            ctx,
+            action,
+            app: None,
+            target: None,
+        }
+    }
+
+    pub fn app(mut self, app: impl Into<String>) -> Self {
+        self.app = Some(app.into());
+        self
+    }
+
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Runs `op` and audits its outcome; `op` returns its answer and the
+    /// audit detail (never a secret value).
+    pub async fn run<T>(
+        self,
+        op: impl std::future::Future<Output = Result<(T, serde_json::Value), ApiError>>,
+    ) -> Result<T, ApiError> {
+        let outcome = op.await;
+        let (result, detail) = match &outcome {
+            Ok((_, detail)) => (AuditResult::Ok, detail.clone()),
+            Err(e) => (
+                if e.is_denial() {
+                    AuditResult::Denied
+                } else {
+                    AuditResult::Error
+                },
+                serde_json::json!({ "status": e.status().as_u16(), "code": e.code() }),
+            ),
+        };
+        tracing::info!(
+            actor = %self.ctx.actor(),
+            action = self.action,
+            // Caller input, so Debug-quoted (escapes newlines).
+            app = ?self.app,
+            target = ?self.target,
+            result = %result,
+            request_id = ?self.ctx.request_id,
+            "audit"
+        );
+        self.api
+            .record(NewAuditEntry {
+                actor: self.ctx.actor(),
+                action: self.action.to_owned(),
+                app: self.app,
+                target: self.target,
+                detail,
+                result,
+                request_id: self.ctx.request_id.clone(),
+            })
+            .await;
+        outcome.map(|(t, _)| t)
+    }
+}
+
+// ---------------------------------------------------------------------
+// whoami
+// ---------------------------------------------------------------------
+
+/// Who the caller is, as console sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// The token's subject: a user name, or `client:ID` for a daemon.
+    pub subject: String,
+    pub username: String,
+    /// `user` or `daemon`.
+    pub kind: String,
+    /// True when the caller is in the admin group.
+    pub admin: bool,
+    pub groups: Vec<String>,
+    /// The apps the caller maintains.
+    pub maintains: Vec<String>,
+}
+
+/// Who the caller is: subject, kind, admin, groups and maintained apps.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "auth",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+async fn whoami(State(api): State<Api>, ctx: Ctx) -> Result<Json<WhoAmI>, ApiError> {
+    let c = ctx.caller()?;
+    let maintains = api
+        .db()
+        .apps()
+        .list_maintained_by(&c.subject)
+        .await?
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    Ok(Json(WhoAmI {
+        subject: c.subject.clone(),
+        username: c.username.clone(),
+        kind: if c.is_daemon() { "daemon" } else { "user" }.into(),
+        admin: c.admin,
+        groups: c.groups.clone(),
+        maintains,
+    }))
+}
+
+/// Parses a JSON body taken as `Result<Json<T>, JsonRejection>`, after the
+/// caller has been checked.
+pub(crate) fn body<T>(
+    b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    b.map(|Json(t)| t).map_err(ApiError::from)
+}
+
+/// How often sso's keys are re-read in the background.
+pub const KEY_REFRESH: Duration = Duration::from_secs(300);

@@ -1,0 +1,169 @@
+//! console's configuration file (TOML, unknown keys refused).
+//!
+//! ```toml
+//! listen = "127.0.0.1:7000"
+//! log_format = "json"                               # or "text" (default)
+//! database = "sqlite:///var/lib/lain/console.db?mode=rwc"  # or postgres://...
+//! etcd = ["http://127.0.0.1:2379"]
+//! secrets_key_file = "/etc/lain/secrets.key"        # the cluster SecretsKey, mode 0600
+//! cluster_domain = "lain.local"                     # default "lain.local"
+//! extra_domains = ["lain.example.com"]              # default none
+//! registry = "registry.lain.local:5000"             # host:port of the cluster registry
+//!
+//! [auth]
+//! issuer = "https://sso.lain.local"                 # sso's issuer URL, exactly
+//! audience = "console"                              # default "console"
+//! admin_group = "lain-admins"                       # default "lain-admins"
+//! groups_claim = "groups"                           # default "groups"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use lain_service::LogFormat;
+use serde::{Deserialize, Serialize};
+
+/// The whole config of a console replica.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP listener (API, `/healthz`, `/metrics`).
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// The SQL database: `sqlite:PATH?mode=rwc` or `postgres://...`.
+    pub database: String,
+    /// etcd endpoints, `http://HOST:PORT` (desired state is written there).
+    #[serde(default)]
+    pub etcd: Vec<String>,
+    /// The cluster secrets key (32 bytes, raw or base64, mode 0600).
+    pub secrets_key_file: PathBuf,
+    /// How bearer tokens are checked and who is an admin.
+    pub auth: AuthConfig,
+    /// The cluster's main domain (lain.yaml's default domains).
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+    /// More domains the cluster serves (LAIN's `extra_domains`).
+    #[serde(default)]
+    pub extra_domains: Vec<String>,
+    /// The cluster registry, `host:port` (images are `{registry}/{app}:release-{version}`).
+    #[serde(default)]
+    pub registry: Option<String>,
+}
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// sso's issuer, exactly as in its tokens' `iss`.
+    pub issuer: String,
+    /// The audience console's tokens carry.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Members of this sso group are admins of every app.
+    #[serde(default = "default_admin_group")]
+    pub admin_group: String,
+    /// The access-token claim that lists the caller's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+}
+
+fn default_cluster_domain() -> String {
+    "lain.local".to_owned()
+}
+
+fn default_audience() -> String {
+    "console".to_owned()
+}
+
+fn default_admin_group() -> String {
+    "lain-admins".to_owned()
+}
+
+fn default_groups_claim() -> String {
+    "groups".to_owned()
+}
+
+impl Config {
+    /// Reads and checks the config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let config: Config = lain_service::load_config(path)?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// Parses config text (tests).
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let path = Path::new("console.toml");
+        let config: Config = lain_service::parse_config(path, text)?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> anyhow::Result<()> {
+        let bad = |msg: String| anyhow::anyhow!("invalid config file {}: {msg}", path.display());
+        if self.auth.issuer.trim().is_empty() {
+            return Err(bad(
+                "[auth] issuer is empty: set it to sso's issuer URL".into()
+            ));
+        }
+        if self.auth.admin_group.is_empty() || self.auth.groups_claim.is_empty() {
+            return Err(bad(
+                "[auth] admin_group and groups_claim must not be empty".into()
+            ));
+        }
+        if self.database.trim().is_empty() {
+            return Err(bad(
+                "database is empty: give sqlite:PATH?mode=rwc or postgres://...".into(),
+            ));
+        }
+        // The same check lain-spec makes on every release, surfaced at
+        // start-up instead.
+        let domains = std::iter::once(("cluster_domain", &self.cluster_domain))
+            .chain(self.extra_domains.iter().map(|d| ("extra_domains", d)));
+        for (key, d) in domains {
+            if d.is_empty() && key == "cluster_domain" {
+                continue;
+            }
+            if let Some(problem) = lain_spec::domain_problem(lain_spec::tidy_domain(d).as_str()) {
+                return Err(bad(format!("{key} {d:?} is not a DNS name: {problem}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// How lain.yaml files are read on this cluster.
+    pub fn spec_options(&self) -> lain_spec::ParseOptions {
+        lain_spec::ParseOptions {
+            cluster_domain: self.cluster_domain.clone(),
+            extra_domains: self.extra_domains.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "listen = \"127.0.0.1:1\"\ndatabase = \"sqlite::memory:\"\n\
+        secrets_key_file = \"/k\"\n[auth]\nissuer = \"http://sso\"\n";
+
+    #[test]
+    fn defaults() {
+        let c = Config::parse(MIN).unwrap();
+        assert_eq!(c.auth.audience, "console");
+        assert_eq!(c.auth.admin_group, "lain-admins");
+        assert_eq!(c.auth.groups_claim, "groups");
+        assert_eq!(c.cluster_domain, "lain.local");
+        assert!(c.etcd.is_empty() && c.extra_domains.is_empty() && c.registry.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_domains_are_refused() {
+        let e = Config::parse(&format!("{MIN}admins = 1\n")).unwrap_err();
+        assert!(e.to_string().contains("admins"), "{e}");
+        let e = Config::parse(&MIN.replace("[auth]", "cluster_domain = \"bad domain\"\n[auth]"))
+            .unwrap_err();
+        assert!(e.to_string().contains("cluster_domain"), "{e}");
+    }
+}

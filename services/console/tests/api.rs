@@ -1,0 +1,1512 @@
+//! The API against real servers: the `console` binary (spawned with a
+//! generated config, its log kept in a file, at `debug`), a SQLite
+//! database in a temp dir, and sso in-process on a loopback listener with
+//! its own RSA keys. Tokens come from sso's real flows over HTTP: users
+//! log in on sso's login page and the CLI's public client redeems the
+//! code with PKCE; the daemon uses the client-credentials grant. Where a
+//! test needs a token no flow gives (expired, chosen groups), it is signed
+//! with sso's own key in the shape sso's token endpoint gives. The API
+//! does not touch etcd yet, so no etcd is started here.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lain_store::secret::SecretsKey;
+use lain_testkit::process::{Logged, ServerDir};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sso::domain::{ClientKind, NewClient};
+use tokio::task::block_in_place;
+
+const BIN: &str = env!("CARGO_BIN_EXE_console");
+const PASSWORD: &str = "correct-horse-battery-1";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const ADMIN_GROUP: &str = "lain-admins";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// sso on a loopback listener, with a client-credentials client `ci`
+/// whose tokens are for console.
+struct TestSso {
+    issuer: String,
+    sso: sso::Sso,
+    ci_secret: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start_sso() -> TestSso {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issuer = format!("http://{addr}");
+    let text = format!(
+        "listen = \"{addr}\"\nissuer = \"{issuer}\"\n\
+         [password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n"
+    );
+    let cfg: sso::config::Config =
+        lain_service::parse_config(Path::new("sso.toml"), &text).unwrap();
+    let url = format!("sqlite://{}/sso.db?mode=rwc", dir.path().display());
+    let sso = sso::Sso::open(cfg.clone(), &url).await.expect("sso starts");
+    // Users for the real login flow: root (in the admin group), alice and
+    // mallory; the CLI's public client, whose tokens are for console.
+    let db = &sso.state().db;
+    for user in ["root", "alice", "mallory"] {
+        db.add_user(
+            &cfg.password_hash,
+            user,
+            &format!("{user}@example.com"),
+            user,
+            &sso::secret::Secret::new(PASSWORD),
+        )
+        .await
+        .unwrap();
+    }
+    db.add_group(ADMIN_GROUP, "cluster admins", None)
+        .await
+        .unwrap();
+    db.set_member(ADMIN_GROUP, "root", sso::domain::Role::Normal)
+        .await
+        .unwrap();
+    db.add_client(&NewClient {
+        client_id: "cli".into(),
+        name: "lain CLI".into(),
+        kind: ClientKind::Public,
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: Vec::new(),
+        grant_types: vec!["authorization_code".into()],
+        audience: Some("console".into()),
+    })
+    .await
+    .unwrap();
+    let ci_secret = sso
+        .state()
+        .db
+        .add_client(&NewClient {
+            client_id: "ci".into(),
+            name: "ci daemon".into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: vec!["client_credentials".into()],
+            audience: Some("console".into()),
+        })
+        .await
+        .expect("add client")
+        .expect("a confidential client has a secret")
+        .expose()
+        .to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let s2 = sso.clone();
+    tokio::spawn(async move {
+        s2.serve_on(listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestSso {
+        issuer,
+        sso,
+        ci_secret,
+        _dir: dir,
+        _stop: tx,
+    }
+}
+
+impl TestSso {
+    /// An access token for user `user`, shaped like the ones sso's token
+    /// endpoint issues to the CLI, signed with sso's active key, valid
+    /// from `now + from` to `now + until` seconds.
+    fn user_token(&self, user: &str, groups: &[&str], from: i64, until: i64) -> String {
+        let t = now();
+        let claims = json!({
+            "iss": self.issuer,
+            "sub": user,
+            "aud": "console",
+            "client_id": "cli",
+            "iat": t + from,
+            "nbf": t + from,
+            "exp": t + until,
+            "jti": format!("test-{user}-{t}-{from}"),
+            "scope": "openid",
+            "groups": groups,
+            "preferred_username": user,
+        });
+        self.sso.state().keys.sign("at+jwt", &claims).expect("sign")
+    }
+
+    /// A real access token of `user`: sso's login page, its form filled
+    /// in, the authorization code redeemed with PKCE by the CLI's client.
+    async fn login(&self, user: &str) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let verifier = format!("verifier-{user}-{}-0123456789abcdefghijklmnop", now());
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let redirect = "http%3A%2F%2F127.0.0.1%3A9%2Fcallback";
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = browser
+            .get(format!(
+                "{}/authorize?response_type=code&client_id=cli&scope=openid&redirect_uri={redirect}\
+                 &code_challenge={challenge}&code_challenge_method=S256",
+                self.issuer
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "login page");
+        let html = page.text().await.unwrap();
+        let mut form: Vec<(String, String)> = html
+            .split("<input type=\"hidden\" name=\"")
+            .skip(1)
+            .filter_map(|rest| {
+                let (name, rest) = rest.split_once('"')?;
+                let (value, _) = rest.strip_prefix(" value=\"")?.split_once('"')?;
+                Some((name.to_owned(), value.replace("&amp;", "&")))
+            })
+            .collect();
+        form.push(("username".into(), user.into()));
+        form.push(("password".into(), PASSWORD.into()));
+        let r = browser
+            .post(format!("{}/authorize", self.issuer))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "login of {user}");
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(REDIRECT), "{location}");
+        let code = location
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("code="))
+            .expect("a code")
+            .to_owned();
+        let r: Value = http()
+            .post(format!("{}/token", self.issuer))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("client_id", "cli"),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &verifier),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {r}"))
+            .to_owned()
+    }
+
+    /// A client-credentials token of client `ci`, from sso's `/token`.
+    async fn daemon_token(&self) -> String {
+        let r: Value = http()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth("ci", Some(&self.ci_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {r}"))
+            .to_owned()
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The console binary, its directory (database, key, config, log).
+struct Console {
+    proc: Logged,
+    base: String,
+    dir: ServerDir,
+}
+
+fn start_console(issuer: &str) -> Console {
+    let dir = ServerDir::new("console-api").unwrap();
+    let key = dir.path().join("secrets.key");
+    std::fs::write(&key, SecretsKey::generate().to_base64().as_bytes()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lain_testkit::free_port()));
+    let config = format!(
+        "listen = \"{addr}\"\nlog_format = \"json\"\n\
+         database = \"sqlite://{d}/console.db?mode=rwc\"\n\
+         secrets_key_file = \"{k}\"\ncluster_domain = \"lain.local\"\n\
+         [auth]\nissuer = \"{issuer}\"\nadmin_group = \"{ADMIN_GROUP}\"\n",
+        d = dir.path().display(),
+        k = key.display(),
+    );
+    let path = dir.path().join("console.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config").arg(&path).env("RUST_LOG", "debug");
+    let mut proc = Logged::spawn("console", cmd, &dir.log_path("console")).unwrap();
+    proc.wait_ready(Duration::from_secs(20), || {
+        lain_testkit::http::get(addr, "127.0.0.1", "/healthz").is_some_and(|(c, _)| c == 200)
+    })
+    .expect("console starts");
+    Console {
+        proc,
+        base: format!("http://{addr}"),
+        dir,
+    }
+}
+
+struct Env {
+    sso: TestSso,
+    console: Console,
+}
+
+async fn start() -> Env {
+    let sso = start_sso().await;
+    let console = block_in_place(|| start_console(&sso.issuer));
+    Env { sso, console }
+}
+
+/// A request body.
+#[derive(Clone)]
+enum Body {
+    None,
+    Json(Value),
+    Raw(Vec<u8>, &'static str),
+}
+
+/// What came back.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text))
+    }
+
+    /// Asserts a JSON error with `status` and `code`.
+    fn error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.text);
+        let v = self.json();
+        assert_eq!(v["code"], code, "{}", self.text);
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.text
+        );
+        assert!(v["hint"].is_string(), "{}", self.text);
+    }
+}
+
+impl Env {
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Body) -> Answer {
+        let mut req = http().request(method, format!("{}{path}", self.console.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(&v),
+            Body::Raw(b, ct) => req.header("content-type", ct).body(b),
+        };
+        let r = req.send().await.expect("request");
+        Answer {
+            status: r.status().as_u16(),
+            text: r.text().await.unwrap_or_default(),
+        }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Value {
+        let a = self.call(Method::GET, path, Some(token), Body::None).await;
+        assert_eq!(a.status, 200, "GET {path}: {}", a.text);
+        a.json()
+    }
+
+    fn admin(&self) -> String {
+        self.sso.user_token("root", &[ADMIN_GROUP, "dev"], 0, 3600)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.console.dir.log_path("console")).unwrap_or_default()
+    }
+}
+
+fn version(n: u32) -> String {
+    format!("{}-{:040x}", 1_700_000_000 + n, n)
+}
+
+fn release_body(app: &str, n: u32, lain_yaml: &str) -> Value {
+    let v = version(n);
+    json!({
+        "version": v,
+        "image": format!("registry.lain.local:5000/{app}:release-{v}"),
+        "digest": format!("sha256:{:064x}", n),
+        "lain_yaml": lain_yaml,
+    })
+}
+
+fn lain_yaml(app: &str) -> String {
+    format!(
+        "appname: {app}\nbuild:\n  base: golang:1.8\n  script:\n    - go build -o bin/app .\n\
+         web:\n  cmd: ./bin/app\n  port: 8080\n  memory: 128m\n"
+    )
+}
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    Expired,
+    Forged,
+    Outsider,
+    Daemon,
+    Maintainer,
+    Admin,
+}
+
+const EVERYONE: [Who; 7] = [
+    Who::Anonymous,
+    Who::Expired,
+    Who::Forged,
+    Who::Outsider,
+    Who::Daemon,
+    Who::Maintainer,
+    Who::Admin,
+];
+
+struct Tokens {
+    expired: String,
+    forged: String,
+    outsider: String,
+    daemon: String,
+    maintainer: String,
+    admin: String,
+}
+
+impl Tokens {
+    /// Real logins for the users, sso's client-credentials grant for the
+    /// daemon; only the expired token is made up (signed with sso's key).
+    async fn new(env: &Env) -> Tokens {
+        let admin = env.sso.login("root").await;
+        // The admin's token with its signature replaced: header and claims
+        // intact, signed by nobody.
+        let mut parts: Vec<&str> = admin.split('.').collect();
+        let sig = parts[2];
+        let bad_sig: String = sig
+            .chars()
+            .map(|c| if c == 'A' { 'B' } else { 'A' })
+            .collect();
+        parts[2] = &bad_sig;
+        let forged = parts.join(".");
+        Tokens {
+            expired: env.sso.user_token("alice", &[ADMIN_GROUP], -7200, -3600),
+            forged,
+            outsider: env.sso.login("mallory").await,
+            daemon: env.sso.daemon_token().await,
+            maintainer: env.sso.login("alice").await,
+            admin,
+        }
+    }
+
+    fn of(&self, who: Who) -> Option<&str> {
+        match who {
+            Who::Anonymous => None,
+            Who::Expired => Some(&self.expired),
+            Who::Forged => Some(&self.forged),
+            Who::Outsider => Some(&self.outsider),
+            Who::Daemon => Some(&self.daemon),
+            Who::Maintainer => Some(&self.maintainer),
+            Who::Admin => Some(&self.admin),
+        }
+    }
+
+    /// The status `who` gets for a mutation of an app it does not own.
+    fn expected(who: Who, ok: u16) -> u16 {
+        match who {
+            Who::Anonymous | Who::Expired | Who::Forged => 401,
+            Who::Outsider | Who::Daemon => 403,
+            Who::Maintainer | Who::Admin => ok,
+        }
+    }
+
+    /// The actor the audit log names for `who`.
+    fn actor(who: Who) -> &'static str {
+        match who {
+            Who::Anonymous => "anonymous",
+            Who::Expired | Who::Forged => "invalid-token",
+            Who::Outsider => "mallory",
+            Who::Daemon => "client:ci",
+            Who::Maintainer => "alice",
+            Who::Admin => "root",
+        }
+    }
+}
+
+/// Everything an admin can read about `app` (and the app list): a denied
+/// call must leave all of it as it was.
+async fn snapshot(env: &Env, admin: &str, app: &str) -> Value {
+    let a = env
+        .call(
+            Method::GET,
+            &format!("/api/v1/apps/{app}"),
+            Some(admin),
+            Body::None,
+        )
+        .await;
+    let exists = a.status == 200;
+    let mut s = json!({
+        "apps": env.get("/api/v1/apps", admin).await,
+        "app": if exists { a.json() } else { Value::Null },
+    });
+    if exists {
+        s["maintainers"] = env
+            .get(&format!("/api/v1/apps/{app}/maintainers"), admin)
+            .await;
+        s["releases"] = env
+            .get(&format!("/api/v1/apps/{app}/releases"), admin)
+            .await;
+        s["secrets"] = env.get(&format!("/api/v1/apps/{app}/secrets"), admin).await;
+    }
+    s
+}
+
+/// One mutating call of the matrix: the request, what the admin does
+/// before each attempt so that it can succeed, and its audit action.
+struct Mutation {
+    action: &'static str,
+    method: Method,
+    path: String,
+    body: Body,
+    ok: u16,
+    setup: Vec<(Method, String, Body)>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn authorization_matrix() {
+    let env = start().await;
+    let t = Tokens::new(&env).await;
+    let admin = t.admin.clone();
+
+    // alice creates `matrix` and so owns it; `gone` is for the delete.
+    let a = env
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            t.of(Who::Maintainer),
+            Body::Json(json!({"name": "matrix"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.json()["created_by"], "alice");
+
+    let yaml = lain_yaml("matrix");
+    let mutations = vec![
+        Mutation {
+            action: "maintainer.add",
+            method: Method::PUT,
+            path: "/api/v1/apps/matrix/maintainers".into(),
+            body: Body::Json(json!({"subject": "carol", "role": "maintainer"})),
+            ok: 200,
+            setup: vec![],
+        },
+        Mutation {
+            action: "maintainer.remove",
+            method: Method::DELETE,
+            path: "/api/v1/apps/matrix/maintainers/carol".into(),
+            body: Body::None,
+            ok: 204,
+            setup: vec![(
+                Method::PUT,
+                "/api/v1/apps/matrix/maintainers".into(),
+                Body::Json(json!({"subject": "carol"})),
+            )],
+        },
+        Mutation {
+            action: "release.register",
+            method: Method::POST,
+            path: "/api/v1/apps/matrix/releases".into(),
+            body: Body::Json(release_body("matrix", 1, &yaml)),
+            ok: 0, // 201 the first time, 200 after
+            setup: vec![],
+        },
+        Mutation {
+            action: "secret.set",
+            method: Method::PUT,
+            path: "/api/v1/apps/matrix/secrets/DB_PASSWORD".into(),
+            body: Body::Raw(b"matrix-secret-value".to_vec(), "application/octet-stream"),
+            ok: 200,
+            setup: vec![],
+        },
+        Mutation {
+            action: "secret.remove",
+            method: Method::DELETE,
+            path: "/api/v1/apps/matrix/secrets/TOKEN".into(),
+            body: Body::None,
+            ok: 204,
+            setup: vec![(
+                Method::PUT,
+                "/api/v1/apps/matrix/secrets/TOKEN".into(),
+                Body::Raw(b"token-value".to_vec(), "text/plain"),
+            )],
+        },
+        Mutation {
+            action: "app.delete",
+            method: Method::DELETE,
+            path: "/api/v1/apps/gone".into(),
+            body: Body::None,
+            ok: 204,
+            setup: vec![],
+        },
+    ];
+
+    for m in &mutations {
+        for who in EVERYONE {
+            for (method, path, body) in &m.setup {
+                let a = env
+                    .call(method.clone(), path, Some(&admin), body.clone())
+                    .await;
+                assert!(a.status < 300, "setup {path}: {}", a.text);
+            }
+            let app = m.path.split('/').nth(4).unwrap();
+            if m.action == "app.delete" {
+                // `gone` exists before each attempt, maintained by alice.
+                let a = env
+                    .call(Method::GET, "/api/v1/apps/gone", Some(&admin), Body::None)
+                    .await;
+                if a.status == 404 {
+                    let a = env
+                        .call(
+                            Method::POST,
+                            "/api/v1/apps",
+                            t.of(Who::Maintainer),
+                            Body::Json(json!({"name": "gone"})),
+                        )
+                        .await;
+                    assert_eq!(a.status, 201, "{}", a.text);
+                }
+            }
+            let before = snapshot(&env, &admin, app).await;
+            let a = env
+                .call(m.method.clone(), &m.path, t.of(who), m.body.clone())
+                .await;
+            let want = Tokens::expected(who, m.ok);
+            if want == 0 {
+                assert!(
+                    a.status == 200 || a.status == 201,
+                    "{} as {who:?}: {} {}",
+                    m.action,
+                    a.status,
+                    a.text
+                );
+            } else {
+                assert_eq!(a.status, want, "{} as {who:?}: {}", m.action, a.text);
+            }
+            let entry = &env.get("/api/v1/audit?limit=1", &admin).await[0];
+            assert_eq!(entry["action"], m.action, "{entry}");
+            assert_eq!(entry["actor"], Tokens::actor(who), "{entry}");
+            assert_eq!(entry["app"], app, "{entry}");
+            assert!(
+                entry["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+                "{entry}"
+            );
+            if a.status >= 400 {
+                a.error(
+                    a.status,
+                    if a.status == 401 {
+                        "unauthorized"
+                    } else {
+                        "forbidden"
+                    },
+                );
+                assert_eq!(entry["result"], "denied", "{entry}");
+                let after = snapshot(&env, &admin, app).await;
+                assert_eq!(before, after, "{} as {who:?} changed something", m.action);
+            } else {
+                assert_eq!(entry["result"], "ok", "{entry}");
+            }
+        }
+    }
+
+    // Creating an app: anyone authenticated, who becomes its owner.
+    for (i, who) in EVERYONE.into_iter().enumerate() {
+        let name = format!("new{i}");
+        let a = env
+            .call(
+                Method::POST,
+                "/api/v1/apps",
+                t.of(who),
+                Body::Json(json!({"name": name})),
+            )
+            .await;
+        let entry = &env.get("/api/v1/audit?limit=1", &admin).await[0];
+        assert_eq!(entry["action"], "app.create");
+        assert_eq!(entry["actor"], Tokens::actor(who));
+        match who {
+            Who::Anonymous | Who::Expired | Who::Forged => {
+                a.error(401, "unauthorized");
+                assert_eq!(entry["result"], "denied");
+                let s = env
+                    .call(
+                        Method::GET,
+                        &format!("/api/v1/apps/{name}"),
+                        Some(&admin),
+                        Body::None,
+                    )
+                    .await;
+                assert_eq!(s.status, 404, "{}", s.text);
+            }
+            _ => {
+                assert_eq!(a.status, 201, "{who:?}: {}", a.text);
+                assert_eq!(entry["result"], "ok");
+                let m = env
+                    .get(&format!("/api/v1/apps/{name}/maintainers"), &admin)
+                    .await;
+                assert_eq!(m[0]["subject"], Tokens::actor(who));
+                assert_eq!(m[0]["role"], "owner");
+            }
+        }
+    }
+
+    // whoami tells users, admins and daemons apart.
+    let w = env
+        .get("/api/v1/whoami", t.of(Who::Maintainer).unwrap())
+        .await;
+    assert_eq!(w["subject"], "alice");
+    assert_eq!(w["kind"], "user");
+    assert_eq!(w["admin"], false);
+    assert!(
+        w["maintains"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("matrix")),
+        "{w}"
+    );
+    let w = env.get("/api/v1/whoami", &admin).await;
+    assert_eq!(w["admin"], true);
+    let w = env.get("/api/v1/whoami", t.of(Who::Daemon).unwrap()).await;
+    assert_eq!(w["subject"], "client:ci");
+    assert_eq!(w["kind"], "daemon");
+    assert_eq!(w["admin"], false);
+    for who in [Who::Anonymous, Who::Expired, Who::Forged] {
+        env.call(Method::GET, "/api/v1/whoami", t.of(who), Body::None)
+            .await
+            .error(401, "unauthorized");
+    }
+    // An expired token says so.
+    let a = env
+        .call(
+            Method::GET,
+            "/api/v1/whoami",
+            t.of(Who::Expired),
+            Body::None,
+        )
+        .await;
+    assert!(
+        a.json()["message"].as_str().unwrap().contains("expired"),
+        "{}",
+        a.text
+    );
+
+    // The audit log: a maintainer reads its app's, not the whole log nor
+    // another app's; an outsider reads none.
+    let mine = env
+        .get("/api/v1/audit?app=matrix", t.of(Who::Maintainer).unwrap())
+        .await;
+    assert!(mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["app"] == "matrix"));
+    assert!(mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["result"] == "denied"));
+    env.call(
+        Method::GET,
+        "/api/v1/audit",
+        t.of(Who::Maintainer),
+        Body::None,
+    )
+    .await
+    .error(403, "forbidden");
+    env.call(
+        Method::GET,
+        "/api/v1/audit?app=new3",
+        t.of(Who::Maintainer),
+        Body::None,
+    )
+    .await
+    .error(403, "forbidden");
+    env.call(
+        Method::GET,
+        "/api/v1/audit?app=matrix",
+        t.of(Who::Outsider),
+        Body::None,
+    )
+    .await
+    .error(403, "forbidden");
+    let by = env.get("/api/v1/audit?actor=mallory&limit=3", &admin).await;
+    assert_eq!(by.as_array().unwrap().len(), 3);
+    assert!(by
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] == "mallory"));
+    let first = by[0]["id"].as_i64().unwrap();
+    let next = env
+        .get(
+            &format!("/api/v1/audit?actor=mallory&before={first}&limit=1"),
+            &admin,
+        )
+        .await;
+    assert_eq!(next[0]["id"], by[1]["id"]);
+
+    // Secrets: only maintainers and admins may list them.
+    env.call(
+        Method::GET,
+        "/api/v1/apps/matrix/secrets",
+        t.of(Who::Outsider),
+        Body::None,
+    )
+    .await
+    .error(403, "forbidden");
+    let s = env
+        .get(
+            "/api/v1/apps/matrix/secrets",
+            t.of(Who::Maintainer).unwrap(),
+        )
+        .await;
+    assert_eq!(s[0]["name"], "DB_PASSWORD");
+    assert_eq!(s[0]["version"], 2, "{s}");
+
+    // The last owner cannot be removed.
+    env.call(
+        Method::DELETE,
+        "/api/v1/apps/matrix/maintainers/alice",
+        Some(&admin),
+        Body::None,
+    )
+    .await
+    .error(409, "conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_4xx_json_and_changes_nothing() {
+    let env = start().await;
+    let admin = env.admin();
+    let alice = env.sso.user_token("alice", &[], 0, 3600);
+    let a = env
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            Some(&alice),
+            Body::Json(json!({"name": "hello"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let before = snapshot(&env, &admin, "hello").await;
+    let audit_before = env
+        .get("/api/v1/audit", &admin)
+        .await
+        .as_array()
+        .unwrap()
+        .len();
+
+    let raw = |s: &str| Body::Raw(s.as_bytes().to_vec(), "application/json");
+    let cases: Vec<(Method, &str, Body, u16, &str)> = vec![
+        (
+            Method::POST,
+            "/api/v1/apps",
+            raw("{\"name\": "),
+            400,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            raw("[1, 2]"),
+            400,
+            "invalid_json",
+        ),
+        (Method::POST, "/api/v1/apps", raw(""), 400, "invalid_json"),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Raw(b"name=x".to_vec(), "application/x-www-form-urlencoded"),
+            400,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Json(json!({"name": "x2", "owner": "mallory"})),
+            400,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Json(json!({"name": 7})),
+            400,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Json(json!({"name": "bad name!"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Json(json!({"name": "-x"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Json(json!({"name": "service"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Json(json!({"name": "a".repeat(64)})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Json(json!({"name": "ok1", "apptype": "daemon"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps",
+            Body::Json(json!({"name": "HELLO"})),
+            409,
+            "conflict",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/apps/hello/maintainers",
+            Body::Json(json!({"subject": "bob", "role": "god"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/apps/hello/maintainers",
+            Body::Json(json!({"subject": "", "role": "owner"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/apps/hello/maintainers",
+            Body::Json(json!({"subject": "bob", "extra": 1})),
+            400,
+            "invalid_json",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/apps/hello/secrets/bad$name",
+            Body::Raw(b"v".to_vec(), "text/plain"),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/apps/hello/secrets/BIG",
+            Body::Raw(vec![b'x'; 65 * 1024], "application/octet-stream"),
+            413,
+            "too_large",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps/hello/releases",
+            Body::Json(
+                json!({"version": "1", "image": "x", "digest": "y", "lain_yaml": lain_yaml("hello")}),
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps/hello/releases",
+            Body::Json(json!({"version": version(1)})),
+            400,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/apps/nosuch/releases",
+            Body::Json(release_body("nosuch", 1, &lain_yaml("nosuch"))),
+            404,
+            "not_found",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/apps/hello/secrets/NOPE",
+            Body::None,
+            404,
+            "not_found",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/apps/hello/maintainers/nobody",
+            Body::None,
+            404,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/apps/hello/releases?limit=many",
+            Body::None,
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit?bogus=1",
+            Body::None,
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/api/v1/nothing-here",
+            Body::None,
+            404,
+            "not_found",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/apps",
+            Body::None,
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let a = env.call(method.clone(), path, Some(&admin), body).await;
+        assert_eq!(a.status, status, "{method} {path}: {}", a.text);
+        a.error(status, code);
+    }
+    // Oversize: 2 MiB of JSON is refused before it is read, as JSON.
+    let big = json!({"name": "big", "giturl": "x".repeat(2 << 20)});
+    env.call(Method::POST, "/api/v1/apps", Some(&admin), Body::Json(big))
+        .await
+        .error(413, "too_large");
+    let big = vec![b'x'; 2 << 20];
+    env.call(
+        Method::PUT,
+        "/api/v1/apps/hello/secrets/BIG",
+        Some(&admin),
+        Body::Raw(big, "application/octet-stream"),
+    )
+    .await
+    .error(413, "too_large");
+    // A malformed Authorization header is a 400 and a garbage token a 401,
+    // both JSON, whatever the body.
+    let a = http()
+        .post(format!("{}/api/v1/apps", env.console.base))
+        .header("authorization", "Bearer a b")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 400);
+    let v: Value = a.json().await.unwrap();
+    assert_eq!(v["code"], "invalid_request", "{v}");
+    let a = env
+        .call(Method::POST, "/api/v1/apps", Some("garbage"), raw("{"))
+        .await;
+    a.error(401, "unauthorized");
+    let a = http()
+        .get(format!("{}/api/v1/apps", env.console.base))
+        .basic_auth("root", Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 401);
+    assert!(a.headers().get("www-authenticate").is_some());
+
+    assert_eq!(
+        before,
+        snapshot(&env, &admin, "hello").await,
+        "bad input changed something"
+    );
+    for name in ["x2", "ok1", "big", "bad name!"] {
+        let a = env
+            .call(
+                Method::GET,
+                &format!("/api/v1/apps/{name}"),
+                Some(&admin),
+                Body::None,
+            )
+            .await;
+        assert!(a.status == 404 || a.status == 400, "{name}: {}", a.text);
+    }
+    // The failed mutations were audited as errors (reads are not audited).
+    let log = env.get("/api/v1/audit?limit=1000", &admin).await;
+    let errors = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(log.as_array().unwrap().len() - audit_before)
+        .filter(|e| e["result"] == "error")
+        .count();
+    assert!(errors >= 20, "{errors} errors audited: {log}");
+    // Nothing of this was a 5xx, so nothing was logged as an error.
+    assert!(!env.log().contains("\"level\":\"ERROR\""), "{}", env.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn releases_validate_lain_yaml() {
+    let env = start().await;
+    let alice = env.sso.user_token("alice", &[], 0, 3600);
+    env.call(
+        Method::POST,
+        "/api/v1/apps",
+        Some(&alice),
+        Body::Json(json!({"name": "hello"})),
+    )
+    .await;
+    let path = "/api/v1/apps/hello/releases";
+
+    // Invalid: a bad memory value on line 9.
+    let bad = lain_yaml("hello").replace("memory: 128m", "memory: lots");
+    let a = env
+        .call(
+            Method::POST,
+            path,
+            Some(&alice),
+            Body::Json(release_body("hello", 1, &bad)),
+        )
+        .await;
+    a.error(400, "invalid_lain_yaml");
+    let v = a.json();
+    let d = v["diagnostics"].as_array().unwrap();
+    assert!(
+        d.iter()
+            .any(|d| d.as_str().unwrap().starts_with("lain.yaml:9:")),
+        "{}",
+        a.text
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("lain.yaml:9:"),
+        "{}",
+        a.text
+    );
+    // Not YAML at all.
+    let a = env
+        .call(
+            Method::POST,
+            path,
+            Some(&alice),
+            Body::Json(release_body("hello", 1, "appname: [\n")),
+        )
+        .await;
+    a.error(400, "invalid_lain_yaml");
+    // Another app's lain.yaml.
+    let a = env
+        .call(
+            Method::POST,
+            path,
+            Some(&alice),
+            Body::Json(release_body("hello", 1, &lain_yaml("other"))),
+        )
+        .await;
+    a.error(400, "invalid_request");
+    assert!(a.text.contains("other"), "{}", a.text);
+    assert_eq!(env.get(path, &alice).await, json!([]));
+
+    // Valid: 201, then 200 for the same again, 409 for other content.
+    let good = release_body("hello", 1, &lain_yaml("hello"));
+    let a = env
+        .call(Method::POST, path, Some(&alice), Body::Json(good.clone()))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.json()["created"], true);
+    assert_eq!(a.json()["release"]["pushed_by"], "alice");
+    let a = env
+        .call(Method::POST, path, Some(&alice), Body::Json(good.clone()))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["created"], false);
+    let mut other = good.clone();
+    other["digest"] = json!(format!("sha256:{:064x}", 99));
+    env.call(Method::POST, path, Some(&alice), Body::Json(other))
+        .await
+        .error(409, "conflict");
+    let a = env
+        .call(
+            Method::POST,
+            path,
+            Some(&alice),
+            Body::Json(release_body("hello", 2, &lain_yaml("hello"))),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let list = env.get(path, &alice).await;
+    assert_eq!(list[0]["version"], version(2));
+    assert_eq!(list[1]["version"], version(1));
+    assert!(list[0].get("lain_yaml").is_none());
+    let one = env.get(&format!("{path}/{}", version(1)), &alice).await;
+    assert_eq!(one["lain_yaml"], lain_yaml("hello"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secrets_never_leave_in_plaintext() {
+    let env = start().await;
+    let admin = env.admin();
+    let alice = env.sso.user_token("alice", &[], 0, 3600);
+    env.call(
+        Method::POST,
+        "/api/v1/apps",
+        Some(&alice),
+        Body::Json(json!({"name": "vault"})),
+    )
+    .await;
+    const MARK: &str = "PLAINTEXT-MARKER-7f3a9c";
+    let binary: Vec<u8> = [MARK.as_bytes(), &[0, 255, 10, 13]].concat();
+    for (name, value) in [("A", MARK.as_bytes().to_vec()), ("B", binary)] {
+        let a = env
+            .call(
+                Method::PUT,
+                &format!("/api/v1/apps/vault/secrets/{name}"),
+                Some(&alice),
+                Body::Raw(value, "application/octet-stream"),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert!(!a.text.contains(MARK));
+        assert_eq!(a.json()["version"], 1);
+    }
+    // A JSON body is the value too, verbatim.
+    let a = env
+        .call(
+            Method::PUT,
+            "/api/v1/apps/vault/secrets/A",
+            Some(&alice),
+            Body::Json(json!({"value": MARK})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["version"], 2);
+    // A refused set, and a set to a missing app, do not echo it either.
+    let mallory = env.sso.user_token("mallory", &[], 0, 3600);
+    for (tok, path) in [
+        (mallory.as_str(), "/api/v1/apps/vault/secrets/A"),
+        (admin.as_str(), "/api/v1/apps/nosuch/secrets/A"),
+        (admin.as_str(), "/api/v1/apps/vault/secrets/bad%20name"),
+    ] {
+        let a = env
+            .call(
+                Method::PUT,
+                path,
+                Some(tok),
+                Body::Raw(MARK.as_bytes().to_vec(), "text/plain"),
+            )
+            .await;
+        assert!(a.status >= 400 && !a.text.contains(MARK), "{}", a.text);
+    }
+
+    let mut seen = String::new();
+    for path in [
+        "/api/v1/apps",
+        "/api/v1/apps/vault",
+        "/api/v1/apps/vault/maintainers",
+        "/api/v1/apps/vault/releases",
+        "/api/v1/apps/vault/secrets",
+        "/api/v1/audit?limit=1000",
+        "/api/v1/whoami",
+        "/api/v1/openapi.json",
+        "/metrics",
+    ] {
+        let a = env.call(Method::GET, path, Some(&admin), Body::None).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.text);
+        seen.push_str(&a.text);
+    }
+    assert!(!seen.contains(MARK), "a secret value was served: {seen}");
+    let list = env.get("/api/v1/apps/vault/secrets", &alice).await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    for s in list.as_array().unwrap() {
+        let keys: Vec<&String> = s.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["app", "name", "updated_at", "updated_by", "version"],
+            "{s}"
+        );
+    }
+    // Removing it.
+    let a = env
+        .call(
+            Method::DELETE,
+            "/api/v1/apps/vault/secrets/B",
+            Some(&alice),
+            Body::None,
+        )
+        .await;
+    assert_eq!(a.status, 204, "{}", a.text);
+    assert_eq!(
+        env.get("/api/v1/apps/vault/secrets", &alice)
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Nor in the console's log (at debug), nor in its database files.
+    let log = env.log();
+    assert!(
+        log.contains("secret.set") || log.contains("/secrets/"),
+        "log too quiet to prove anything:\n{log}"
+    );
+    assert!(!log.contains(MARK), "a secret value was logged:\n{log}");
+    for entry in std::fs::read_dir(env.console.dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("console.db")
+        {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(MARK.len()).any(|w| w == MARK.as_bytes()),
+                "plaintext in {}",
+                p.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_lists_every_route_and_metrics_count_requests() {
+    let env = start().await;
+    let a = env
+        .call(Method::GET, "/api/v1/openapi.json", None, Body::None)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let doc = a.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let want: &[(&str, &[&str])] = &[
+        ("/api/v1/whoami", &["get"]),
+        ("/api/v1/apps", &["get", "post"]),
+        ("/api/v1/apps/{app}", &["get", "delete"]),
+        ("/api/v1/apps/{app}/maintainers", &["get", "put"]),
+        ("/api/v1/apps/{app}/maintainers/{subject}", &["delete"]),
+        ("/api/v1/apps/{app}/releases", &["get", "post"]),
+        ("/api/v1/apps/{app}/releases/{version}", &["get"]),
+        ("/api/v1/apps/{app}/secrets", &["get"]),
+        ("/api/v1/apps/{app}/secrets/{name}", &["put", "delete"]),
+        ("/api/v1/audit", &["get"]),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(
+        paths.len(),
+        want.len(),
+        "{:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (path, methods) in want {
+        let item = paths.get(*path).unwrap_or_else(|| panic!("{path} missing"));
+        let have: Vec<&String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+            .collect();
+        assert_eq!(have.len(), methods.len(), "{path}: {have:?}");
+        for m in *methods {
+            let op = &item[*m];
+            assert!(op.is_object(), "{m} {path} missing");
+            assert!(
+                op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .any(|s| s.starts_with('2')),
+                "{m} {path}"
+            );
+            if *m != "get" || *path != "/api/v1/whoami" {
+                assert!(
+                    op["responses"].get("401").is_some(),
+                    "{m} {path} documents no 401"
+                );
+            }
+        }
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "ErrorBody",
+        "AppView",
+        "CreateApp",
+        "MaintainerView",
+        "PutMaintainer",
+        "ReleaseSummary",
+        "ReleaseView",
+        "Registered",
+        "RegisterRelease",
+        "SecretView",
+        "AuditView",
+        "WhoAmI",
+    ] {
+        assert!(
+            schemas.contains_key(s),
+            "schema {s} missing: {:?}",
+            schemas.keys().collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // Every documented route answers, and not with 404/405.
+    let admin = env.admin();
+    for (path, methods) in want {
+        let concrete = path
+            .replace("{app}", "x")
+            .replace("{subject}", "y")
+            .replace("{version}", "z")
+            .replace("{name}", "n");
+        for m in *methods {
+            let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+            let a = env.call(method, &concrete, None, Body::None).await;
+            assert_eq!(a.status, 401, "{m} {concrete}: {}", a.text);
+        }
+    }
+    env.get("/api/v1/apps", &admin).await;
+
+    let m = env.call(Method::GET, "/metrics", None, Body::None).await;
+    assert_eq!(m.status, 200);
+    for want in [
+        "console_http_requests_total{method=\"GET\",route=\"/api/v1/apps\",status=\"200\"} 1",
+        "console_http_requests_total{method=\"GET\",route=\"/api/v1/apps/{app}\",status=\"401\"} 1",
+        "console_http_requests_total{method=\"GET\",route=\"/api/v1/openapi.json\",status=\"200\"} 1",
+        "console_apps 0",
+        "console_up 1",
+    ] {
+        assert!(m.text.lines().any(|l| l == want), "{want:?} missing in\n{}", m.text);
+    }
+    assert!(m.text.contains("console_auth_failures_total"), "{}", m.text);
+    // Made-up methods do not grow the label set.
+    for verb in ["FOO", "BAR"] {
+        env.call(
+            Method::from_bytes(verb.as_bytes()).unwrap(),
+            "/x",
+            None,
+            Body::None,
+        )
+        .await
+        .error(404, "not_found");
+    }
+    let m = env.call(Method::GET, "/metrics", None, Body::None).await;
+    assert!(
+        m.text.lines().any(|l| l == "console_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 2"),
+        "{}",
+        m.text
+    );
+    assert!(!m.text.contains("FOO"), "{}", m.text);
+
+    // Graceful stop.
+    let mut console = env.console;
+    console
+        .proc
+        .signal(nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let status = block_in_place(|| console.proc.wait_exit(Duration::from_secs(10)))
+        .expect("console exits on SIGTERM");
+    assert!(status.success());
+}
+
+/// Tokens from sso's real login flow: the admin group arrives in the
+/// access token's `groups` claim, and console makes its member an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_sso_logins_carry_the_admin_group() {
+    let env = start().await;
+    let root = env.sso.login("root").await;
+    let alice = env.sso.login("alice").await;
+    let w = env.get("/api/v1/whoami", &root).await;
+    assert_eq!(w["subject"], "root");
+    assert_eq!(w["kind"], "user");
+    assert_eq!(w["admin"], true, "{w}");
+    assert!(w["groups"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(ADMIN_GROUP)));
+    let w = env.get("/api/v1/whoami", &alice).await;
+    assert_eq!(w["admin"], false, "{w}");
+
+    let a = env
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            Some(&alice),
+            Body::Json(json!({"name": "mine"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    // root maintains nothing but, as an admin, may change alice's app.
+    let a = env
+        .call(
+            Method::PUT,
+            "/api/v1/apps/mine/secrets/K",
+            Some(&root),
+            Body::Raw(b"v".to_vec(), "text/plain"),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = env
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            Some(&root),
+            Body::Json(json!({"name": "roots"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    env.call(
+        Method::PUT,
+        "/api/v1/apps/roots/secrets/K",
+        Some(&alice),
+        Body::Raw(b"v".to_vec(), "text/plain"),
+    )
+    .await
+    .error(403, "forbidden");
+    let entry = &env.get("/api/v1/audit?limit=1", &root).await[0];
+    assert_eq!(entry["actor"], "alice");
+    assert_eq!(entry["result"], "denied");
+}
