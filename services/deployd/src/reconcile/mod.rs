@@ -95,6 +95,16 @@ impl Settings {
     }
 }
 
+type CreateResults = HashMap<(ProcId, String), Option<(String, Box<sync::Outcome>)>>;
+
+/// Where a record's background create stands.
+pub enum CreateStatus {
+    Idle,
+    Running,
+    /// Finished on this node, with this outcome.
+    Done(String, Box<sync::Outcome>),
+}
+
 /// Errors that end the reconciler (the leader then steps down and
 /// campaigns again).
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +147,10 @@ pub struct Ctx {
     /// Containers being stopped in the background, and their tasks: a stop
     /// waits up to the kill timeout, which must not hold up a rollout.
     stops: Mutex<(std::collections::HashSet<String>, tokio::task::JoinSet<()>)>,
+    /// Creates run in the background too (a pull can take minutes): per
+    /// `(proc, slot)`, `None` while running, then the node it ran on and
+    /// its outcome, taken by the proc's next round.
+    creates: Mutex<(CreateResults, tokio::task::JoinSet<()>)>,
     events_lease: tokio::sync::Mutex<Option<(Lease, Instant)>>,
 }
 
@@ -232,6 +246,58 @@ impl Ctx {
             }
             lock(&ctx.stops).0.remove(&container);
             ctx.wake(&id);
+        });
+    }
+
+    /// Where a record's background create stands.
+    pub fn create_status(&self, id: &ProcId, slot: &str) -> CreateStatus {
+        let mut creates = lock(&self.creates);
+        let key = (id.clone(), slot.to_owned());
+        match creates.0.get(&key) {
+            None => CreateStatus::Idle,
+            Some(None) => CreateStatus::Running,
+            Some(Some(_)) => match creates.0.remove(&key) {
+                Some(Some((node, outcome))) => CreateStatus::Done(node, outcome),
+                _ => CreateStatus::Idle,
+            },
+        }
+    }
+
+    /// Drops finished creates of records that no longer exist.
+    pub fn forget_creates(&self, id: &ProcId, live: &[&str]) {
+        lock(&self.creates)
+            .0
+            .retain(|(p, slot), v| p != id || v.is_none() || live.contains(&slot.as_str()));
+    }
+
+    /// Runs [`sync::create`] for a record in the background; its outcome
+    /// is picked up by the proc's next round.
+    pub fn create_in_background(
+        self: &Arc<Self>,
+        id: &ProcId,
+        node: NodeAccess,
+        record: Record,
+        found: Option<LainContainer>,
+        target: lain_store::DesiredProc,
+    ) {
+        if self.is_closed() {
+            return;
+        }
+        let mut creates = lock(&self.creates);
+        while creates.1.try_join_next().is_some() {}
+        let key = (id.clone(), record.slot.clone());
+        if creates.0.contains_key(&key) {
+            return;
+        }
+        creates.0.insert(key.clone(), None);
+        let ctx = self.clone();
+        creates.1.spawn(async move {
+            let outcome = sync::create(&ctx, &node, &record, found.as_ref(), &target).await;
+            lock(&ctx.creates).0.insert(
+                key.clone(),
+                Some((record.obs.node.clone(), Box::new(outcome))),
+            );
+            ctx.wake(&key.0);
         });
     }
 
@@ -349,6 +415,7 @@ impl Drop for Shutdown {
             t.abort();
         }
         lock(&self.0.stops).1.abort_all();
+        lock(&self.0.creates).1.abort_all();
     }
 }
 
@@ -392,6 +459,7 @@ pub async fn run(
         workers: Mutex::new(HashMap::new()),
         inventories: Mutex::new(HashMap::new()),
         stops: Mutex::new(Default::default()),
+        creates: Mutex::new(Default::default()),
         events_lease: tokio::sync::Mutex::new(None),
     });
     let _shutdown = Shutdown(ctx.clone());

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use super::plan::{self, Input, NodeView, Plan, PlannedEvent, Record};
 use super::state::ProcId;
 use super::sync::{self, Outcome, ProbeState};
-use super::Ctx;
+use super::{CreateStatus, Ctx};
 use crate::runtime::LainContainer;
 use crate::scheduler::{self, PendingInstance, ProcRequest};
 
@@ -568,6 +568,8 @@ async fn sync_records(
     local
         .probes
         .retain(|slot, _| snap.records.iter().any(|r| &r.slot == slot));
+    let live: Vec<&str> = snap.records.iter().map(|r| r.slot.as_str()).collect();
+    ctx.forget_creates(id, &live);
 
     let mut txn = Transaction::new();
     let mut written: Vec<(String, Option<ObservedInstance>)> = Vec::new();
@@ -713,7 +715,23 @@ async fn sync_one(
                 out.again_in = Some(Duration::from_secs(1));
                 return out;
             };
-            sync::create(ctx, &node, r, found, d).await
+            // In the background, so that a long pull holds up nothing else
+            // of the proc (probes, restarts, reacting to a lost node).
+            match ctx.create_status(id, &r.slot) {
+                CreateStatus::Running => {
+                    out.again_in = Some(Duration::from_millis(300));
+                    out
+                }
+                // Made for this record as it still is: apply it.
+                CreateStatus::Done(on, outcome) if on == r.obs.node => *outcome,
+                // Stale (the record moved meanwhile): whatever it made is
+                // an orphan now; start afresh.
+                CreateStatus::Done(..) | CreateStatus::Idle => {
+                    ctx.create_in_background(id, node, r.clone(), found.cloned(), d.clone());
+                    out.again_in = Some(Duration::from_millis(300));
+                    out
+                }
+            }
         }
         InstanceState::Failed => out,
         _ => {
