@@ -414,23 +414,12 @@ impl Leadership {
     /// Commits `txn` only while this candidate leads; otherwise fails with
     /// [`StoreError::NotLeader`] and applies nothing.
     pub async fn commit(&self, txn: Transaction) -> Result<Revision> {
-        if !self.is_leader() {
-            return Err(StoreError::NotLeader {
-                election: self.election.clone(),
-            });
-        }
-        let result = self.store.commit_fenced(txn, Some(&self.fence())).await;
-        if matches!(result, Err(StoreError::NotLeader { .. })) {
-            self.lost_tx.send_replace(true);
-        }
-        result
+        self.writer().commit(txn).await
     }
 
     /// A fenced put.
     pub async fn put<K: StoreKey>(&self, key: &K, value: &K::Value) -> Result<Revision> {
-        let mut txn = Transaction::new();
-        txn.put(key, value)?;
-        self.commit(txn).await
+        self.writer().put(key, value).await
     }
 
     /// A fenced compare-and-swap put (`expected` 0: create-only).
@@ -447,9 +436,7 @@ impl Leadership {
 
     /// A fenced delete.
     pub async fn delete<K: StoreKey>(&self, key: &K) -> Result<Revision> {
-        let mut txn = Transaction::new();
-        txn.delete(key);
-        self.commit(txn).await
+        self.writer().delete(key).await
     }
 
     /// A cloneable handle that writes fenced by this leadership, for the

@@ -180,7 +180,7 @@ impl Engine {
 
 /// An error and its causes: hyper's own message ("client error
 /// (Connect)") hides the useful part ("Connection refused").
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

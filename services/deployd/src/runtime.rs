@@ -712,21 +712,6 @@ fn status_of(e: &BollardError) -> Option<u16> {
     }
 }
 
-/// An error and its causes (hyper hides the useful part in a cause).
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
 
 /// The lock that serializes network creation on one endpoint.
@@ -760,7 +745,7 @@ impl Engine {
             op,
             target: target.to_owned(),
             status: status_of(e),
-            detail: describe(e),
+            detail: crate::docker::with_causes(e),
         }
     }
 
@@ -856,7 +841,7 @@ impl Engine {
                     )
                     .await?;
                 if let Err(e) = removed {
-                    tracing::warn!(endpoint = %self.endpoint(), network = name, id, error = %describe(&e), "cannot remove a duplicate network");
+                    tracing::warn!(endpoint = %self.endpoint(), network = name, id, error = %crate::docker::with_causes(&e), "cannot remove a duplicate network");
                 }
             }
         }
@@ -963,7 +948,7 @@ impl Engine {
                 Err(BollardError::RequestTimeoutError) => {
                     return Err(self.timeout_error("pull", image, t.pull_idle))
                 }
-                Err(e) => return Err(self.pull_error(image, describe(&e))),
+                Err(e) => return Err(self.pull_error(image, crate::docker::with_causes(&e))),
             }
         }
     }

@@ -441,6 +441,9 @@ pub async fn run(
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        // No idle connections kept: with one address per instance they
+        // would cost a socket per probed instance.
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap_or_default();
     let ctx = Arc::new(Ctx {

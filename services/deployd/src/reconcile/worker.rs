@@ -350,20 +350,7 @@ async fn apply(
     {
         let mut state = ctx.state();
         if let Some(rev) = rev {
-            let records = state.records.entry(id.clone()).or_default();
-            for (slot, obs) in written {
-                match obs {
-                    Some(obs) => {
-                        records.insert(slot.clone(), Record { slot, obs, rev });
-                    }
-                    None => {
-                        records.remove(&slot);
-                    }
-                }
-            }
-            if records.is_empty() {
-                state.records.remove(id);
-            }
+            remember_written(&mut state, id, written, rev);
         }
         if let Some(r) = plan.rollout {
             state.rollouts.insert(id.clone(), r);
@@ -377,6 +364,29 @@ async fn apply(
         ctx.event(&id.0, Some(&id.1), e, generation).await;
     }
     Ok(wrote)
+}
+
+/// Records committed at `rev` (`None`: deleted) into the leader's state.
+fn remember_written(
+    state: &mut super::state::State,
+    id: &ProcId,
+    written: Vec<(String, Option<ObservedInstance>)>,
+    rev: i64,
+) {
+    let records = state.records.entry(id.clone()).or_default();
+    for (slot, obs) in written {
+        match obs {
+            Some(obs) => {
+                records.insert(slot.clone(), Record { slot, obs, rev });
+            }
+            None => {
+                records.remove(&slot);
+            }
+        }
+    }
+    if records.is_empty() {
+        state.records.remove(id);
+    }
 }
 
 fn observed_key(id: &ProcId, slot: &str) -> Result<ObservedKey, StoreError> {
@@ -618,23 +628,7 @@ async fn sync_records(
         before != obs.as_ref().map(|o| (o.state, o.health))
     });
     let rev = ctx.writer.commit(txn).await?;
-    {
-        let mut state = ctx.state();
-        let records = state.records.entry(id.clone()).or_default();
-        for (slot, obs) in written {
-            match obs {
-                Some(obs) => {
-                    records.insert(slot.clone(), Record { slot, obs, rev });
-                }
-                None => {
-                    records.remove(&slot);
-                }
-            }
-        }
-        if records.is_empty() {
-            state.records.remove(id);
-        }
-    }
+    remember_written(&mut ctx.state(), id, written, rev);
     let generation = target.map(|d| d.generation);
     for e in events {
         ctx.event(&id.0, Some(&id.1), e, generation).await;
