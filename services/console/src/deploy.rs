@@ -42,6 +42,10 @@ pub struct Applied {
     pub procs: Vec<String>,
     /// Procs removed because the release no longer has them.
     pub removed: Vec<String>,
+    /// Every desired proc of the app after the write (for
+    /// [`Scope::One`], the others as they were read), by proc name: what
+    /// a deployment records as its snapshot.
+    pub desired: Vec<DesiredProc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +148,17 @@ pub async fn apply(
         txn.put(&DesiredKey::new(app, &p.proc)?, p)?;
         names.push(p.proc.clone());
     }
+    let mut desired: Vec<DesiredProc> = match scope {
+        Scope::All => Vec::new(),
+        Scope::One(_) => listing
+            .items
+            .iter()
+            .filter(|e| !wanted.contains(e.key.proc()))
+            .map(|e| e.value.clone())
+            .collect(),
+    };
+    desired.extend(procs.iter().cloned());
+    desired.sort_by(|a, b| a.proc.cmp(&b.proc));
     let revision = match store.commit(txn).await {
         Ok(r) => r,
         Err(StoreError::Conflict { .. }) => {
@@ -158,6 +173,7 @@ pub async fn apply(
         revision,
         procs: names,
         removed,
+        desired,
     })
 }
 

@@ -55,6 +55,19 @@ pub enum ApiError {
     Conflict { message: String, hint: String },
     #[error("{0}")]
     TooLarge(String),
+    /// A deploy, scale or rollback that cannot be carried out as asked
+    /// (422): `code` is `cannot_fit` (not enough free resources; the
+    /// message names the resource) or `undeployable` (e.g. a missing
+    /// secret, an unknown proc).
+    #[error("{message}")]
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        hint: String,
+    },
+    /// etcd is not connected or not answering (503 `etcd_unavailable`).
+    #[error("{message}")]
+    EtcdUnavailable { message: String, hint: String },
     /// Something on console's side failed; the detail goes to the log.
     #[error("{0}")]
     Internal(String),
@@ -71,6 +84,8 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::EtcdUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +104,8 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict { .. } => "conflict",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::Unprocessable { code, .. } => code,
+            ApiError::EtcdUnavailable { .. } => "etcd_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -114,7 +131,9 @@ impl ApiError {
             ApiError::Forbidden { hint, .. }
             | ApiError::Invalid { hint, .. }
             | ApiError::NotFound { hint, .. }
-            | ApiError::Conflict { hint, .. } => hint.clone(),
+            | ApiError::Conflict { hint, .. }
+            | ApiError::Unprocessable { hint, .. }
+            | ApiError::EtcdUnavailable { hint, .. } => hint.clone(),
             ApiError::InvalidJson(_) => {
                 "send a JSON object with exactly the fields the endpoint documents (see /api/v1/openapi.json)".into()
             }
@@ -175,7 +194,7 @@ impl ApiError {
 }
 
 /// Splits a message of the form `what; hint` (the store's style).
-fn split_hint(message: String, default_hint: &str) -> (String, String) {
+pub(crate) fn split_hint(message: String, default_hint: &str) -> (String, String) {
     match message.split_once("; ") {
         Some((m, h)) => (m.to_owned(), h.to_owned()),
         None => (message, default_hint.to_owned()),

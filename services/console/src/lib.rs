@@ -8,6 +8,8 @@ pub mod db;
 pub mod deploy;
 pub mod desired;
 pub mod error;
+pub mod fit;
+pub mod track;
 
 use std::future::Future;
 
@@ -48,6 +50,14 @@ pub async fn run_on(
         }
     });
     let _refresh = api.verifier().spawn_periodic_refresh(api::KEY_REFRESH);
+    // etcd need not be up either: connect in the background; until then
+    // the routes that need it answer 503 `etcd_unavailable`.
+    let etcd = api.clone();
+    // Then follow deployd's rollouts to finish deployments.
+    let _etcd = tokio::spawn(async move {
+        etcd.connect_etcd().await;
+        track::run(etcd).await
+    });
     lain_service::serve_on("console", listener, api.router(), shutdown).await?;
     tracing::info!("console stopped");
     Ok(())
@@ -57,9 +67,9 @@ pub async fn run_on(
 pub async fn open(config: &Config) -> anyhow::Result<Api> {
     let key = SecretsKey::load(&config.secrets_key_file)
         .with_context(|| "cannot load secrets_key_file".to_string())?;
-    let db = db::Db::open(&config.database, key)
+    let db = db::Db::open(&config.database, key.clone())
         .await
         .context("cannot open the database")?;
     tracing::info!(backend = ?db.backend(), key_id = db.secrets_key_id(), "database open");
-    Ok(Api::new(config, db)?)
+    Ok(Api::new(config, db, key)?)
 }

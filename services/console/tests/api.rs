@@ -5,8 +5,8 @@
 //! log in on sso's login page and the CLI's public client redeems the
 //! code with PKCE; the daemon uses the client-credentials grant. Where a
 //! test needs a token no flow gives (expired, chosen groups), it is signed
-//! with sso's own key in the shape sso's token endpoint gives. The API
-//! does not touch etcd yet, so no etcd is started here.
+//! with sso's own key in the shape sso's token endpoint gives. No etcd is
+//! started here: the routes that need it are in tests/deploy_api.rs.
 
 use std::path::Path;
 use std::time::Duration;
@@ -1333,6 +1333,13 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         ("/api/v1/apps/{app}/secrets", &["get"]),
         ("/api/v1/apps/{app}/secrets/{name}", &["put", "delete"]),
         ("/api/v1/audit", &["get"]),
+        ("/api/v1/apps/{app}/deploy", &["post"]),
+        ("/api/v1/apps/{app}/undeploy", &["post"]),
+        ("/api/v1/apps/{app}/procs/{proc}/scale", &["post"]),
+        ("/api/v1/apps/{app}/rollback", &["post"]),
+        ("/api/v1/apps/{app}/deployments", &["get"]),
+        ("/api/v1/apps/{app}/status", &["get"]),
+        ("/api/v1/apps/{app}/deployments/{id}/events", &["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
@@ -1383,6 +1390,14 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         "SecretView",
         "AuditView",
         "WhoAmI",
+        "DeployRequest",
+        "ScaleRequest",
+        "RollbackRequest",
+        "DeploymentView",
+        "DeployOutcome",
+        "AppStatus",
+        "ProcStatus",
+        "InstanceStatus",
     ] {
         assert!(
             schemas.contains_key(s),
@@ -1401,7 +1416,9 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
             .replace("{app}", "x")
             .replace("{subject}", "y")
             .replace("{version}", "z")
-            .replace("{name}", "n");
+            .replace("{name}", "n")
+            .replace("{proc}", "web")
+            .replace("{id}", "1");
         for m in *methods {
             let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
             let a = env.call(method, &concrete, None, Body::None).await;

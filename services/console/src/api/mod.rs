@@ -19,17 +19,20 @@
 //! `Audited::new(&api, &ctx, "deploy").app(..).run(async { let caller =
 //! ctx.caller()?; api.may_change(caller, &app).await?; ...; Ok((answer,
 //! detail)) })` (take the body as `Result<Json<T>, JsonRejection>` and
-//! unwrap it with `body` after the checks). etcd state (a `Store`) would
-//! go into `Inner` next to the database. tests/api.rs lists every route
-//! the document must have.
+//! unwrap it with `body` after the checks). etcd (a `Store` writing as
+//! `Component::Console`) is connected in the background ([`Api::connect_etcd`]);
+//! [`Api::store`] answers 503 `etcd_unavailable` until it is. tests/api.rs
+//! lists every route the document must have.
 
 mod apps;
 mod audit;
+mod deploy;
 mod metrics;
 mod releases;
 mod secrets;
+mod status;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -41,6 +44,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use lain_auth::{AuthError, Claims, Verifier, VerifierConfig};
+use lain_store::secret::SecretsKey;
+use lain_store::{Component, Store, StoreError, StoreOptions};
 use serde::{Deserialize, Serialize};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -53,7 +58,9 @@ use crate::config::Config;
 use crate::db::{AuditResult, Db, NewAuditEntry};
 use crate::error::{ApiError, ErrorBody};
 
+pub use deploy::{DeployOutcome, DeployRequest, DeploymentView, RollbackRequest, ScaleRequest};
 pub use metrics::Metrics;
+pub use status::{AppStatus, DesiredView, InstanceStatus, ProcStatus, RolloutView};
 
 /// Largest request body accepted (a release's lain.yaml is at most
 /// 256 KiB, a secret value 64 KiB).
@@ -73,6 +80,11 @@ struct Inner {
     spec: lain_spec::ParseOptions,
     metrics: Metrics,
     openapi_json: String,
+    /// The cluster secrets key: secret versions are re-sealed with it
+    /// for etcd.
+    key: SecretsKey,
+    etcd: Vec<String>,
+    store: OnceLock<Store>,
 }
 
 impl std::fmt::Debug for Api {
@@ -87,7 +99,7 @@ impl std::fmt::Debug for Api {
 impl Api {
     /// Sets the API up from the config and an open database. Nothing is
     /// fetched from sso yet.
-    pub fn new(config: &Config, db: Db) -> Result<Api, AuthError> {
+    pub fn new(config: &Config, db: Db, key: SecretsKey) -> Result<Api, AuthError> {
         let verifier = Verifier::new(VerifierConfig::new(
             config.auth.issuer.clone(),
             config.auth.audience.clone(),
@@ -102,6 +114,9 @@ impl Api {
                 metrics: Metrics::default(),
                 openapi_json: serde_json::to_string_pretty(&openapi())
                     .unwrap_or_else(|_| "{}".into()),
+                key,
+                etcd: config.etcd.clone(),
+                store: OnceLock::new(),
             }),
         })
     }
@@ -116,6 +131,61 @@ impl Api {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Connects to the configured etcd, retrying with backoff (1 s
+    /// doubling to 30 s) until it answers; returns at once without
+    /// endpoints. Never fails: console serves everything but the routes
+    /// that need etcd meanwhile.
+    pub async fn connect_etcd(&self) {
+        if self.inner.etcd.is_empty() {
+            tracing::warn!("no etcd endpoints configured; deploy, scale, rollback and status answer 503 until `etcd` is set");
+            return;
+        }
+        let options = StoreOptions {
+            writer: Some(Component::Console),
+            ..StoreOptions::default()
+        };
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match Store::connect_with(&self.inner.etcd, options.clone()).await {
+                Ok(store) => {
+                    let _ = self.inner.store.set(store);
+                    tracing::info!("connected to etcd");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot connect to etcd yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Uses `store` instead of connecting (embedding, tests).
+    pub fn with_store(self, store: Store) -> Api {
+        let _ = self.inner.store.set(store.as_writer(Component::Console));
+        self
+    }
+
+    /// The etcd connection, or 503 `etcd_unavailable`.
+    pub(crate) fn store(&self) -> Result<&Store, ApiError> {
+        self.inner.store.get().ok_or_else(|| {
+            let hint = if self.inner.etcd.is_empty() {
+                "console has no `etcd` endpoints in its config; set them and restart it"
+            } else {
+                "console is still connecting to etcd; check that etcd is up, then retry"
+            };
+            ApiError::EtcdUnavailable {
+                message: "console is not connected to etcd".into(),
+                hint: hint.into(),
+            }
+        })
+    }
+
+    pub(crate) fn secrets_key(&self) -> &SecretsKey {
+        &self.inner.key
     }
 
     /// The whole HTTP surface but `/healthz` (lain_service adds it).
@@ -203,6 +273,27 @@ fn api_routes() -> OpenApiRouter<Api> {
         .merge(releases::routes())
         .merge(secrets::routes())
         .merge(audit::routes())
+        .merge(deploy::routes())
+        .merge(status::routes())
+}
+
+/// An etcd failure as an API error: 503 while etcd cannot be reached,
+/// 500 otherwise.
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    if let StoreError::Key(k) = &e {
+        return ApiError::invalid(
+            format!("invalid name: {k}"),
+            "names are 1 to 253 letters, digits, '.', '_' and '-', starting with a letter or digit",
+        );
+    }
+    if e.is_transient() {
+        ApiError::EtcdUnavailable {
+            message: format!("etcd is not answering: {e}"),
+            hint: "check that etcd is up, then retry".into(),
+        }
+    } else {
+        ApiError::Internal(format!("etcd: {e}"))
+    }
 }
 
 async fn openapi_json(State(api): State<Api>) -> Response {

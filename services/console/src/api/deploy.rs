@@ -1,0 +1,863 @@
+//! Deploy, undeploy, scale and rollback (console writes desired state to
+//! etcd), and the deployment history.
+//!
+//! Each mutation: the caller must maintain the app (or be an admin); the
+//! desired procs are computed and checked (lain.yaml, secrets, whether
+//! they fit the ready nodes) before anything is written; then one etcd
+//! transaction writes them ([`crate::deploy::apply`]), and a deployment
+//! row records what was written (the desired procs and the secret
+//! versions they use), so that a rollback restores image, env and secrets
+//! together. A refused or failed call leaves etcd as it was.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use lain_store::{DesiredKey, DesiredProc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{body, store_error, Api, Audited, Caller, Ctx};
+use crate::db::{
+    DbError, Deployment, DeploymentKind, DeploymentQuery, DeploymentSnapshot, DeploymentState,
+    DeploymentUpdate, NewDeployment, ProcSelection,
+};
+use crate::deploy::{self as writer, DeployError, Scope, SecretValue};
+use crate::desired::{desired_procs, DesiredError, ReleaseRef};
+use crate::error::{split_hint, ApiError, ErrorBody};
+use crate::fit;
+
+pub(super) fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::new()
+        .routes(routes!(deploy))
+        .routes(routes!(undeploy))
+        .routes(routes!(scale))
+        .routes(routes!(rollback))
+        .routes(routes!(list_deployments))
+        .routes(routes!(deployment_events))
+}
+
+/// What `POST /api/v1/apps/{app}/deploy` takes (`{}` deploys every proc
+/// of the latest release).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The release to deploy; default the latest registered.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Deploy only this proc (e.g. `web`, `worker.queue`); the others stay
+    /// as they are. Default every proc, and procs the release no longer
+    /// has are removed.
+    #[serde(default)]
+    pub proc: Option<String>,
+}
+
+/// What `POST /api/v1/apps/{app}/procs/{proc}/scale` takes; at least one
+/// field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// Instances, 0 to 1000.
+    #[serde(default)]
+    pub instances: Option<u32>,
+    /// Whole CPU cores reserved per instance, 0 to 256.
+    #[serde(default)]
+    pub cpu: Option<u32>,
+    /// Memory per instance as in lain.yaml: `[1-9][0-9]*[mMgG]`, 4m to 1024g.
+    #[serde(default)]
+    pub memory: Option<String>,
+}
+
+/// What `POST /api/v1/apps/{app}/rollback` takes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The release to return to; default the release of the last
+    /// deployment (not failed) of another release than the one running.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// A deployment as listed (its desired-state snapshot left out).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentView {
+    pub id: i64,
+    pub app: String,
+    /// `deploy`, `rollback`, `scale` or `undeploy`.
+    pub kind: String,
+    pub from_release: Option<String>,
+    pub to_release: Option<String>,
+    /// The procs it touched; absent for all of them.
+    pub procs: Option<Vec<String>>,
+    pub requested_by: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// `pending`, `progressing`, `succeeded`, `failed` or `rolled_back`.
+    pub state: String,
+    pub error: Option<String>,
+    /// The generation of the desired state it wrote.
+    pub generation: Option<i64>,
+    /// The secret versions its procs use, by name (never values).
+    pub secrets: BTreeMap<String, i64>,
+}
+
+impl From<&Deployment> for DeploymentView {
+    fn from(d: &Deployment) -> Self {
+        DeploymentView {
+            id: d.id,
+            app: d.app.clone(),
+            kind: d.kind.to_string(),
+            from_release: d.from_release.clone(),
+            to_release: d.to_release.clone(),
+            procs: match &d.procs {
+                ProcSelection::All => None,
+                ProcSelection::Only(p) => Some(p.clone()),
+            },
+            requested_by: d.requested_by.clone(),
+            started_at: d.started_at,
+            finished_at: d.finished_at,
+            state: d.state.to_string(),
+            error: d.error.clone(),
+            generation: d.generation,
+            secrets: d.snapshot.secrets.clone(),
+        }
+    }
+}
+
+/// What a deploy, undeploy, scale or rollback did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeployOutcome {
+    pub deployment: DeploymentView,
+    /// Procs written to etcd.
+    pub written: Vec<String>,
+    /// Procs removed from etcd.
+    pub removed: Vec<String>,
+    /// lain.yaml's warnings (deploy only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentsQuery {
+    /// At most this many (default 100, at most 1000), newest first.
+    pub limit: Option<u32>,
+    /// Only deployments with a lower id (the next page).
+    pub before: Option<i64>,
+}
+
+fn deploy_error(e: DeployError) -> ApiError {
+    match e {
+        DeployError::Conflict { .. } => {
+            let (m, h) = split_hint(e.to_string(), "try again");
+            ApiError::conflict(m, h)
+        }
+        DeployError::Store(s) => store_error(s),
+        DeployError::SecretMissing { .. } | DeployError::Seal { .. } => {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+fn desired_error(e: DesiredError) -> ApiError {
+    let code = "undeployable";
+    let hint = match &e {
+        DesiredError::UnknownProc { .. } => "name one of the release's procs".to_owned(),
+        DesiredError::ResourceApp { .. } => "deploy the apps that use the resource".to_owned(),
+        _ => String::new(),
+    };
+    let (message, h) = split_hint(
+        e.to_string(),
+        "fix lain.yaml, push a new release and deploy it",
+    );
+    ApiError::Unprocessable {
+        code,
+        message,
+        hint: if hint.is_empty() { h } else { hint },
+    }
+}
+
+/// The app's desired procs in etcd now.
+async fn current(api: &Api, app: &str) -> Result<Vec<DesiredProc>, ApiError> {
+    let store = api.store()?;
+    let prefix = DesiredKey::of_app(app).map_err(|e| store_error(e.into()))?;
+    let listing = store.list(&prefix).await.map_err(store_error)?;
+    Ok(listing.items.into_iter().map(|e| e.value).collect())
+}
+
+/// The registered release the app's desired procs run now, if any.
+async fn running_release(api: &Api, app: &str, procs: &[DesiredProc]) -> Option<String> {
+    let release = procs.first()?.release.clone();
+    api.db().releases().get(app, &release).await.ok()?;
+    Some(release)
+}
+
+/// Refuses procs that cannot fit the ready nodes (422 `cannot_fit`).
+async fn check_fit(
+    api: &Api,
+    app: &str,
+    procs: &[DesiredProc],
+    replaced: Option<&str>,
+) -> Result<(), ApiError> {
+    let store = api.store()?;
+    let (registered, ready) = fit::free_nodes(store, app, replaced)
+        .await
+        .map_err(store_error)?;
+    fit::check(app, registered, &ready, procs).map_err(|e| ApiError::Unprocessable {
+        code: "cannot_fit",
+        hint: e.hint().to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The values of exactly the secret versions `procs` name.
+async fn secret_values(
+    api: &Api,
+    app: &str,
+    procs: &[DesiredProc],
+) -> Result<Vec<SecretValue>, ApiError> {
+    let wanted: BTreeSet<(String, u64)> = procs
+        .iter()
+        .flat_map(|p| p.secrets.iter().map(|r| (r.name.clone(), r.version)))
+        .collect();
+    let mut out = Vec::with_capacity(wanted.len());
+    for (name, version) in wanted {
+        let value = api
+            .db()
+            .secrets()
+            .get_value(app, &name, version as i64)
+            .await
+            .map_err(|e| match e {
+                DbError::NotFound { .. } => ApiError::Unprocessable {
+                    code: "undeployable",
+                    message: format!("secret {name} version {version} of app {app} does not exist"),
+                    hint: format!("set it with `lain secret set {app} {name}` and deploy again"),
+                },
+                e => ApiError::from(e),
+            })?;
+        out.push(SecretValue {
+            name,
+            version,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// One write of desired state and its deployment row.
+struct Write<'a> {
+    app: &'a str,
+    caller: &'a Caller,
+    kind: DeploymentKind,
+    from_release: Option<String>,
+    to_release: Option<String>,
+    scope: Scope,
+    procs: Vec<DesiredProc>,
+}
+
+impl Write<'_> {
+    /// Checks the fit, writes etcd in one transaction, records the
+    /// deployment (`progressing`, with its generation and snapshot).
+    async fn run(self, api: &Api) -> Result<DeployOutcome, ApiError> {
+        let replaced = match &self.scope {
+            Scope::All => None,
+            Scope::One(p) => Some(p.as_str()),
+        };
+        check_fit(api, self.app, &self.procs, replaced).await?;
+        let secrets = secret_values(api, self.app, &self.procs).await?;
+        let store = api.store()?;
+        let applied = writer::apply(
+            store,
+            api.secrets_key(),
+            self.app,
+            self.procs,
+            &self.scope,
+            &secrets,
+        )
+        .await
+        .map_err(deploy_error)?;
+        drop(secrets);
+        let mut used: BTreeMap<String, i64> = BTreeMap::new();
+        let mut desired = serde_json::Map::new();
+        for p in &applied.desired {
+            for r in &p.secrets {
+                let v = used.entry(r.name.clone()).or_insert(0);
+                *v = (*v).max(r.version as i64);
+            }
+            desired.insert(
+                p.proc.clone(),
+                serde_json::to_value(p).map_err(|e| ApiError::Internal(e.to_string()))?,
+            );
+        }
+        let d = api
+            .db()
+            .deployments()
+            .create(&NewDeployment {
+                app: self.app.to_owned(),
+                kind: self.kind,
+                from_release: self.from_release,
+                to_release: self.to_release,
+                procs: match &self.scope {
+                    Scope::All => ProcSelection::All,
+                    Scope::One(p) => ProcSelection::Only(vec![p.clone()]),
+                },
+                requested_by: self.caller.subject.clone(),
+                generation: Some(applied.generation as i64),
+                snapshot: DeploymentSnapshot {
+                    desired: serde_json::Value::Object(desired),
+                    secrets: used,
+                },
+            })
+            .await?;
+        let d = api
+            .db()
+            .deployments()
+            .update(
+                d.id,
+                &DeploymentUpdate {
+                    state: DeploymentState::Progressing,
+                    error: None,
+                    generation: Some(applied.generation as i64),
+                },
+            )
+            .await?;
+        Ok(DeployOutcome {
+            deployment: (&d).into(),
+            written: applied.procs,
+            removed: applied.removed,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+fn outcome_detail(o: &DeployOutcome) -> serde_json::Value {
+    json!({
+        "deployment": o.deployment.id,
+        "from_release": o.deployment.from_release,
+        "to_release": o.deployment.to_release,
+        "generation": o.deployment.generation,
+        "written": o.written,
+        "removed": o.removed,
+        "secrets": o.deployment.secrets,
+    })
+}
+
+/// Deploys a release: every proc (procs it no longer has are removed) or
+/// one. Refused with 422 when lain.yaml does not validate, a secret it
+/// names is not set, or it cannot fit the ready nodes; etcd is then left
+/// as it was. Maintainers and admins.
+#[utoipa::path(post, path = "/api/v1/apps/{app}/deploy", tag = "deployments",
+    params(("app" = String, Path, description = "app name")),
+    request_body = DeployRequest,
+    responses((status = 200, body = DeployOutcome, description = "desired state written"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another deploy raced this one"),
+        (status = 422, body = ErrorBody, description = "`cannot_fit` or `undeployable`"),
+        (status = 503, body = ErrorBody, description = "etcd unavailable")))]
+async fn deploy(
+    State(api): State<Api>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    b: Result<Json<DeployRequest>, JsonRejection>,
+) -> Result<Json<DeployOutcome>, ApiError> {
+    let mut audit = Audited::new(&api, &ctx, "deploy").app(app.clone());
+    if let Ok(Json(DeployRequest {
+        version: Some(v), ..
+    })) = &b
+    {
+        audit = audit.target(v.clone());
+    }
+    audit
+        .run(async {
+            let caller = ctx.caller()?;
+            api.may_change(caller, &app).await?;
+            let b = body(b)?;
+            api.store()?;
+            api.db().apps().get(&app).await?;
+            let release = match &b.version {
+                Some(v) => api.db().releases().get(&app, v).await?,
+                None => api.db().releases().latest(&app).await?.ok_or_else(|| {
+                    ApiError::not_found(
+                        format!("app `{app}` has no release"),
+                        "build and push one first (`lain build && lain push`)",
+                    )
+                })?,
+            };
+            let parsed = lain_spec::parse("lain.yaml", &release.lain_yaml, &api.inner.spec)
+                .map_err(|d| {
+                    ApiError::InvalidLainYaml(d.iter().map(ToString::to_string).collect())
+                })?;
+            let secrets: BTreeMap<String, u64> = api
+                .db()
+                .secrets()
+                .list(&app)
+                .await?
+                .into_iter()
+                .map(|s| (s.name, s.version as u64))
+                .collect();
+            let procs = desired_procs(
+                &parsed.conf,
+                ReleaseRef {
+                    version: &release.version,
+                    image: &release.image,
+                },
+                b.proc.as_deref(),
+                &secrets,
+                0,
+            )
+            .map_err(desired_error)?;
+            let now = current(&api, &app).await?;
+            let from_release = running_release(&api, &app, &now).await;
+            let mut out = Write {
+                app: &app,
+                caller,
+                kind: DeploymentKind::Deploy,
+                from_release,
+                to_release: Some(release.version.clone()),
+                scope: match &b.proc {
+                    Some(p) => Scope::One(p.clone()),
+                    None => Scope::All,
+                },
+                procs,
+            }
+            .run(&api)
+            .await?;
+            out.warnings = parsed.warnings.iter().map(ToString::to_string).collect();
+            let detail = outcome_detail(&out);
+            Ok((Json(out), detail))
+        })
+        .await
+}
+
+/// Removes every desired proc of the app from etcd (deployd then stops
+/// its instances); secrets and releases stay. Maintainers and admins.
+#[utoipa::path(post, path = "/api/v1/apps/{app}/undeploy", tag = "deployments",
+    params(("app" = String, Path, description = "app name")),
+    responses((status = 200, body = DeployOutcome), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn undeploy(
+    State(api): State<Api>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+) -> Result<Json<DeployOutcome>, ApiError> {
+    Audited::new(&api, &ctx, "undeploy")
+        .app(app.clone())
+        .run(async {
+            let caller = ctx.caller()?;
+            api.may_change(caller, &app).await?;
+            let store = api.store()?;
+            api.db().apps().get(&app).await?;
+            let now = current(&api, &app).await?;
+            let from_release = running_release(&api, &app, &now).await;
+            let removed = writer::undeploy(store, &app).await.map_err(deploy_error)?;
+            let d = api
+                .db()
+                .deployments()
+                .create(&NewDeployment {
+                    app: app.clone(),
+                    kind: DeploymentKind::Undeploy,
+                    from_release,
+                    to_release: None,
+                    procs: ProcSelection::All,
+                    requested_by: caller.subject.clone(),
+                    generation: None,
+                    snapshot: DeploymentSnapshot {
+                        desired: json!({}),
+                        secrets: BTreeMap::new(),
+                    },
+                })
+                .await?;
+            // Console's part is done once the keys are gone; deployd stops
+            // the instances.
+            let d = api
+                .db()
+                .deployments()
+                .update(
+                    d.id,
+                    &DeploymentUpdate {
+                        state: DeploymentState::Succeeded,
+                        error: None,
+                        generation: None,
+                    },
+                )
+                .await?;
+            let out = DeployOutcome {
+                deployment: (&d).into(),
+                written: Vec::new(),
+                removed,
+                warnings: Vec::new(),
+            };
+            let detail = outcome_detail(&out);
+            Ok((Json(out), detail))
+        })
+        .await
+}
+
+/// Parses lain.yaml's memory form, `[1-9][0-9]*[mMgG]`.
+fn parse_memory(s: &str) -> Option<u64> {
+    let (digits, unit) = s.split_at(s.len().checked_sub(1)?);
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit {
+        "m" | "M" => 20,
+        "g" | "G" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
+/// Changes one proc's instances, CPU or memory: its desired value in etcd
+/// is rewritten with the new numbers and a new generation, image, env and
+/// secrets as deployed. Maintainers and admins.
+#[utoipa::path(post, path = "/api/v1/apps/{app}/procs/{proc}/scale", tag = "deployments",
+    params(("app" = String, Path, description = "app name"),
+        ("proc" = String, Path, description = "proc name, e.g. `web`")),
+    request_body = ScaleRequest,
+    responses((status = 200, body = DeployOutcome), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn scale(
+    State(api): State<Api>,
+    ctx: Ctx,
+    Path((app, proc)): Path<(String, String)>,
+    b: Result<Json<ScaleRequest>, JsonRejection>,
+) -> Result<Json<DeployOutcome>, ApiError> {
+    Audited::new(&api, &ctx, "scale")
+        .app(app.clone())
+        .target(proc.clone())
+        .run(async {
+            let caller = ctx.caller()?;
+            api.may_change(caller, &app).await?;
+            let b = body(b)?;
+            if b.instances.is_none() && b.cpu.is_none() && b.memory.is_none() {
+                return Err(ApiError::invalid(
+                    "nothing to scale: give instances, cpu or memory",
+                    "e.g. {\"instances\": 3}",
+                ));
+            }
+            if b.instances.is_some_and(|n| n > 1000) {
+                return Err(ApiError::invalid(
+                    "instances must be 0 to 1000",
+                    "ask for at most 1000 instances",
+                ));
+            }
+            if b.cpu.is_some_and(|c| c > 256) {
+                return Err(ApiError::invalid(
+                    "cpu must be 0 to 256 whole cores",
+                    "give whole cores, e.g. {\"cpu\": 2}",
+                ));
+            }
+            let memory = match &b.memory {
+                None => None,
+                Some(m) => match parse_memory(m) {
+                    Some(bytes) if (4 << 20..=1024 << 30).contains(&bytes) => Some(bytes),
+                    _ => return Err(ApiError::invalid(
+                        format!(
+                            "memory {:?} is not valid",
+                            m.chars().take(32).collect::<String>()
+                        ),
+                        "give memory as in lain.yaml, from 4m to 1024g, e.g. \"256m\" or \"2g\"",
+                    )),
+                },
+            };
+            let store = api.store()?;
+            api.db().apps().get(&app).await?;
+            let key = DesiredKey::new(&app, &proc).map_err(|e| store_error(e.into()))?;
+            let Some(entry) = store.get(&key).await.map_err(store_error)? else {
+                return Err(ApiError::not_found(
+                    format!("proc `{proc}` of app `{app}` is not deployed"),
+                    "deploy the app first (`lain deploy`); `lain ps` lists its procs",
+                ));
+            };
+            let mut p = entry.value;
+            if let Some(n) = b.instances {
+                p.instances = n;
+            }
+            if let Some(c) = b.cpu {
+                p.cpu_millis = u64::from(c) * 1000;
+            }
+            if let Some(m) = memory {
+                p.memory_bytes = m;
+            }
+            let now = current(&api, &app).await?;
+            let release = Some(p.release.clone());
+            let from_release = running_release(&api, &app, &now).await;
+            let out = Write {
+                app: &app,
+                caller,
+                kind: DeploymentKind::Scale,
+                from_release,
+                to_release: release,
+                scope: Scope::One(proc.clone()),
+                procs: vec![p],
+            }
+            .run(&api)
+            .await?;
+            let mut detail = outcome_detail(&out);
+            detail["scale"] = json!({"instances": b.instances, "cpu": b.cpu, "memory": b.memory});
+            Ok((Json(out), detail))
+        })
+        .await
+}
+
+/// Returns the app to an earlier deployment: its desired procs (image,
+/// env, numbers) and the secret versions they used, together, re-sealed
+/// into etcd when missing. Default: the last deployment (not failed) of
+/// another release than the one running. Maintainers and admins.
+#[utoipa::path(post, path = "/api/v1/apps/{app}/rollback", tag = "deployments",
+    params(("app" = String, Path, description = "app name")),
+    request_body = RollbackRequest,
+    responses((status = 200, body = DeployOutcome), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "no deployment to return to"),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn rollback(
+    State(api): State<Api>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    b: Result<Json<RollbackRequest>, JsonRejection>,
+) -> Result<Json<DeployOutcome>, ApiError> {
+    let mut audit = Audited::new(&api, &ctx, "rollback").app(app.clone());
+    if let Ok(Json(RollbackRequest { to: Some(v) })) = &b {
+        audit = audit.target(v.clone());
+    }
+    audit
+        .run(async {
+            let caller = ctx.caller()?;
+            api.may_change(caller, &app).await?;
+            let b = body(b)?;
+            api.store()?;
+            api.db().apps().get(&app).await?;
+            let now = current(&api, &app).await?;
+            let running = now.first().map(|p| p.release.clone());
+            let history = api
+                .db()
+                .deployments()
+                .list(
+                    &app,
+                    &DeploymentQuery {
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let target = history.iter().find(|d| {
+                d.kind != DeploymentKind::Undeploy
+                    && !matches!(
+                        d.state,
+                        DeploymentState::Failed | DeploymentState::RolledBack
+                    )
+                    && d.snapshot
+                        .desired
+                        .as_object()
+                        .is_some_and(|o| !o.is_empty())
+                    && match &b.to {
+                        Some(v) => d.to_release.as_deref() == Some(v.as_str()),
+                        None => d.to_release != running,
+                    }
+            });
+            let Some(target) = target else {
+                return Err(match &b.to {
+                    Some(v) => ApiError::not_found(
+                        format!("app `{app}` has no deployment of release `{v}` to return to"),
+                        format!("deploy that release instead (`lain deploy -v {v}`)"),
+                    ),
+                    None => ApiError::not_found(
+                        format!("app `{app}` has no earlier release deployed to return to"),
+                        "`lain deployments` lists what was deployed",
+                    ),
+                });
+            };
+            let mut procs = Vec::new();
+            for (name, v) in target.snapshot.desired.as_object().into_iter().flatten() {
+                let p: DesiredProc = serde_json::from_value(v.clone()).map_err(|e| {
+                    ApiError::Internal(format!(
+                        "deployment {} has an unreadable snapshot of proc {name}: {e}",
+                        target.id
+                    ))
+                })?;
+                procs.push(p);
+            }
+            let from_release = running_release(&api, &app, &now).await;
+            let mut out = Write {
+                app: &app,
+                caller,
+                kind: DeploymentKind::Rollback,
+                from_release,
+                to_release: target.to_release.clone(),
+                scope: Scope::All,
+                procs,
+            }
+            .run(&api)
+            .await?;
+            out.warnings = Vec::new();
+            let mut detail = outcome_detail(&out);
+            detail["restored_deployment"] = json!(target.id);
+            Ok((Json(out), detail))
+        })
+        .await
+}
+
+/// Lists an app's deployments, newest first. Any caller.
+#[utoipa::path(get, path = "/api/v1/apps/{app}/deployments", tag = "deployments",
+    params(("app" = String, Path, description = "app name"), DeploymentsQuery),
+    responses((status = 200, body = [DeploymentView]), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_deployments(
+    State(api): State<Api>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    q: Result<Query<DeploymentsQuery>, QueryRejection>,
+) -> Result<Json<Vec<DeploymentView>>, ApiError> {
+    ctx.caller()?;
+    let Query(q) = q?;
+    api.db().apps().get(&app).await?;
+    let list = api
+        .db()
+        .deployments()
+        .list(
+            &app,
+            &DeploymentQuery {
+                state: None,
+                before: q.before,
+                limit: q.limit.unwrap_or(0),
+            },
+        )
+        .await?;
+    Ok(Json(list.iter().map(Into::into).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_is_read_as_in_lain_yaml() {
+        assert_eq!(parse_memory("256m"), Some(256 << 20));
+        assert_eq!(parse_memory("2G"), Some(2 << 30));
+        for bad in ["", "m", "0m", "01m", "12", "1k", "-1m", "1.5g"] {
+            assert_eq!(parse_memory(bad), None, "{bad}");
+        }
+    }
+}
+
+/// How often a deployment stream looks again without an etcd change (the
+/// deployment row may be finished by another console).
+const EVENTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Follows a deployment as Server-Sent Events: `deployment` (the
+/// `DeploymentView`) first, then `status` (the app's `AppStatus`) on every
+/// change of its instances (`/lain/observed/{app}/`) or rollouts, and
+/// `done` (`{"state", "error"}`) when the rollout of its generation
+/// converged, rolled back or failed; the stream then ends. An undeploy,
+/// or a deployment already finished, gives `deployment` and `done` at
+/// once. A deployment that a newer one superseded never ends by itself.
+/// Any caller.
+#[utoipa::path(get, path = "/api/v1/apps/{app}/deployments/{id}/events", tag = "deployments",
+    params(("app" = String, Path, description = "app name"),
+        ("id" = i64, Path, description = "deployment id")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+            description = "`event: deployment|status|done`, `data:` JSON"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn deployment_events(
+    State(api): State<Api>,
+    ctx: Ctx,
+    Path((app, id)): Path<(String, i64)>,
+) -> Result<
+    axum::response::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use lain_store::{KeyPrefix, ObservedKey, RolloutKey};
+
+    ctx.caller()?;
+    let store = api.store()?.clone();
+    let d = match api.db().deployments().get(id).await {
+        Ok(d) if d.app == app => d,
+        Ok(_) | Err(DbError::NotFound { .. }) => {
+            return Err(ApiError::not_found(
+                format!("app `{app}` has no deployment {id}"),
+                "`GET /api/v1/apps/{app}/deployments` lists them",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let event =
+        |name: &str, data: serde_json::Value| Event::default().event(name).data(data.to_string());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
+    tokio::spawn(async move {
+        let view = DeploymentView::from(&d);
+        if tx.send(event("deployment", json!(view))).await.is_err() {
+            return;
+        }
+        let done = |state: String, error: Option<String>| {
+            event("done", json!({ "state": state, "error": error }))
+        };
+        let generation = match d.generation {
+            Some(g) if !d.state.is_final() => g as u64,
+            _ => {
+                let _ = tx.send(done(d.state.to_string(), d.error.clone())).await;
+                return;
+            }
+        };
+        let prefix = match ObservedKey::of_app(&app) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let mut observed = store.watch(&prefix);
+        let mut rollouts = store.watch(&KeyPrefix::<RolloutKey>::all());
+        let mut last: Option<String> = None;
+        loop {
+            let changed = tokio::select! {
+                _ = tx.closed() => return,
+                e = observed.next() => match e { Some(_) => true, None => return },
+                e = rollouts.next() => match e {
+                    Some(lain_store::WatchEvent::Put(r)) => r.key.app() == app,
+                    Some(_) => true,
+                    None => return,
+                },
+                _ = tokio::time::sleep(EVENTS_RECHECK) => false,
+            };
+            if changed {
+                if let Ok(status) = super::status::collect(&store, &app).await {
+                    let text = json!(status);
+                    // Only what changed for the watcher.
+                    if last.as_deref() != Some(text.to_string().as_str()) {
+                        last = Some(text.to_string());
+                        if tx.send(event("status", text)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            match crate::track::outcome(&store, &app, generation).await {
+                Ok(Some((state, error))) => {
+                    let _ = tx.send(done(state.to_string(), error)).await;
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "deployment events: cannot read the rollout"),
+            }
+        }
+    });
+    let stream =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

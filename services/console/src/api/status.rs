@@ -1,0 +1,181 @@
+//! An app's status, read from etcd: per proc what console asked for
+//! (`/lain/desired/`) and where deployd's rollout stands
+//! (`/lain/rollouts/`), per instance what deployd observes
+//! (`/lain/observed/`). Read-only; any caller.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use lain_store::{DesiredKey, ObservedKey, RolloutKey};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{store_error, Api, Ctx};
+use crate::error::{ApiError, ErrorBody};
+
+pub(super) fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::new().routes(routes!(status))
+}
+
+/// An app's procs and instances.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppStatus {
+    pub app: String,
+    /// Every proc that is desired or still has instances, by name.
+    pub procs: Vec<ProcStatus>,
+}
+
+/// One proc.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProcStatus {
+    pub proc: String,
+    /// What console asked for; absent once the proc was removed (its
+    /// instances are being stopped).
+    pub desired: Option<DesiredView>,
+    /// deployd's rollout of the proc, once it acted on it.
+    pub rollout: Option<RolloutView>,
+    /// The instance records, by number then generation.
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// A proc's desired state (no env or secrets).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DesiredView {
+    pub release: String,
+    pub image: String,
+    pub instances: u32,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub generation: u64,
+}
+
+/// Where deployd stands in rolling a proc out.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutView {
+    /// The desired generation it acted on last.
+    pub generation: u64,
+    /// `progressing`, `converged`, `rolled_back` or `failed`.
+    pub phase: String,
+    pub message: Option<String>,
+    /// Unix milliseconds.
+    pub updated_at_ms: u64,
+}
+
+/// One instance as deployd observes it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceStatus {
+    /// The record's id, `{number}-{generation}`.
+    pub id: String,
+    /// `LAIN_INSTANCE`, 1-based.
+    pub number: u32,
+    pub generation: u64,
+    pub release: String,
+    pub node: String,
+    /// `pending`, `starting`, `running`, `draining`, `stopping`, `exited`,
+    /// `failed`, `lost`, ...
+    pub state: String,
+    /// `starting`, `healthy`, `unhealthy` or `unknown`.
+    pub health: String,
+    /// `ip:port` routers send traffic to.
+    pub address: Option<String>,
+    pub restarts: u32,
+    pub message: Option<String>,
+}
+
+/// The snake_case name a serde enum is stored as.
+fn name<T: Serialize>(t: &T) -> String {
+    match serde_json::to_value(t) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "unknown".into(),
+    }
+}
+
+/// An app's procs (desired state and rollout) and instances, from etcd.
+/// Any caller.
+#[utoipa::path(get, path = "/api/v1/apps/{app}/status", tag = "deployments",
+    params(("app" = String, Path, description = "app name")),
+    responses((status = 200, body = AppStatus), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn status(
+    State(api): State<Api>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+) -> Result<Json<AppStatus>, ApiError> {
+    ctx.caller()?;
+    let store = api.store()?;
+    api.db().apps().get(&app).await?;
+    Ok(Json(collect(store, &app).await?))
+}
+
+/// An app's status from etcd.
+pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppStatus, ApiError> {
+    let app = app.to_owned();
+    let desired = store
+        .list(&DesiredKey::of_app(&app).map_err(|e| store_error(e.into()))?)
+        .await
+        .map_err(store_error)?;
+    let observed = store
+        .list(&ObservedKey::of_app(&app).map_err(|e| store_error(e.into()))?)
+        .await
+        .map_err(store_error)?;
+    let mut procs: BTreeMap<String, ProcStatus> = BTreeMap::new();
+    let entry = |procs: &mut BTreeMap<String, ProcStatus>, proc: &str| {
+        procs.entry(proc.to_owned()).or_insert_with(|| ProcStatus {
+            proc: proc.to_owned(),
+            desired: None,
+            rollout: None,
+            instances: Vec::new(),
+        });
+    };
+    for e in &desired.items {
+        entry(&mut procs, e.key.proc());
+        let d = &e.value;
+        procs.get_mut(e.key.proc()).expect("inserted").desired = Some(DesiredView {
+            release: d.release.clone(),
+            image: d.image.clone(),
+            instances: d.instances,
+            cpu_millis: d.cpu_millis,
+            memory_bytes: d.memory_bytes,
+            generation: d.generation,
+        });
+    }
+    for e in &observed.items {
+        entry(&mut procs, e.key.proc());
+        let o = &e.value;
+        procs
+            .get_mut(e.key.proc())
+            .expect("inserted")
+            .instances
+            .push(InstanceStatus {
+                id: e.key.instance().to_owned(),
+                number: o.instance,
+                generation: o.generation,
+                release: o.release.clone(),
+                node: o.node.clone(),
+                state: name(&o.state),
+                health: name(&o.health),
+                address: o.address.clone(),
+                restarts: o.restarts,
+                message: o.message.clone(),
+            });
+    }
+    for p in procs.values_mut() {
+        p.instances.sort_by_key(|i| (i.number, i.generation));
+        let key = RolloutKey::new(&app, &p.proc).map_err(|e| store_error(e.into()))?;
+        if let Some(r) = store.get(&key).await.map_err(store_error)? {
+            p.rollout = Some(RolloutView {
+                generation: r.value.generation,
+                phase: name(&r.value.phase),
+                message: r.value.message.clone(),
+                updated_at_ms: r.value.updated_at_ms,
+            });
+        }
+    }
+    Ok(AppStatus {
+        app,
+        procs: procs.into_values().collect(),
+    })
+}

@@ -1,0 +1,985 @@
+//! Deploy, scale, rollback, undeploy and status through the API, against
+//! real servers: the `console` binary with a SQLite database and a real
+//! etcd (`lain_testkit::Etcd`), sso in-process on loopback for its keys
+//! (tokens signed with sso's own key in the shape its token endpoint
+//! gives; tests/api.rs covers the real login flows). No dockerd: console
+//! only writes desired state, so nodes are registrations in etcd, their
+//! liveness is written as deployd would (`/lain/observed-nodes/`), and so
+//! are an instance record and a rollout for the status endpoint.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lain_store::secret::{self, SecretsKey};
+use lain_store::{
+    Capacity, Component, DesiredKey, DesiredProc, DockerEndpoint, Health, InstanceState, Liveness,
+    NodeKey, NodeRegistration, ObservedInstance, ObservedKey, ObservedNode, ObservedNodeKey,
+    ProcRollout, RolloutKey, RolloutPhase, SecretKey, Store,
+};
+use lain_testkit::process::{Logged, ServerDir};
+use lain_testkit::Etcd;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::task::block_in_place;
+
+const BIN: &str = env!("CARGO_BIN_EXE_console");
+const ADMIN_GROUP: &str = "lain-admins";
+const G: u64 = 1 << 30;
+const M: u64 = 1 << 20;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+struct TestSso {
+    issuer: String,
+    sso: sso::Sso,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start_sso() -> TestSso {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issuer = format!("http://{addr}");
+    let text = format!(
+        "listen = \"{addr}\"\nissuer = \"{issuer}\"\n\
+         [password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n"
+    );
+    let cfg: sso::config::Config =
+        lain_service::parse_config(Path::new("sso.toml"), &text).unwrap();
+    let url = format!("sqlite://{}/sso.db?mode=rwc", dir.path().display());
+    let sso = sso::Sso::open(cfg, &url).await.expect("sso starts");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let s2 = sso.clone();
+    tokio::spawn(async move {
+        s2.serve_on(listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestSso {
+        issuer,
+        sso,
+        _dir: dir,
+        _stop: tx,
+    }
+}
+
+impl TestSso {
+    /// An access token of `user` as sso's token endpoint issues them to
+    /// the CLI, signed with sso's active key.
+    fn token(&self, user: &str, groups: &[&str]) -> String {
+        let t = now();
+        let claims = json!({
+            "iss": self.issuer, "sub": user, "aud": "console", "client_id": "cli",
+            "iat": t, "nbf": t, "exp": t + 3600, "jti": format!("test-{user}-{t}"),
+            "scope": "openid", "groups": groups, "preferred_username": user,
+        });
+        self.sso.state().keys.sign("at+jwt", &claims).expect("sign")
+    }
+}
+
+struct Console {
+    _proc: Logged,
+    base: String,
+    _dir: ServerDir,
+}
+
+fn start_console(issuer: &str, etcd: &str, key: &SecretsKey) -> Console {
+    let dir = ServerDir::new("console-deploy").unwrap();
+    let key_path = dir.path().join("secrets.key");
+    std::fs::write(&key_path, key.to_base64().as_bytes()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lain_testkit::free_port()));
+    let config = format!(
+        "listen = \"{addr}\"\nlog_format = \"json\"\n\
+         database = \"sqlite://{d}/console.db?mode=rwc\"\n\
+         etcd = [\"{etcd}\"]\n\
+         secrets_key_file = \"{k}\"\ncluster_domain = \"lain.local\"\n\
+         [auth]\nissuer = \"{issuer}\"\nadmin_group = \"{ADMIN_GROUP}\"\n",
+        d = dir.path().display(),
+        k = key_path.display(),
+    );
+    let path = dir.path().join("console.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config").arg(&path).env("RUST_LOG", "debug");
+    let mut proc = Logged::spawn("console", cmd, &dir.log_path("console")).unwrap();
+    proc.wait_ready(Duration::from_secs(20), || {
+        lain_testkit::http::get(addr, "127.0.0.1", "/healthz").is_some_and(|(c, _)| c == 200)
+    })
+    .expect("console starts");
+    Console {
+        _proc: proc,
+        base: format!("http://{addr}"),
+        _dir: dir,
+    }
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text))
+    }
+
+    fn ok(&self) -> Value {
+        assert_eq!(self.status, 200, "{}", self.text);
+        self.json()
+    }
+
+    /// Asserts a JSON error with `status` and `code`; returns its message.
+    fn error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.text);
+        let v = self.json();
+        assert_eq!(v["code"], code, "{}", self.text);
+        assert!(
+            v["hint"].as_str().is_some_and(|h| !h.is_empty()),
+            "{}",
+            self.text
+        );
+        v["message"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn call(base: &str, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut req = client
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    Answer {
+        status: r.status().as_u16(),
+        text: r.text().await.unwrap_or_default(),
+    }
+}
+
+fn version(n: u32) -> String {
+    format!("{}-{:040x}", 1_700_000_000 + n, n)
+}
+
+fn image(n: u32) -> String {
+    format!("registry.lain.local:5000/hello:release-{}", version(n))
+}
+
+fn release(n: u32, yaml: &str) -> Value {
+    json!({
+        "version": version(n),
+        "image": image(n),
+        "digest": format!("sha256:{:064x}", n),
+        "lain_yaml": yaml,
+    })
+}
+
+const V1: &str = "appname: hello
+build:
+  base: golang
+  script: [go build]
+web:
+  cmd: ./hello
+  port: 8080
+  num_instances: 2
+  memory: 256m
+  env:
+    - GREETING=v1
+  secret_files:
+    - /lain/app/db.conf
+worker.queue:
+  cmd: ./hello work
+  memory: 64m
+";
+
+const V2: &str = "appname: hello
+build:
+  base: golang
+  script: [go build]
+web:
+  cmd: ./hello --v2
+  port: 8080
+  num_instances: 2
+  memory: 256m
+  env:
+    - GREETING=v2
+  secret_files:
+    - /lain/app/db.conf
+";
+
+const HUGE: &str = "appname: hello
+build:
+  base: golang
+  script: [go build]
+web:
+  cmd: ./hello
+  memory: 4g
+";
+
+const NEEDS_SECRET: &str = "appname: hello
+build:
+  base: golang
+  script: [go build]
+web:
+  cmd: ./hello
+  secret_files:
+    - /lain/app/other.conf
+";
+
+fn registration(cpu_millis: u64, memory_bytes: u64) -> NodeRegistration {
+    NodeRegistration {
+        docker: DockerEndpoint::Unix {
+            socket: "/var/run/docker.sock".into(),
+        },
+        address: "127.0.0.1".into(),
+        labels: Default::default(),
+        capacity: Capacity {
+            cpu_millis,
+            memory_bytes,
+        },
+        schedulable: true,
+        draining: false,
+        registered_at_ms: 0,
+    }
+}
+
+/// The app's desired procs, by name.
+async fn desired(store: &Store) -> std::collections::BTreeMap<String, DesiredProc> {
+    store
+        .list(&DesiredKey::of_app("hello").unwrap())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.key.proc().to_owned(), e.value))
+        .collect()
+}
+
+/// The app's desired keys with their revisions: equal before and after
+/// a refused call means nothing changed.
+async fn desired_revisions(store: &Store) -> Vec<(String, i64)> {
+    store
+        .list(&DesiredKey::of_app("hello").unwrap())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.key.proc().to_owned(), e.mod_revision))
+        .collect()
+}
+
+/// Reads a deployment's event stream to its end (at most 20 s).
+async fn follow(url: String, token: String) -> String {
+    let mut r = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Some(chunk) = tokio::time::timeout_at(deadline, r.chunk())
+        .await
+        .unwrap_or_else(|_| panic!("the stream did not end: {text}"))
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+/// Waits until deployment `id` is in `state`; returns it.
+async fn wait_state(base: &str, token: &str, id: i64, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = call(
+            base,
+            Method::GET,
+            "/api/v1/apps/hello/deployments",
+            token,
+            None,
+        )
+        .await
+        .ok();
+        let d = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()
+            .clone();
+        if d["state"] == state {
+            return d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deployment {id} is not {state}: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_scale_rollback_undeploy_through_the_api() {
+    let etcd = block_in_place(Etcd::start).expect("etcd");
+    let key = SecretsKey::generate();
+    let sso = start_sso().await;
+    let console = block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key));
+    let base = console.base.as_str();
+    let alice = sso.token("alice", &[]);
+    let mallory = sso.token("mallory", &[]);
+    let root = sso.token("root", &[ADMIN_GROUP]);
+
+    // Two nodes, alive as deployd would say; a third cordoned one and a
+    // fourth deployd sees lost do not count.
+    let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    let nodes = plain.as_writer(Component::NodeManagement);
+    let deployd = plain.as_writer(Component::Deployd);
+    let mut cordoned = registration(64_000, 64 * G);
+    cordoned.schedulable = false;
+    for (name, reg) in [
+        ("node-1", registration(4000, G)),
+        ("node-3", registration(4000, G + G / 2)),
+        ("node-9", cordoned),
+        ("node-lost", registration(64_000, 64 * G)),
+    ] {
+        nodes.put(&NodeKey::new(name).unwrap(), &reg).await.unwrap();
+        let liveness = if name == "node-lost" {
+            Liveness::Lost
+        } else {
+            Liveness::Alive
+        };
+        let observed = ObservedNode {
+            liveness,
+            last_seen_ms: 1,
+            since_ms: 1,
+            docker_version: None,
+            instances: 0,
+            message: None,
+        };
+        deployd
+            .put(&ObservedNodeKey::new(name).unwrap(), &observed)
+            .await
+            .unwrap();
+    }
+
+    // alice's app, its secret (version 1) and three releases.
+    call(
+        base,
+        Method::POST,
+        "/api/v1/apps",
+        &alice,
+        Some(json!({"name": "hello"})),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let r = client
+        .put(format!("{base}/api/v1/apps/hello/secrets/db.conf"))
+        .bearer_auth(&alice)
+        .body("password=old-one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let old_version = r.json::<Value>().await.unwrap()["version"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(old_version, 1);
+    // v2 is the latest (by commit time); 2 and 3 cannot be deployed.
+    for (n, yaml) in [(1, V1), (5, V2), (2, HUGE), (3, NEEDS_SECRET)] {
+        let a = call(
+            base,
+            Method::POST,
+            "/api/v1/apps/hello/releases",
+            &alice,
+            Some(release(n, yaml)),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+
+    // Deploy v1: both procs in etcd, one generation, the secret version
+    // named and sealed under /lain/secrets/.
+    let a = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({"version": version(1)})),
+    )
+    .await;
+    let out = a.ok();
+    assert_eq!(out["written"], json!(["web", "worker.queue"]), "{out}");
+    assert_eq!(out["deployment"]["kind"], "deploy");
+    assert_eq!(out["deployment"]["state"], "progressing");
+    assert_eq!(out["deployment"]["to_release"], version(1));
+    assert_eq!(out["deployment"]["secrets"], json!({"db.conf": 1}));
+    let v1 = desired(&plain).await;
+    assert_eq!(v1.len(), 2);
+    let web = &v1["web"];
+    assert_eq!(web.image, image(1));
+    assert_eq!(web.instances, 2);
+    assert_eq!(web.memory_bytes, 256 * M);
+    assert_eq!(web.env["GREETING"], "v1");
+    assert_eq!(web.secrets[0].version, 1);
+    let generation1 = web.generation;
+    assert_eq!(v1["worker.queue"].generation, generation1);
+    let sk = SecretKey::new("hello", "db.conf", 1).unwrap();
+    let sealed = plain.get(&sk).await.unwrap().expect("secret in etcd").value;
+    assert_eq!(
+        &*secret::open_for(&key, &sk, &sealed.value).unwrap(),
+        b"password=old-one"
+    );
+    let dump = etcd.etcdctl(&["get", "--prefix", "/lain/"]).unwrap();
+    assert!(!dump.contains("old-one"), "plaintext secret in etcd");
+
+    // A non-maintainer is refused and nothing changes; so is everyone
+    // else's attempt at every mutation.
+    let before = desired_revisions(&plain).await;
+    for (path, body) in [
+        ("/api/v1/apps/hello/deploy", json!({})),
+        ("/api/v1/apps/hello/undeploy", json!({})),
+        (
+            "/api/v1/apps/hello/procs/web/scale",
+            json!({"instances": 9}),
+        ),
+        ("/api/v1/apps/hello/rollback", json!({})),
+    ] {
+        let a = call(base, Method::POST, path, &mallory, Some(body)).await;
+        a.error(403, "forbidden");
+    }
+    assert_eq!(desired_revisions(&plain).await, before);
+
+    // An instance that fits no node: refused, naming the resource and the
+    // largest free node; etcd unchanged.
+    let a = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({"version": version(2)})),
+    )
+    .await;
+    let m = a.error(422, "cannot_fit");
+    assert_eq!(
+        m,
+        "no node has 4g free memory for an instance of proc web; the largest free is node-3 with 1.5g"
+    );
+    // A secret the release needs is not set: refused with the command.
+    let a = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({"version": version(3)})),
+    )
+    .await;
+    let m = a.error(422, "undeployable");
+    assert!(m.contains("other.conf"), "{m}");
+    assert!(
+        a.json()["hint"]
+            .as_str()
+            .unwrap()
+            .contains("lain secret set hello other.conf"),
+        "{}",
+        a.text
+    );
+    // Bad bodies and unknown releases or procs.
+    call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({"versoin": 1})),
+    )
+    .await
+    .error(400, "invalid_json");
+    call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({"version": version(9)})),
+    )
+    .await
+    .error(404, "not_found");
+    call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({"proc": "nope"})),
+    )
+    .await
+    .error(422, "undeployable");
+    assert_eq!(desired_revisions(&plain).await, before);
+
+    // Instances already placed count against their node: with another
+    // app's 1.2g instance on node-3, 1g + 0.3g are free, less than
+    // 3 x 512m.
+    let mut other = v1["web"].clone();
+    other.app = "other".into();
+    other.memory_bytes = G + G / 5;
+    plain
+        .put(&DesiredKey::new("other", "web").unwrap(), &other)
+        .await
+        .unwrap();
+    let record = ObservedInstance {
+        node: "node-3".into(),
+        container_id: Some("c0".into()),
+        generation: other.generation,
+        release: other.release.clone(),
+        image: other.image.clone(),
+        state: InstanceState::Running,
+        health: Health::Healthy,
+        address: Some("127.0.0.1:30000".into()),
+        restarts: 0,
+        started_at_ms: None,
+        updated_at_ms: 0,
+        message: None,
+        instance: 1,
+        spec: String::new(),
+        recent_restarts_ms: Vec::new(),
+    };
+    deployd
+        .put(&ObservedKey::new("other", "web", "1-1").unwrap(), &record)
+        .await
+        .unwrap();
+    let a = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/procs/web/scale",
+        &alice,
+        Some(json!({"instances": 3, "memory": "512m"})),
+    )
+    .await;
+    let m = a.error(422, "cannot_fit");
+    assert!(m.contains("1.5g memory in total (web: 3 x 512m)"), "{m}");
+    assert_eq!(desired_revisions(&plain).await, before);
+    plain
+        .delete(&ObservedKey::new("other", "web", "1-1").unwrap())
+        .await
+        .unwrap();
+    plain
+        .delete(&DesiredKey::new("other", "web").unwrap())
+        .await
+        .unwrap();
+
+    // v2 with a new secret value: worker.queue is gone from etcd, web
+    // runs v2 with secret version 2.
+    let r = client
+        .put(format!("{base}/api/v1/apps/hello/secrets/db.conf"))
+        .bearer_auth(&alice)
+        .body("password=new-one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({})),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        out["deployment"]["to_release"],
+        version(5),
+        "latest by default"
+    );
+    assert_eq!(out["deployment"]["from_release"], version(1));
+    assert_eq!(out["removed"], json!(["worker.queue"]));
+    let v2 = desired(&plain).await;
+    assert_eq!(
+        v2.keys().collect::<Vec<_>>(),
+        ["web"],
+        "a removed proc stayed"
+    );
+    assert_eq!(v2["web"].env["GREETING"], "v2");
+    assert_eq!(v2["web"].secrets[0].version, 2);
+    assert!(v2["web"].generation > generation1);
+
+    // Scale web: numbers change, image, env and secrets stay.
+    let out = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/procs/web/scale",
+        &alice,
+        Some(json!({"instances": 3, "cpu": 1, "memory": "128m"})),
+    )
+    .await
+    .ok();
+    assert_eq!(out["deployment"]["kind"], "scale");
+    assert_eq!(out["deployment"]["procs"], json!(["web"]));
+    let scale_id = out["deployment"]["id"].as_i64().unwrap();
+    let scaled = desired(&plain).await["web"].clone();
+    assert_eq!(scaled.instances, 3);
+    assert_eq!(scaled.cpu_millis, 1000);
+    assert_eq!(scaled.memory_bytes, 128 * M);
+    assert!(scaled.generation > v2["web"].generation);
+    let mut same = scaled.clone();
+    same.instances = v2["web"].instances;
+    same.cpu_millis = v2["web"].cpu_millis;
+    same.memory_bytes = v2["web"].memory_bytes;
+    same.generation = v2["web"].generation;
+    assert_eq!(same, v2["web"], "scale changed more than the numbers");
+    for (body, status, code) in [
+        (json!({"instances": 5000}), 400, "invalid_request"),
+        (json!({"memory": "12k"}), 400, "invalid_request"),
+        (json!({"cpu": 999}), 400, "invalid_request"),
+        (json!({}), 400, "invalid_request"),
+        (json!({"replicas": 2}), 400, "invalid_json"),
+    ] {
+        call(
+            base,
+            Method::POST,
+            "/api/v1/apps/hello/procs/web/scale",
+            &alice,
+            Some(body),
+        )
+        .await
+        .error(status, code);
+    }
+    call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/procs/worker.queue/scale",
+        &alice,
+        Some(json!({"instances": 1})),
+    )
+    .await
+    .error(404, "not_found");
+
+    // Status: desired state, rollout and instances as deployd wrote them.
+    // Meanwhile the scale's event stream follows it until it converged.
+    let events = tokio::spawn(follow(
+        format!("{base}/api/v1/apps/hello/deployments/{scale_id}/events"),
+        mallory.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let record = ObservedInstance {
+        node: "node-1".into(),
+        generation: scaled.generation,
+        release: scaled.release.clone(),
+        image: scaled.image.clone(),
+        restarts: 2,
+        instance: 1,
+        ..record
+    };
+    deployd
+        .put(
+            &ObservedKey::new("hello", "web", &format!("1-{}", scaled.generation)).unwrap(),
+            &record,
+        )
+        .await
+        .unwrap();
+    let rollout = ProcRollout {
+        generation: scaled.generation,
+        spec: "abc".into(),
+        phase: RolloutPhase::Converged,
+        last_good: None,
+        failed_spec: None,
+        message: None,
+        updated_at_ms: 5,
+        homes: Default::default(),
+    };
+    deployd
+        .put(&RolloutKey::new("hello", "web").unwrap(), &rollout)
+        .await
+        .unwrap();
+    let s = call(
+        base,
+        Method::GET,
+        "/api/v1/apps/hello/status",
+        &mallory,
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(s["app"], "hello");
+    let web = &s["procs"][0];
+    assert_eq!(web["proc"], "web");
+    assert_eq!(web["desired"]["instances"], 3);
+    assert_eq!(web["desired"]["release"], version(5));
+    assert_eq!(web["desired"]["generation"], scaled.generation);
+    assert_eq!(web["rollout"]["phase"], "converged");
+    assert_eq!(web["instances"][0]["state"], "running");
+    assert_eq!(web["instances"][0]["health"], "healthy");
+    assert_eq!(web["instances"][0]["node"], "node-1");
+    assert_eq!(web["instances"][0]["restarts"], 2);
+    assert_eq!(web["instances"][0]["address"], "127.0.0.1:30000");
+    call(base, Method::GET, "/api/v1/apps/nope/status", &alice, None)
+        .await
+        .error(404, "not_found");
+    let text = events.await.unwrap();
+    let deployment = text.find("event: deployment").expect(&text);
+    let status = text.find("event: status").expect(&text);
+    let done = text.find("event: done").expect(&text);
+    assert!(deployment < status && status < done, "{text}");
+    assert!(
+        text.contains(r#"data: {"error":null,"state":"succeeded"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""state":"running""#), "{text}");
+    // console follows the rollouts too: the scale is finished.
+    wait_state(base, &mallory, scale_id, "succeeded").await;
+
+    // Rollback (to the previous release by default): image, env and
+    // secrets return together, and a secret version missing from etcd is
+    // sealed there again from the database.
+    plain.delete(&sk).await.unwrap();
+    let out = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/rollback",
+        &alice,
+        Some(json!({})),
+    )
+    .await
+    .ok();
+    assert_eq!(out["deployment"]["kind"], "rollback");
+    assert_eq!(out["deployment"]["to_release"], version(1));
+    assert_eq!(out["deployment"]["secrets"], json!({"db.conf": 1}));
+    let back = desired(&plain).await;
+    assert_eq!(back.len(), 2, "worker.queue returns too");
+    for (name, p) in &back {
+        let mut p = p.clone();
+        assert!(p.generation > scaled.generation);
+        p.generation = v1[name].generation;
+        assert_eq!(p, v1[name], "{name} differs from v1's snapshot");
+    }
+    let sealed = plain.get(&sk).await.unwrap().expect("re-sealed").value;
+    assert_eq!(
+        &*secret::open_for(&key, &sk, &sealed.value).unwrap(),
+        b"password=old-one"
+    );
+    // deployd rolls worker.queue back: so is the deployment, with why.
+    let rollback_id = out["deployment"]["id"].as_i64().unwrap();
+    let generation = back["web"].generation;
+    for (proc, phase) in [
+        ("web", RolloutPhase::Converged),
+        ("worker.queue", RolloutPhase::RolledBack),
+    ] {
+        let r = ProcRollout {
+            generation,
+            phase,
+            message: Some("new instances never became healthy".into()),
+            ..rollout.clone()
+        };
+        deployd
+            .put(&RolloutKey::new("hello", proc).unwrap(), &r)
+            .await
+            .unwrap();
+    }
+    let d = wait_state(base, &mallory, rollback_id, "rolled_back").await;
+    assert_eq!(
+        d["error"], "proc worker.queue: new instances never became healthy",
+        "{d}"
+    );
+    let text = follow(
+        format!("{base}/api/v1/apps/hello/deployments/{rollback_id}/events"),
+        mallory.clone(),
+    )
+    .await;
+    assert!(text.contains(r#""state":"rolled_back""#), "{text}");
+    call(
+        base,
+        Method::GET,
+        "/api/v1/apps/other/deployments/1/events",
+        &alice,
+        None,
+    )
+    .await
+    .error(404, "not_found");
+    call(
+        base,
+        Method::GET,
+        "/api/v1/apps/hello/deployments/999/events",
+        &alice,
+        None,
+    )
+    .await
+    .error(404, "not_found");
+    // To a named release with no deployment: 404.
+    call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/rollback",
+        &alice,
+        Some(json!({"to": version(3)})),
+    )
+    .await
+    .error(404, "not_found");
+
+    // One proc alone: web moves to v2, worker.queue stays as it was.
+    let before = desired(&plain).await;
+    let out = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({"version": version(5), "proc": "web"})),
+    )
+    .await
+    .ok();
+    assert_eq!(out["deployment"]["procs"], json!(["web"]));
+    assert_eq!(out["written"], json!(["web"]));
+    assert_eq!(out["removed"], json!([]));
+    let after = desired(&plain).await;
+    assert_eq!(after["worker.queue"], before["worker.queue"]);
+    assert_eq!(after["web"].env["GREETING"], "v2");
+    assert_eq!(after["web"].secrets[0].version, 2);
+
+    // The history, newest first.
+    let list = call(
+        base,
+        Method::GET,
+        "/api/v1/apps/hello/deployments",
+        &mallory,
+        None,
+    )
+    .await
+    .ok();
+    let kinds: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["deploy", "rollback", "scale", "deploy", "deploy"]);
+
+    // Undeploy: nothing desired; the app can then be deleted.
+    let out = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/undeploy",
+        &root,
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(out["deployment"]["state"], "succeeded");
+    assert_eq!(out["removed"], json!(["web", "worker.queue"]));
+    let text = follow(
+        format!(
+            "{base}/api/v1/apps/hello/deployments/{}/events",
+            out["deployment"]["id"]
+        ),
+        mallory.clone(),
+    )
+    .await;
+    assert!(text.contains(r#""state":"succeeded""#), "{text}");
+    assert!(desired(&plain).await.is_empty());
+
+    // Every call was audited: allowed, denied and failed.
+    let audit = call(
+        base,
+        Method::GET,
+        "/api/v1/audit?app=hello&limit=1000",
+        &root,
+        None,
+    )
+    .await
+    .ok();
+    let entries: Vec<(String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let count = |action: &str, result: &str| {
+        entries
+            .iter()
+            .filter(|(a, r)| a == action && r == result)
+            .count()
+    };
+    assert_eq!(count("deploy", "ok"), 3, "{entries:?}");
+    assert_eq!(count("deploy", "denied"), 1, "{entries:?}");
+    assert_eq!(count("deploy", "error"), 5, "{entries:?}");
+    assert_eq!(count("scale", "ok"), 1, "{entries:?}");
+    assert_eq!(count("scale", "denied"), 1, "{entries:?}");
+    assert_eq!(count("scale", "error"), 7, "{entries:?}");
+    assert_eq!(count("rollback", "ok"), 1, "{entries:?}");
+    assert_eq!(count("rollback", "denied"), 1, "{entries:?}");
+    assert_eq!(count("rollback", "error"), 1, "{entries:?}");
+    assert_eq!(count("undeploy", "ok"), 1, "{entries:?}");
+    assert_eq!(count("undeploy", "denied"), 1, "{entries:?}");
+    let deploy_ok = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "deploy" && e["result"] == "ok")
+        .unwrap();
+    assert_eq!(deploy_ok["actor"], "alice");
+    assert!(deploy_ok["detail"]["generation"].is_i64(), "{deploy_ok}");
+    assert!(!audit.to_string().contains("old-one") && !audit.to_string().contains("new-one"));
+
+    let a = call(base, Method::DELETE, "/api/v1/apps/hello", &alice, None).await;
+    assert_eq!(a.status, 204, "{}", a.text);
+}
+
+/// console starts without etcd and answers 503 `etcd_unavailable` on the
+/// routes that need it; the others work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_etcd_console_starts_and_answers_503() {
+    let key = SecretsKey::generate();
+    let sso = start_sso().await;
+    let dead = format!("http://127.0.0.1:{}", lain_testkit::free_port());
+    let console = block_in_place(|| start_console(&sso.issuer, &dead, &key));
+    let base = console.base.as_str();
+    let alice = sso.token("alice", &[]);
+    let a = call(
+        base,
+        Method::POST,
+        "/api/v1/apps",
+        &alice,
+        Some(json!({"name": "hello"})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    call(base, Method::GET, "/api/v1/apps/hello/status", &alice, None)
+        .await
+        .error(503, "etcd_unavailable");
+    let a = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/hello/deploy",
+        &alice,
+        Some(json!({})),
+    )
+    .await;
+    a.error(503, "etcd_unavailable");
+    call(
+        base,
+        Method::GET,
+        "/api/v1/apps/hello/deployments",
+        &alice,
+        None,
+    )
+    .await
+    .ok();
+}
