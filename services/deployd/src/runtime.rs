@@ -14,11 +14,15 @@
 //! and [`events`] only see those. The event stream starts at subscription:
 //! after (re)subscribing, [`list`] once to catch what happened meanwhile.
 //!
-//! Secret files are packed into an in-memory tar (zeroed on drop) and
-//! extracted into the created container through the engine's archive
-//! endpoint, so their plaintext never touches the deployd host's disk. They
-//! are owned by root (mode 0400 unless given): a proc running as another
-//! `user` needs a mode that lets it read them.
+//! Secrets never touch a disk in plaintext, neither the deployd host's nor
+//! the node's (see [`container_config_with`]): a container with secrets
+//! gets a tmpfs at [`SECRETS_DIR`], symlinks at the secret files' paths
+//! pointing into it (uploaded before start; not secret), and an entrypoint
+//! wrapper (`/bin/sh`) that reads the secret values from the container's
+//! stdin into the tmpfs and into its environment, then execs the proc's
+//! command. deployd writes them over an attach at every start
+//! ([`Engine::start_with_secrets`]); the engine's container config holds
+//! none of them.
 //!
 //! [`list`]: Engine::list
 //! [`events`]: Engine::events
@@ -66,8 +70,31 @@ pub const LABEL_MANAGED: &str = "lain.managed";
 /// The value of [`LABEL_MANAGED`].
 pub const MANAGED_BY: &str = "deployd";
 
+/// Set (to `stdin`) on containers whose secrets are written to their stdin
+/// at each start ([`Engine::start_with_secrets`]).
+pub const LABEL_SECRETS: &str = "lain.secrets";
+
 /// The mode of a secret file whose [`SecretFile::mode`] is 0.
 pub const DEFAULT_SECRET_MODE: u32 = 0o400;
+
+/// The tmpfs (RAM only) that holds a container's secret files; the files
+/// at their paths are symlinks to `SECRETS_DIR/1`, `SECRETS_DIR/2`, ...
+pub const SECRETS_DIR: &str = "/run/lain/secrets";
+
+/// The entrypoint wrapper of a container with secrets, run as
+/// `/bin/sh -c WRAPPER lain-secrets ARGV...`: it runs the script deployd
+/// writes to its stdin ([`secret_payload`]), which writes the files into
+/// [`SECRETS_DIR`] and exports the env secrets, checks that it arrived
+/// whole, restores the umask and execs the proc's command. Only shell
+/// builtins: the image needs a POSIX `/bin/sh` (dash, bash, busybox ash)
+/// and nothing else.
+pub const SECRETS_WRAPPER: &str = "lain_secrets_umask=$(umask); \
+. /dev/stdin || exit 125; \
+if [ \"${lain_secrets_ok-}\" != 1 ]; then \
+echo 'lain-secrets: the secrets did not arrive whole on stdin; deployd writes them when it starts the container (start it through deployd, not docker start)' >&2; \
+exit 125; fi; \
+umask \"$lain_secrets_umask\"; unset lain_secrets_ok lain_secrets_umask; \
+exec \"$@\"";
 
 /// Bounds of the lifecycle calls, per engine ([`Engine::with_timeouts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,8 +198,12 @@ pub struct ContainerSpec {
     pub network: String,
     /// (docker named volume, container path).
     pub volumes: Vec<(String, String)>,
-    /// Written into the container after create and before start.
+    /// Files in RAM in the container (symlinks into [`SECRETS_DIR`]),
+    /// written at each start.
     pub secret_files: Vec<SecretFile>,
+    /// Environment variables set by the wrapper at each start, never in
+    /// the engine's container config.
+    pub secret_env: Vec<SecretEnv>,
     /// More labels; the `lain.*` ones above win over these.
     pub extra_labels: BTreeMap<String, String>,
 }
@@ -195,6 +226,30 @@ impl std::fmt::Debug for SecretFile {
             .field("contents", &format_args!("<{} bytes>", self.contents.len()))
             .field("mode", &format_args!("{:o}", self.mode))
             .finish()
+    }
+}
+
+/// An environment variable with a secret value.
+#[derive(Clone)]
+pub struct SecretEnv {
+    /// A shell name: letters, digits and `_`, not starting with a digit.
+    pub name: String,
+    pub value: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretEnv")
+            .field("name", &self.name)
+            .field("value", &format_args!("<{} bytes>", self.value.len()))
+            .finish()
+    }
+}
+
+impl ContainerSpec {
+    /// True when the container gets secrets (and so the wrapper).
+    pub fn has_secrets(&self) -> bool {
+        !self.secret_files.is_empty() || !self.secret_env.is_empty()
     }
 }
 
@@ -263,6 +318,9 @@ pub struct LainContainer {
     pub host_port: Option<u16>,
     /// From `inspect` only; `list` says `false`.
     pub oom_killed: bool,
+    /// It was made with secrets: start it with
+    /// [`Engine::start_with_secrets`].
+    pub secrets: bool,
 }
 
 /// One progress message of a pull.
@@ -327,6 +385,10 @@ pub fn labels(spec: &ContainerSpec) -> HashMap<String, String> {
     ] {
         labels.insert(k.to_owned(), v);
     }
+    labels.remove(LABEL_SECRETS);
+    if spec.has_secrets() {
+        labels.insert(LABEL_SECRETS.to_owned(), "stdin".to_owned());
+    }
     labels
 }
 
@@ -337,9 +399,85 @@ fn invalid(spec: &ContainerSpec, detail: impl Into<String>) -> RuntimeError {
     }
 }
 
-/// The engine's container config for `spec` (without secret files, which
-/// are uploaded after create).
+/// The engine's container config for `spec`, for an image without an
+/// entrypoint or cmd of its own (see [`container_config_with`]).
 pub fn container_config(spec: &ContainerSpec) -> Result<Config<String>> {
+    container_config_with(spec, &[], &[])
+}
+
+/// The command a container runs: docker's rule for merging the spec's
+/// entrypoint and cmd with the image's.
+fn command(spec: &ContainerSpec, image_entrypoint: &[String], image_cmd: &[String]) -> Vec<String> {
+    if !spec.entrypoint.is_empty() {
+        return spec.entrypoint.iter().chain(&spec.cmd).cloned().collect();
+    }
+    let cmd = if spec.cmd.is_empty() {
+        image_cmd
+    } else {
+        &spec.cmd[..]
+    };
+    image_entrypoint.iter().chain(cmd).cloned().collect()
+}
+
+/// True for a name the shell can export.
+fn is_shell_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks the secrets of `spec`: file paths, modes and env names.
+fn check_secrets(spec: &ContainerSpec) -> Result<()> {
+    for f in &spec.secret_files {
+        let rel = secret_path(&f.path).map_err(|d| invalid(spec, d))?;
+        let dir = SECRETS_DIR.trim_start_matches('/');
+        if rel == dir || rel.starts_with(&format!("{dir}/")) {
+            return Err(invalid(
+                spec,
+                format!(
+                    "secret file path {:?} is inside {SECRETS_DIR}, which deployd uses",
+                    f.path
+                ),
+            ));
+        }
+        if f.mode & !0o777 != 0 {
+            return Err(invalid(
+                spec,
+                format!("secret file {:?} has an invalid mode {:o}", f.path, f.mode),
+            ));
+        }
+    }
+    for e in &spec.secret_env {
+        if !is_shell_name(&e.name) || e.value.contains('\0') {
+            return Err(invalid(
+                spec,
+                format!(
+                    "secret environment variable {:?} needs a name of letters, digits and _ (not starting with a digit) and a value without NUL",
+                    e.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The engine's container config for `spec`; the image's own entrypoint
+/// and cmd only matter for a spec with secrets and no entrypoint.
+///
+/// A spec with secrets runs through the wrapper: entrypoint
+/// `/bin/sh -c` [`SECRETS_WRAPPER`] `lain-secrets`, cmd the proc's command
+/// (as docker would merge it with the image's), stdin open once
+/// (`OpenStdin`, `StdinOnce`) for [`Engine::start_with_secrets`], a tmpfs
+/// at [`SECRETS_DIR`] (mode 0700, or 1777 for a proc with a `user` other
+/// than root, which writes it itself), and the [`LABEL_SECRETS`] label.
+/// No secret value is in the config.
+pub fn container_config_with(
+    spec: &ContainerSpec,
+    image_entrypoint: &[String],
+    image_cmd: &[String],
+) -> Result<Config<String>> {
     if spec.name.is_empty() {
         return Err(invalid(spec, "the container name is empty"));
     }
@@ -417,18 +555,56 @@ pub fn container_config(spec: &ContainerSpec) -> Result<Config<String>> {
         }),
         ..Default::default()
     };
-    Ok(Config {
+    let user = spec.user.clone().filter(|u| !u.is_empty());
+    let mut config = Config {
         image: Some(spec.image.clone()),
         env: Some(env),
         cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
         entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
-        user: spec.user.clone().filter(|u| !u.is_empty()),
+        user: user.clone(),
         working_dir: spec.workdir.clone().filter(|w| !w.is_empty()),
         labels: Some(labels(spec)),
         exposed_ports,
         host_config: Some(host_config),
         ..Default::default()
-    })
+    };
+    if spec.has_secrets() {
+        check_secrets(spec)?;
+        let argv = command(spec, image_entrypoint, image_cmd);
+        if argv.is_empty() {
+            return Err(invalid(
+                spec,
+                "it has secrets but no command: give the proc a cmd, or use an image with an entrypoint or cmd",
+            ));
+        }
+        let root = user
+            .as_deref()
+            .is_none_or(|u| matches!(u.split(':').next(), Some("root" | "0")));
+        let bytes: usize = spec
+            .secret_files
+            .iter()
+            .map(|f| f.contents.len() + 4096)
+            .sum();
+        let size = (1 << 20) + bytes;
+        let mode = if root { "0700" } else { "1777" };
+        config.entrypoint = Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            SECRETS_WRAPPER.into(),
+            "lain-secrets".into(),
+        ]);
+        config.cmd = Some(argv);
+        config.open_stdin = Some(true);
+        config.stdin_once = Some(true);
+        config.attach_stdin = Some(true);
+        if let Some(h) = config.host_config.as_mut() {
+            h.tmpfs = Some(HashMap::from([(
+                SECRETS_DIR.to_owned(),
+                format!("rw,noexec,nosuid,nodev,mode={mode},size={size}"),
+            )]));
+        }
+    }
+    Ok(config)
 }
 
 /// The identity labels of a deployd-made container; `None` when the
@@ -440,6 +616,7 @@ struct Identity {
     slot: String,
     generation: u64,
     spec_hash: String,
+    secrets: bool,
 }
 
 fn identity(labels: Option<&HashMap<String, String>>) -> Option<Identity> {
@@ -454,6 +631,7 @@ fn identity(labels: Option<&HashMap<String, String>>) -> Option<Identity> {
         slot: labels.get(LABEL_SLOT)?.clone(),
         generation: labels.get(LABEL_GENERATION)?.parse().ok()?,
         spec_hash: labels.get(LABEL_SPEC)?.clone(),
+        secrets: labels.contains_key(LABEL_SECRETS),
     })
 }
 
@@ -500,6 +678,7 @@ pub fn from_summary(c: &ContainerSummary) -> Option<LainContainer> {
         finished_at_ms: None,
         host_port,
         oom_killed: false,
+        secrets: who.secrets,
     })
 }
 
@@ -555,6 +734,7 @@ pub fn from_inspect(c: &ContainerInspectResponse) -> Option<LainContainer> {
             .and_then(rfc3339_ms),
         host_port,
         oom_killed: st.and_then(|s| s.oom_killed).unwrap_or(false),
+        secrets: who.secrets,
     })
 }
 
@@ -630,60 +810,100 @@ fn secret_path(path: &str) -> std::result::Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// An in-memory tar of the secret files, to extract at `/` of a
-/// container: regular files owned by root with their modes (0 means
-/// [`DEFAULT_SECRET_MODE`]).
+/// The tar to extract at `/` of a container with secret files: for file
+/// `i` (from 1), a symlink at its path to `SECRETS_DIR/i`. Not secret.
 ///
 /// It holds no directory entries: the engine creates missing parent
 /// directories itself (mode 0755, root), while a directory entry would
-/// reset the mode and owner of an existing one (e.g. `/tmp`). The buffer is
-/// sized up front so that it never reallocates (which would leave copies of
-/// the contents behind) and is zeroed when dropped.
-pub fn secret_tar(files: &[SecretFile]) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
-    let mut paths = Vec::with_capacity(files.len());
-    let mut capacity = 1024 + 10240;
-    for f in files {
-        let rel = secret_path(&f.path)?;
-        if f.mode & !0o7777 != 0 {
-            return Err(format!(
-                "secret file {:?} has an invalid mode {:o}",
-                f.path, f.mode
-            ));
-        }
-        // header, a GNU long-name header and its data, the contents.
-        capacity += 512 * 3 + rel.len().div_ceil(512) * 512 + f.contents.len().div_ceil(512) * 512;
-        paths.push(rel);
-    }
-    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+/// reset the mode and owner of an existing one (e.g. `/tmp`).
+pub fn secret_symlink_tar(files: &[SecretFile]) -> std::result::Result<Vec<u8>, String> {
     let mtime = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    {
-        let mut builder = tar::Builder::new(&mut *buf);
-        builder.mode(tar::HeaderMode::Complete);
-        for (f, rel) in files.iter().zip(&paths) {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(f.contents.len() as u64);
-            header.set_mode(if f.mode == 0 {
-                DEFAULT_SECRET_MODE
-            } else {
-                f.mode
-            });
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(mtime);
-            builder
-                .append_data(&mut header, rel, &f.contents[..])
-                .map_err(|e| format!("cannot pack secret file {:?}: {e}", f.path))?;
-        }
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Complete);
+    for (i, f) in files.iter().enumerate() {
+        let rel = secret_path(&f.path)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
         builder
-            .finish()
-            .map_err(|e| format!("cannot pack secret files: {e}"))?;
+            .append_link(&mut header, &rel, format!("{SECRETS_DIR}/{}", i + 1))
+            .map_err(|e| format!("cannot pack the link of secret file {:?}: {e}", f.path))?;
     }
-    debug_assert!(buf.capacity() == capacity, "the secret tar reallocated");
-    Ok(buf)
+    builder
+        .into_inner()
+        .map_err(|e| format!("cannot pack the links of the secret files: {e}"))
+}
+
+/// Input bytes per `printf` line of the payload.
+const PAYLOAD_CHUNK: usize = 1024;
+
+/// The script [`SECRETS_WRAPPER`] sources from stdin: for each file `i` a
+/// umask for its mode and `printf` lines writing its bytes (octal escapes
+/// for all but plain ASCII) to `SECRETS_DIR/i`, an `export NAME='value'`
+/// per env secret, and `lain_secrets_ok=1` last. Only shell builtins, so
+/// the image needs nothing but `/bin/sh`. The buffer is sized up front, so
+/// that it never reallocates (which would leave copies behind), and is
+/// zeroed when dropped.
+pub fn secret_payload(files: &[SecretFile], env: &[SecretEnv]) -> Zeroizing<Vec<u8>> {
+    let line = 64 + SECRETS_DIR.len();
+    let mut capacity = 64;
+    for f in files {
+        capacity += line + f.contents.len() * 4 + f.contents.len().div_ceil(PAYLOAD_CHUNK) * line;
+    }
+    for e in env {
+        capacity += 32 + e.name.len() + e.value.len() * 4;
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(capacity));
+    for (i, f) in files.iter().enumerate() {
+        let n = i + 1;
+        let mode = if f.mode == 0 {
+            DEFAULT_SECRET_MODE
+        } else {
+            f.mode
+        };
+        out.extend_from_slice(format!("umask {:03o}\n", !mode & 0o777).as_bytes());
+        if f.contents.is_empty() {
+            out.extend_from_slice(format!(": > {SECRETS_DIR}/{n}\n").as_bytes());
+        }
+        for (k, chunk) in f.contents.chunks(PAYLOAD_CHUNK).enumerate() {
+            out.extend_from_slice(b"printf '");
+            for &b in chunk {
+                if (b.is_ascii_graphic() || b == b' ') && !matches!(b, b'\'' | b'\\' | b'%') {
+                    out.push(b);
+                } else {
+                    out.extend_from_slice(&[
+                        b'\\',
+                        b'0' + (b >> 6),
+                        b'0' + ((b >> 3) & 7),
+                        b'0' + (b & 7),
+                    ]);
+                }
+            }
+            let redirect = if k == 0 { ">" } else { ">>" };
+            out.extend_from_slice(format!("' {redirect} {SECRETS_DIR}/{n}\n").as_bytes());
+        }
+    }
+    for e in env {
+        out.extend_from_slice(format!("export {}='", e.name).as_bytes());
+        for &b in e.value.as_bytes() {
+            if b == b'\'' {
+                out.extend_from_slice(b"'\\''");
+            } else {
+                out.push(b);
+            }
+        }
+        out.extend_from_slice(b"'\n");
+    }
+    out.extend_from_slice(b"lain_secrets_ok=1\n");
+    debug_assert!(out.capacity() == capacity, "the secret payload reallocated");
+    out
 }
 
 /// Splits an image reference into the `fromImage` and `tag` parameters of
@@ -961,25 +1181,57 @@ impl Engine {
         }
     }
 
-    /// Creates the container of `spec` and writes its secret files into
-    /// it; returns its id. A name already taken is
+    /// Creates the container of `spec` and, when it has secret files,
+    /// uploads their symlinks into it (see [`container_config_with`]);
+    /// returns its id. A name already taken is
     /// [`RuntimeError::NameConflict`] (inspect and adopt it). When the
-    /// secret files cannot be written, the container is removed again, so
-    /// that it is never started without them.
+    /// links cannot be written, the container is removed again.
+    ///
+    /// No secret value goes to the engine here: a container with secrets
+    /// gets them at each start, from [`Engine::start_with_secrets`].
     ///
     /// Only start a container whose `create` returned `Ok`. A container
     /// found under the name in state [`ContainerState::Created`] (never
-    /// started) may come from a `create` that timed out before its secret
-    /// files were written: remove and recreate it rather than adopting it.
-    /// One that was started went through a successful `create`.
+    /// started) may come from a `create` that timed out half-way: remove
+    /// and recreate it rather than adopting it. One that was started went
+    /// through a successful `create`.
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String> {
-        let config = container_config(spec)?;
+        let docker = self.client(self.timeouts().call);
+        let config = if spec.has_secrets() && spec.entrypoint.is_empty() {
+            // The wrapper runs the image's own command when the spec has
+            // none: look it up.
+            let image = match self
+                .within(
+                    "image inspect",
+                    &spec.image,
+                    self.timeouts().call,
+                    docker.inspect_image(&spec.image),
+                )
+                .await?
+            {
+                Ok(i) => i,
+                Err(e) if status_of(&e) == Some(404) => {
+                    return Err(RuntimeError::ImageMissing {
+                        endpoint: self.endpoint().to_owned(),
+                        image: spec.image.clone(),
+                    })
+                }
+                Err(e) => return Err(self.call_error("image inspect", &spec.image, &e)),
+            };
+            let c = image.config.unwrap_or_default();
+            container_config_with(
+                spec,
+                c.entrypoint.as_deref().unwrap_or_default(),
+                c.cmd.as_deref().unwrap_or_default(),
+            )?
+        } else {
+            container_config(spec)?
+        };
         let tar = if spec.secret_files.is_empty() {
             None
         } else {
-            Some(secret_tar(&spec.secret_files).map_err(|d| invalid(spec, d))?)
+            Some(secret_symlink_tar(&spec.secret_files).map_err(|d| invalid(spec, d))?)
         };
-        let docker = self.client(self.timeouts().call);
         let created = self
             .within(
                 "container create",
@@ -1011,11 +1263,9 @@ impl Engine {
             Err(e) => return Err(self.call_error("container create", &spec.name, &e)),
         };
         if let Some(tar) = tar {
-            // The body owns the zeroizing buffer: zeroed once sent.
-            let body = Bytes::from_owner(tar);
             let uploaded = self
                 .short(
-                    "secret file upload",
+                    "secret file link upload",
                     &spec.name,
                     docker.upload_to_container(
                         &id,
@@ -1023,13 +1273,13 @@ impl Engine {
                             path: "/".to_owned(),
                             ..Default::default()
                         }),
-                        body,
+                        Bytes::from(tar),
                     ),
                 )
                 .await;
             if let Err(e) = uploaded {
                 if let Err(removal) = self.remove(&id).await {
-                    tracing::warn!(container = %spec.name, error = %removal, "cannot remove a container whose secret files failed to upload");
+                    tracing::warn!(container = %spec.name, error = %removal, "cannot remove a container whose secret file links failed to upload");
                 }
                 return Err(e);
             }
@@ -1037,8 +1287,16 @@ impl Engine {
         Ok(id)
     }
 
-    /// Starts a created container; one already running is fine.
+    /// Starts a created container; one already running is fine. A
+    /// container made with secrets ([`LainContainer::secrets`]) needs
+    /// [`Engine::start_with_secrets`] instead: started here, its wrapper
+    /// would wait for them.
     pub async fn start(&self, id: &str) -> Result<()> {
+        self.start_call(id).await.map(|_| ())
+    }
+
+    /// Starts; true when it started, false when it already ran.
+    async fn start_call(&self, id: &str) -> Result<bool> {
         let docker = self.client(self.timeouts().call);
         match self
             .within(
@@ -1049,14 +1307,120 @@ impl Engine {
             )
             .await?
         {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if status_of(&e) == Some(304) => Ok(false),
             Err(e) if status_of(&e) == Some(404) => Err(RuntimeError::NotFound {
                 endpoint: self.endpoint().to_owned(),
                 id: id.to_owned(),
             }),
-            Err(e) => Err(self.call_error("container start", id, &e)),
+            Err(e) => {
+                let mut err = self.call_error("container start", id, &e);
+                if let RuntimeError::Call { detail, .. } = &mut err {
+                    if detail.contains("/bin/sh") && detail.contains("no such file") {
+                        detail.push_str(
+                            "; the image has no /bin/sh; secrets need a shell in the image",
+                        );
+                    }
+                }
+                Err(err)
+            }
         }
+    }
+
+    /// Starts a container made with secrets and hands them to its wrapper:
+    /// attaches to its stdin, starts it, writes [`secret_payload`] and
+    /// closes stdin; the wrapper then writes them into its tmpfs and
+    /// environment and execs the proc's command. Give the secrets of the
+    /// spec the container was made from, at every start (the tmpfs is
+    /// empty again after a stop). Each step is bounded by the call bound.
+    ///
+    /// One already running is fine (nothing is written). When
+    /// the secrets cannot be written after the start, the container is
+    /// killed, so that it never runs without them.
+    pub async fn start_with_secrets(
+        &self,
+        id: &str,
+        files: &[SecretFile],
+        env: &[SecretEnv],
+    ) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self.inspect(id).await? {
+            None => {
+                return Err(RuntimeError::NotFound {
+                    endpoint: self.endpoint().to_owned(),
+                    id: id.to_owned(),
+                })
+            }
+            Some(c) if c.state == ContainerState::Running => return Ok(()),
+            Some(_) => {}
+        }
+        let call = self.timeouts().call;
+        let docker = self.client(call);
+        let attached = self
+            .within(
+                "secrets attach",
+                id,
+                call,
+                docker.attach_container(
+                    id,
+                    Some(bollard::container::AttachContainerOptions::<String> {
+                        stdin: Some(true),
+                        stdout: Some(false),
+                        stderr: Some(false),
+                        stream: Some(true),
+                        logs: Some(false),
+                        detach_keys: None,
+                    }),
+                ),
+            )
+            .await?;
+        let mut attached = match attached {
+            Ok(a) => a,
+            Err(e) if status_of(&e) == Some(404) => {
+                return Err(RuntimeError::NotFound {
+                    endpoint: self.endpoint().to_owned(),
+                    id: id.to_owned(),
+                })
+            }
+            Err(e) => return Err(self.call_error("secrets attach", id, &e)),
+        };
+        if !self.start_call(id).await? {
+            return Ok(());
+        }
+        let payload = secret_payload(files, env);
+        let written = tokio::time::timeout(call, async {
+            attached.input.write_all(&payload).await?;
+            attached.input.shutdown().await
+        })
+        .await;
+        drop(payload);
+        let failed = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(RuntimeError::Call {
+                endpoint: self.endpoint().to_owned(),
+                op: "secrets write",
+                target: id.to_owned(),
+                status: None,
+                detail: e.to_string(),
+            }),
+            Err(_) => Some(self.timeout_error("secrets write", id, call)),
+        };
+        if let Some(e) = failed {
+            if let Err(stop) = self.stop(id, Duration::ZERO).await {
+                tracing::warn!(container = %id, error = %stop, "cannot kill a container whose secrets could not be written");
+            }
+            return Err(e);
+        }
+        // The engine ends the attach once it has passed stdin on; wait for
+        // that (bounded) rather than cutting the connection under it.
+        let drained = tokio::time::timeout(call, async {
+            while attached.output.next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(container = %id, "the secrets attach did not end in time");
+        }
+        Ok(())
     }
 
     /// The container `id_or_name`; `None` when it does not exist or is not
@@ -1354,7 +1718,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn spec() -> ContainerSpec {
         ContainerSpec {
@@ -1503,6 +1866,7 @@ mod tests {
                 finished_at_ms: None,
                 host_port: Some(49153),
                 oom_killed: false,
+                secrets: false,
             }
         );
         let c = from_summary(&summary(
@@ -1599,9 +1963,10 @@ mod tests {
         assert_eq!(split_image("app@sha256:0123"), ("app", "sha256:0123"));
     }
 
-    #[test]
-    fn secret_tar_holds_root_owned_files_with_their_modes() {
-        let files = vec![
+    fn secret_spec() -> ContainerSpec {
+        let mut s = spec();
+        s.cmd.clear();
+        s.secret_files = vec![
             SecretFile {
                 path: "/etc/lain/secret.conf".into(),
                 contents: Zeroizing::new(b"password=hunter2\n".to_vec()),
@@ -1613,36 +1978,220 @@ mod tests {
                 mode: 0o640,
             },
         ];
-        let tar = secret_tar(&files).unwrap();
+        s.secret_env = vec![SecretEnv {
+            name: "TOKEN".into(),
+            value: Zeroizing::new("t0ken".into()),
+        }];
+        s
+    }
+
+    #[test]
+    fn secrets_run_through_the_wrapper_and_stay_out_of_the_config() {
+        let s = secret_spec();
+        let image_ep = vec!["/entry".to_owned()];
+        let image_cmd = vec!["serve".to_owned(), "-v".to_owned()];
+        let config = container_config_with(&s, &image_ep, &image_cmd).unwrap();
+        let v = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            v["Entrypoint"],
+            serde_json::json!(["/bin/sh", "-c", SECRETS_WRAPPER, "lain-secrets"])
+        );
+        assert_eq!(v["Cmd"], serde_json::json!(["/entry", "serve", "-v"]));
+        assert_eq!(
+            (&v["OpenStdin"], &v["StdinOnce"], &v["AttachStdin"]),
+            (
+                &serde_json::json!(true),
+                &serde_json::json!(true),
+                &serde_json::json!(true)
+            )
+        );
+        let tmpfs = v["HostConfig"]["Tmpfs"][SECRETS_DIR].as_str().unwrap();
+        assert!(
+            tmpfs.contains("mode=0700") && tmpfs.contains("noexec"),
+            "{tmpfs}"
+        );
+        assert_eq!(v["Labels"][LABEL_SECRETS], "stdin");
+        let text = v.to_string();
+        assert!(
+            !text.contains("hunter2") && !text.contains("t0ken"),
+            "a secret in the config: {text}"
+        );
+        // The spec's own command wins, as docker merges them.
+        let mut own = s.clone();
+        own.cmd = vec!["run".into()];
+        let v = serde_json::to_value(container_config_with(&own, &image_ep, &image_cmd).unwrap())
+            .unwrap();
+        assert_eq!(v["Cmd"], serde_json::json!(["/entry", "run"]));
+        own.entrypoint = vec!["/bin/app".into()];
+        let v = serde_json::to_value(container_config_with(&own, &image_ep, &image_cmd).unwrap())
+            .unwrap();
+        assert_eq!(v["Cmd"], serde_json::json!(["/bin/app", "run"]));
+        // Another user writes the tmpfs itself.
+        own.user = Some("nobody".into());
+        let v = serde_json::to_value(container_config(&own).unwrap()).unwrap();
+        let tmpfs = v["HostConfig"]["Tmpfs"][SECRETS_DIR].as_str().unwrap();
+        assert!(tmpfs.contains("mode=1777"), "{tmpfs}");
+
+        // Nothing to run, a bad env name, a path inside the tmpfs.
+        let e = container_config(&s).unwrap_err().to_string();
+        assert!(e.contains("no command"), "{e}");
+        let mut bad = own.clone();
+        bad.secret_env[0].name = "NOT-A-NAME".into();
+        assert!(container_config(&bad).is_err());
+        let mut bad = own.clone();
+        bad.secret_files[0].path = format!("{SECRETS_DIR}/1");
+        assert!(container_config(&bad).is_err());
+
+        // Without secrets: no wrapper, no tmpfs, no stdin, no label.
+        let mut plain = spec();
+        plain
+            .extra_labels
+            .insert(LABEL_SECRETS.into(), "spoofed".into());
+        let v = serde_json::to_value(container_config(&plain).unwrap()).unwrap();
+        assert!(
+            v.get("OpenStdin").is_none() && v.get("Entrypoint").is_none(),
+            "{v}"
+        );
+        assert!(v["HostConfig"].get("Tmpfs").is_none(), "{v}");
+        assert!(v["Labels"].get(LABEL_SECRETS).is_none(), "{v}");
+    }
+
+    #[test]
+    fn secret_links_point_into_the_tmpfs() {
+        let tar = secret_symlink_tar(&secret_spec().secret_files).unwrap();
         let mut archive = tar::Archive::new(&tar[..]);
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
+            let entry = entry.unwrap();
             let h = entry.header().clone();
-            let path = entry.path().unwrap().to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            assert_eq!(h.entry_type(), tar::EntryType::Regular);
+            assert_eq!(h.entry_type(), tar::EntryType::Symlink);
             assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0));
-            seen.push((path, h.mode().unwrap(), data));
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let target = entry
+                .link_name()
+                .unwrap()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            seen.push((path, target));
         }
-        assert_eq!(seen.len(), 2, "no directory entries: {seen:?}");
-        assert_eq!(seen[0].0, "etc/lain/secret.conf");
-        assert_eq!(seen[0].1, 0o400);
-        assert_eq!(seen[0].2, b"password=hunter2\n");
-        assert_eq!(seen[1].0, format!("{}/key", "d".repeat(150)));
-        assert_eq!(seen[1].1, 0o640);
-        assert_eq!(seen[1].2.len(), 2000);
-
+        assert_eq!(
+            seen,
+            [
+                (
+                    "etc/lain/secret.conf".to_owned(),
+                    format!("{SECRETS_DIR}/1")
+                ),
+                (
+                    format!("{}/key", "d".repeat(150)),
+                    format!("{SECRETS_DIR}/2")
+                ),
+            ]
+        );
+        assert!(!tar.windows(7).any(|w| w == b"hunter2"));
         for bad in ["relative/path", "/", "/etc/../shadow", "/dir/"] {
             let f = SecretFile {
                 path: bad.into(),
                 contents: Zeroizing::new(vec![1]),
                 mode: 0,
             };
-            let e = secret_tar(&[f]).unwrap_err();
+            let e = secret_symlink_tar(&[f]).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    /// The payload through the wrapper in the host's `/bin/sh`, with the
+    /// tmpfs path swapped for a temporary directory.
+    #[test]
+    fn the_wrapper_writes_every_byte_and_exports_every_value() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("lain-secrets-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let all_bytes: Vec<u8> = (0..=255u8).chain(b"\\0%%s'\n".iter().copied()).collect();
+        let files = vec![
+            SecretFile {
+                path: "/a".into(),
+                contents: Zeroizing::new(all_bytes.repeat(9)),
+                mode: 0,
+            },
+            SecretFile {
+                path: "/b".into(),
+                contents: Zeroizing::new(Vec::new()),
+                mode: 0o644,
+            },
+        ];
+        let env = vec![
+            SecretEnv {
+                name: "TOKEN".into(),
+                value: Zeroizing::new("it's $HOME `x` \\ \"q\"\nline 2 %s".into()),
+            },
+            SecretEnv {
+                name: "EMPTY".into(),
+                value: Zeroizing::new(String::new()),
+            },
+        ];
+        let payload = secret_payload(&files, &env);
+        let here = dir.display().to_string();
+        let payload = String::from_utf8(payload.to_vec())
+            .unwrap()
+            .replace(SECRETS_DIR, &here);
+        let mut child = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                SECRETS_WRAPPER,
+                "lain-secrets",
+                "/bin/sh",
+                "-c",
+                "test \"$(umask)\" != 0133 && printf '%s' \"$TOKEN\" > \"$0/env\"; test -n \"${EMPTY+set}\" && test -z \"${lain_secrets_ok-}\"",
+            ])
+            .arg(&here)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(payload.as_bytes())
+            .unwrap();
+        let status = child.wait().unwrap();
+        let a = std::fs::read(dir.join("1")).unwrap();
+        let b = std::fs::metadata(dir.join("2")).unwrap();
+        let token = std::fs::read_to_string(dir.join("env")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let a_mode = std::fs::metadata(dir.join("1"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(status.success(), "{status}");
+        assert!(a == all_bytes.repeat(9), "file 1 differs");
+        assert_eq!(a_mode, 0o400);
+        assert_eq!((b.len(), b.permissions().mode() & 0o777), (0, 0o644));
+        assert_eq!(token, *env[0].value);
+
+        // A payload cut short: the wrapper refuses to run the command.
+        let cut = std::process::Command::new("/bin/sh")
+            .args(["-c", SECRETS_WRAPPER, "lain-secrets", "true"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(cut.status.code(), Some(125), "{cut:?}");
+        assert!(
+            String::from_utf8_lossy(&cut.stderr).contains("did not arrive"),
+            "{cut:?}"
+        );
+    }
+
+    #[test]
+    fn secret_env_values_stay_out_of_debug_output() {
+        let s = secret_spec();
+        let text = format!("{s:?}");
+        assert!(
+            !text.contains("t0ken") && !text.contains("hunter2") && text.contains("TOKEN"),
+            "{text}"
+        );
     }
 
     #[test]

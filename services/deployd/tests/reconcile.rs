@@ -402,6 +402,31 @@ fn deployd_runs_apps_on_real_nodes() {
     on.sort();
     on.dedup();
     assert_eq!(on.len(), 3, "spread over the three nodes: {v1:?}");
+    // The secret as a file (on the tmpfs) and in the proc's environment,
+    // never in the container's config.
+    let web_containers: Vec<_> = c
+        .containers()
+        .into_iter()
+        .filter(|(_, name, state)| name.contains(".web.") && state == "running")
+        .collect();
+    assert_eq!(web_containers.len(), 3, "{web_containers:?}");
+    for (i, name, _) in &web_containers {
+        let node = c.nodes.node(*i);
+        node.docker(&[
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "test \"$(cat /www/secret.txt)\" = s3cret \
+             && test \"$(readlink /www/secret.txt)\" = /run/lain/secrets/1 \
+             && tr '\\0' '\\n' < /proc/1/environ | grep -qx TOKEN=s3cret",
+        ])
+        .unwrap_or_else(|e| panic!("the secrets of {name} are not as expected: {e}"));
+        let config = node
+            .docker(&["inspect", "-f", "{{json .Config.Env}}", name])
+            .unwrap();
+        assert!(!config.contains("s3cret"), "{config}");
+    }
     for o in &v1 {
         let addr = o.address.as_deref().expect("an address");
         assert_eq!(
@@ -549,6 +574,8 @@ fn deployd_runs_apps_on_real_nodes() {
     let mut broken = crasher.clone();
     broken.proc = "worker.broken".into();
     broken.cmd = vec!["/no/such/program".into()];
+    // With secrets the wrapper starts and its `exec` fails (below).
+    broken.secrets.clear();
     c.put(&broken);
     wait(
         "the failed starts to end in a crash loop",
@@ -565,6 +592,29 @@ fn deployd_runs_apps_on_real_nodes() {
         "{o:?}"
     );
     rt_delete(&c, "worker.broken");
+    // The same with secrets: the wrapper starts, its `exec` exits 127.
+    let mut missing = crasher.clone();
+    missing.proc = "worker.missing".into();
+    missing.cmd = vec!["/no/such/program".into()];
+    c.put(&missing);
+    wait(
+        "the missing command to end in a crash loop",
+        Duration::from_secs(30),
+        || {
+            c.instances("worker.missing")
+                .iter()
+                .any(|(_, o)| o.state == InstanceState::Failed)
+        },
+    );
+    let (_, o) = c.instances("worker.missing").remove(0);
+    assert!(
+        o.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("127: command not found"),
+        "{o:?}"
+    );
+    rt_delete(&c, "worker.missing");
 
     // 5c. More than fits: the instances that fit run, the rest are
     // reported with the binding constraint.

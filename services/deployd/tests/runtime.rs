@@ -1,16 +1,18 @@
 //! The container lifecycle against a real dockerd: networks, create with
-//! env, limits, a published port, a named volume and secret files, start,
+//! env, limits, a published port and a named volume, start,
 //! inspect, HTTP to the published port, exec checks, logs, events, stop
 //! with a kill timeout, remove, list, name conflicts, and pulls from a real
-//! registry. One engine for all of it (starting one takes 20-30 s).
+//! registry; secrets in RAM only (files and env through the stdin wrapper,
+//! found nowhere in the data root, again after a restart). One engine for
+//! all of it (starting one takes 20-30 s).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use deployd::docker::Engine;
 use deployd::runtime::{
-    ContainerEvent, ContainerSpec, ContainerState, LogStream, RuntimeError, SecretFile,
-    LABEL_MANAGED,
+    ContainerEvent, ContainerSpec, ContainerState, LogStream, RuntimeError, SecretEnv, SecretFile,
+    LABEL_MANAGED, SECRETS_DIR,
 };
 use futures::StreamExt;
 use lain_store::DockerEndpoint;
@@ -83,6 +85,58 @@ fn files_holding(
         }
     }
     found
+}
+
+/// Every regular file under `dir` (no depth limit, symlinks not followed)
+/// whose contents hold `needle`.
+fn grep_tree(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                todo.push(p);
+            } else if meta.is_file() && meta.len() < (64 << 20) {
+                if let Ok(data) = std::fs::read(&p) {
+                    if data.windows(needle.len()).any(|w| w == needle) {
+                        found.push(p);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The stdout of a container so far.
+async fn stdout_of(engine: &Engine, id: &str) -> String {
+    let chunks: Vec<_> = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.logs(id, false, None, false).collect::<Vec<_>>(),
+    )
+    .await
+    .expect("logs end");
+    chunks
+        .into_iter()
+        .map(|c| c.unwrap())
+        .filter(|c| c.stream == LogStream::Stdout)
+        .map(|c| String::from_utf8_lossy(&c.bytes).into_owned())
+        .collect()
 }
 
 async fn http_get(port: u16) -> Option<(u16, String)> {
@@ -174,8 +228,7 @@ async fn container_lifecycle_against_a_real_engine() {
     assert!(engine.image_present(BASE_IMAGE).await.unwrap());
     assert!(!engine.image_present("lain-missing:1").await.unwrap());
 
-    // The web container: env, limits, port, named volume, secret files.
-    let secret = format!("s3cret-{}", std::process::id());
+    // The web container: env, limits, port, named volume.
     let mut web = spec("lain-rtest-web-1-3", 1, &[]);
     web.cmd = sh(
         "echo hello > /www/index.html; echo started; echo oops >&2; exec httpd -f -p 80 -h /www",
@@ -185,18 +238,6 @@ async fn container_lifecycle_against_a_real_engine() {
     web.port = Some(80);
     web.volumes = vec![(VOLUME.into(), "/data".into())];
     web.extra_labels.insert("team".into(), "a".into());
-    web.secret_files = vec![
-        SecretFile {
-            path: "/etc/lain/secret/app.conf".into(),
-            contents: Zeroizing::new(format!("password={secret}").into_bytes()),
-            mode: 0,
-        },
-        SecretFile {
-            path: "/tmp/other.key".into(),
-            contents: Zeroizing::new(b"other".to_vec()),
-            mode: 0o640,
-        },
-    ];
     let id = engine.create(&web).await.expect("create web");
     let created = engine.inspect(&id).await.unwrap().expect("inspect created");
     assert_eq!(created.state, ContainerState::Created);
@@ -253,23 +294,14 @@ async fn container_lifecycle_against_a_real_engine() {
     };
     assert_eq!(body.trim(), "hello");
 
-    // The secret files, as root-owned files with their modes; /tmp kept its
-    // mode; env and the named volume are there.
-    let check = format!(
-        "test \"$(cat /etc/lain/secret/app.conf)\" = password={secret} \
-         && test \"$(stat -c '%a %u %g' /etc/lain/secret/app.conf)\" = '400 0 0' \
-         && test \"$(stat -c '%a' /etc/lain/secret)\" = 755 \
-         && test \"$(stat -c '%a' /tmp/other.key)\" = 640 \
-         && test \"$(stat -c '%a' /tmp)\" = 1777 \
-         && test \"$GREETING\" = 'hi there' \
-         && grep -q ' /data ' /proc/mounts"
-    );
+    // Env and the named volume are there.
+    let check = "test \"$GREETING\" = 'hi there' && grep -q ' /data ' /proc/mounts";
     assert!(
         engine
-            .exec_check(&id, &sh(&check), Duration::from_secs(5))
+            .exec_check(&id, &sh(check), Duration::from_secs(5))
             .await
             .unwrap(),
-        "secret files, env or volume not as expected"
+        "env or volume not as expected"
     );
     assert!(!engine
         .exec_check(&id, &sh("exit 3"), Duration::from_secs(5))
@@ -281,6 +313,163 @@ async fn container_lifecycle_against_a_real_engine() {
         .await
         .unwrap());
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // Secrets: two files and an env variable, in RAM only.
+    let secret = format!("s3cret-{}", std::process::id());
+    let token = format!("t0ken-{}-it's", std::process::id());
+    let visible = format!("visible-{}", std::process::id());
+    let db_conf = format!("password={secret}\nline two\n");
+    let mut vault = spec(
+        "lain-rtest-vault-5-3",
+        5,
+        &[
+            "sh",
+            "-c",
+            "sha256sum < /lain/app/conf/db.conf; printf %s \"$TOKEN\" | sha256sum; \
+             echo \"$GREETING\"; trap 'exit 0' TERM; sleep 1000 & wait",
+        ],
+    );
+    vault.env.push(("VISIBLE".into(), visible.clone()));
+    vault.secret_files = vec![
+        SecretFile {
+            path: "/lain/app/conf/db.conf".into(),
+            contents: Zeroizing::new(db_conf.clone().into_bytes()),
+            mode: 0,
+        },
+        SecretFile {
+            path: "/tmp/other.key".into(),
+            contents: Zeroizing::new(format!("other-{secret}").into_bytes()),
+            mode: 0o640,
+        },
+    ];
+    vault.secret_env = vec![SecretEnv {
+        name: "TOKEN".into(),
+        value: Zeroizing::new(token.clone()),
+    }];
+    let vault_id = engine.create(&vault).await.expect("create with secrets");
+    let made = engine.inspect(&vault_id).await.unwrap().unwrap();
+    assert!(made.secrets);
+    engine
+        .start_with_secrets(&vault_id, &vault.secret_files, &vault.secret_env)
+        .await
+        .expect("start with secrets");
+    engine
+        .start_with_secrets(&vault_id, &vault.secret_files, &vault.secret_env)
+        .await
+        .expect("starting a running one again is fine");
+    let expected = format!(
+        "{}  -\n{}  -\nhi there\n",
+        sha256_hex(db_conf.as_bytes()),
+        sha256_hex(token.as_bytes())
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = stdout_of(&engine, &vault_id).await;
+        if out == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app saw {out:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Links into a tmpfs, files root's with their modes; /tmp kept its mode.
+    let check = format!(
+        "grep -q '^tmpfs {SECRETS_DIR} tmpfs rw,nosuid,nodev,noexec' /proc/mounts \
+         && test \"$(readlink /lain/app/conf/db.conf)\" = {SECRETS_DIR}/1 \
+         && test \"$(stat -L -c '%a %u %g' /lain/app/conf/db.conf)\" = '400 0 0' \
+         && test \"$(stat -c '%a' /lain/app/conf)\" = 755 \
+         && test \"$(stat -L -c '%a' /tmp/other.key)\" = 640 \
+         && test \"$(stat -c '%a' /tmp)\" = 1777 \
+         && test \"$(stat -c '%a' {SECRETS_DIR})\" = 700 \
+         && test -z \"$TOKEN\""
+    );
+    assert!(
+        engine
+            .exec_check(&vault_id, &sh(&check), Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "secret files not as expected"
+    );
+    let config = cli(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Env}} {{.Config.OpenStdin}} {{json .HostConfig.Tmpfs}}",
+        &vault_id,
+    ])
+    .unwrap();
+    assert!(
+        !config.contains("TOKEN") && !config.contains(&secret),
+        "{config}"
+    );
+    assert!(config.contains(" true {"), "{config}");
+    let data_root = dockerd.data_root();
+    let shown = grep_tree(data_root, visible.as_bytes());
+    assert!(
+        shown.iter().any(|p| p.ends_with("config.v2.json")),
+        "the positive control failed: {visible} is not in config.v2.json: {shown:?}"
+    );
+    for needle in [&secret, &token] {
+        let leaked = grep_tree(data_root, needle.as_bytes());
+        assert!(
+            leaked.is_empty(),
+            "a secret reached the node's disk: {leaked:?}"
+        );
+    }
+    // A restart: the tmpfs is empty again and the secrets come again.
+    engine
+        .stop(&vault_id, Duration::from_secs(5))
+        .await
+        .expect("stop");
+    let stopped = engine.inspect(&vault_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stopped.state, stopped.exit_code),
+        (ContainerState::Exited, Some(0))
+    );
+    engine
+        .start_with_secrets(&vault_id, &vault.secret_files, &vault.secret_env)
+        .await
+        .expect("restart with secrets");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = stdout_of(&engine, &vault_id).await;
+        if out == expected.repeat(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after a restart the app saw {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for needle in [&secret, &token] {
+        let leaked = grep_tree(data_root, needle.as_bytes());
+        assert!(
+            leaked.is_empty(),
+            "a secret reached the node's disk: {leaked:?}"
+        );
+    }
+    engine.remove(&vault_id).await.expect("remove");
+
+    // An image without /bin/sh cannot take secrets, and says why.
+    cli(&["run", "--name", "nosh", BASE_IMAGE, "rm", "/bin/sh"]).unwrap();
+    cli(&["commit", "nosh", "lain-nosh:1"]).unwrap();
+    cli(&["rm", "nosh"]).unwrap();
+    let mut nosh = spec("lain-rtest-nosh-6-3", 6, &["true"]);
+    nosh.image = "lain-nosh:1".into();
+    nosh.secret_env = vault.secret_env.clone();
+    let nosh_id = engine.create(&nosh).await.expect("create without a shell");
+    let e = engine
+        .start_with_secrets(&nosh_id, &[], &nosh.secret_env)
+        .await
+        .unwrap_err()
+        .to_string();
+    eprintln!("no shell: {e}");
+    assert!(e.contains("the image has no /bin/sh"), "{e}");
+    engine.remove(&nosh_id).await.expect("remove");
+    cli(&["rmi", "lain-nosh:1"]).unwrap();
+
     let leaked = files_holding(
         &std::env::temp_dir(),
         dockerd.dir().path(),
@@ -338,6 +527,16 @@ async fn container_lifecycle_against_a_real_engine() {
     );
     let ticker = engine.create(&ticker_spec).await.unwrap();
     engine.start(&ticker).await.unwrap();
+    // Without secrets: no wrapper, no tmpfs, no stdin.
+    let plain = cli(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Entrypoint}} {{.Config.OpenStdin}} {{json .HostConfig.Tmpfs}}",
+        &ticker,
+    ])
+    .unwrap();
+    assert_eq!(plain.trim(), "null false null");
+    assert!(!engine.inspect(&ticker).await.unwrap().unwrap().secrets);
     let mut follow = Box::pin(engine.logs(&ticker, true, Some(0), false));
     let mut ticks = Vec::new();
     while ticks.len() < 3 {

@@ -18,7 +18,9 @@ use super::plan::{PlannedEvent, Record};
 use super::spec::{container_name, network_name, volume_name};
 use super::Ctx;
 use crate::docker::Engine;
-use crate::runtime::{ContainerSpec, ContainerState, LainContainer, RuntimeError, SecretFile};
+use crate::runtime::{
+    ContainerSpec, ContainerState, LainContainer, RuntimeError, SecretEnv, SecretFile,
+};
 
 /// Probes of a new instance come this often; healthy ones at the
 /// configured interval.
@@ -123,27 +125,33 @@ pub async fn create(
         }
         other => other,
     };
-    let container = match found {
-        Some(c) => c.clone(),
-        None => match create_container(ctx, node, record, target).await {
-            Ok(c) => c,
-            Err(message) => {
-                // Keep the time of the first failure: the rollout deadline
-                // counts from it.
-                if obs.message.as_deref() != Some(message.as_str()) {
-                    let mut next = obs.clone();
-                    next.message = Some(message);
-                    out.put = Some(next);
-                }
-                out.again_in = Some(Duration::from_secs(5));
-                return out;
+    let made = match found {
+        Some(c) if c.state == ContainerState::Running => Ok((c.clone(), None)),
+        Some(c) => secrets_for(ctx, node, record, c, Some(target))
+            .await
+            .map(|s| (c.clone(), s)),
+        None => create_container(ctx, node, record, target)
+            .await
+            .map(|(c, s)| (c, Some(s))),
+    };
+    let (container, spec) = match made {
+        Ok(made) => made,
+        Err(message) => {
+            // Keep the time of the first failure: the rollout deadline
+            // counts from it.
+            if obs.message.as_deref() != Some(message.as_str()) {
+                let mut next = obs.clone();
+                next.message = Some(message);
+                out.put = Some(next);
             }
-        },
+            out.again_in = Some(Duration::from_secs(5));
+            return out;
+        }
     };
     let running = if container.state == ContainerState::Running {
         container.clone()
     } else {
-        match start(node, &container).await {
+        match start(node, &container, spec.as_ref()).await {
             Ok(c) => c,
             Err(e) => {
                 // A start that fails (a command that does not exist) counts
@@ -213,8 +221,26 @@ fn backoff_ms(ctx: &Ctx, k: usize) -> u64 {
 }
 
 /// Starts a container and inspects it (for its host port and start time).
-async fn start(node: &NodeAccess, c: &LainContainer) -> Result<LainContainer, RuntimeError> {
-    node.engine.start(&c.id).await?;
+/// One made with secrets gets them from `spec` (see [`secrets_for`]).
+async fn start(
+    node: &NodeAccess,
+    c: &LainContainer,
+    spec: Option<&ContainerSpec>,
+) -> Result<LainContainer, RuntimeError> {
+    match (c.secrets, spec) {
+        (false, _) => node.engine.start(&c.id).await?,
+        (true, Some(s)) => {
+            node.engine
+                .start_with_secrets(&c.id, &s.secret_files, &s.secret_env)
+                .await?
+        }
+        (true, None) => {
+            return Err(RuntimeError::InvalidSpec {
+                name: c.name.clone(),
+                detail: "it was made with secrets, and they are not at hand".into(),
+            })
+        }
+    }
     Ok(node
         .engine
         .inspect(&c.id)
@@ -222,15 +248,38 @@ async fn start(node: &NodeAccess, c: &LainContainer) -> Result<LainContainer, Ru
         .unwrap_or_else(|| c.clone()))
 }
 
+/// The secrets a container made with them needs at each start
+/// ([`crate::runtime::Engine::start_with_secrets`]): read again from etcd
+/// for the record's spec, which must be `d`'s. `None` for a container
+/// without secrets.
+async fn secrets_for(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    record: &Record,
+    c: &LainContainer,
+    d: Option<&DesiredProc>,
+) -> Result<Option<ContainerSpec>, String> {
+    if !c.secrets {
+        return Ok(None);
+    }
+    let Some(d) = d.filter(|d| super::spec::spec_hash(d) == record.obs.spec) else {
+        return Err(
+            "its secrets are written at each start from the proc's current spec, which is not the one it was made with; deploy again to replace it"
+                .into(),
+        );
+    };
+    container_spec(ctx, node, record, d).await.map(Some)
+}
+
 /// Pulls the image if needed, resolves secrets and creates the container;
-/// on a name conflict adopts the existing one. `Err` is the message for
-/// `lain ps`.
+/// on a name conflict adopts the existing one. Returns it with its spec
+/// (whose secrets it needs at start). `Err` is the message for `lain ps`.
 async fn create_container(
     ctx: &Ctx,
     node: &NodeAccess,
     record: &Record,
     d: &DesiredProc,
-) -> Result<LainContainer, String> {
+) -> Result<(LainContainer, ContainerSpec), String> {
     let engine = &node.engine;
     let name = container_name(&d.app, &d.proc, &record.slot);
     let spec = container_spec(ctx, node, record, d).await?;
@@ -266,7 +315,7 @@ async fn create_container(
                     engine.create(&spec).await.map_err(|e| e.to_string())?
                 }
                 Ok(Some(c)) if c.slot == record.slot && c.spec_hash == record.obs.spec => {
-                    return Ok(c)
+                    return Ok((c, spec))
                 }
                 Ok(_) => {
                     return Err(format!(
@@ -280,7 +329,7 @@ async fn create_container(
         Err(e) => return Err(e.to_string()),
     };
     match engine.inspect(&id).await {
-        Ok(Some(c)) => Ok(c),
+        Ok(Some(c)) => Ok((c, spec)),
         Ok(None) => Err(format!(
             "container {id} vanished right after it was created"
         )),
@@ -305,17 +354,26 @@ async fn container_spec(
     ];
     env.extend(d.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut secret_files = Vec::new();
+    let mut secret_env = Vec::new();
     for s in &d.secrets {
         let value = read_secret(ctx, &d.app, &s.name, s.version).await?;
         match &s.target {
             SecretTarget::Env { var } => {
-                let text = String::from_utf8(value.to_vec()).map_err(|_| {
+                // Moved, not copied: the bytes stay in zeroed memory.
+                let mut value = value;
+                let bytes = std::mem::take(&mut *value);
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    drop(Zeroizing::new(e.into_bytes()));
                     format!(
                         "secret {} is not UTF-8 text and cannot go into ${var}; mount it as a file instead",
                         s.name
                     )
                 })?;
-                env.push((var.clone(), text));
+                // Never in the container's config: the wrapper exports it.
+                secret_env.push(SecretEnv {
+                    name: var.clone(),
+                    value: Zeroizing::new(text),
+                });
             }
             SecretTarget::File { path } => secret_files.push(SecretFile {
                 path: path.clone(),
@@ -349,6 +407,7 @@ async fn container_spec(
             .map(|p| (volume_name(&d.app, &d.proc, n, p), p.clone()))
             .collect(),
         secret_files,
+        secret_env,
         extra_labels: d.labels.clone(),
     })
 }
@@ -440,6 +499,11 @@ pub async fn keep_running(
             let code = c.exit_code.unwrap_or(-1);
             let why = if c.oom_killed {
                 format!("killed for using more than its memory limit (exit code {code})")
+            } else if c.secrets && code == 127 {
+                // The secrets wrapper's `exec` of a command that does not
+                // exist (without secrets the start itself fails).
+                "exited with code 127: command not found (check the proc's cmd and image)"
+                    .to_owned()
             } else {
                 format!("exited with code {code}")
             };
@@ -486,7 +550,7 @@ pub async fn keep_running(
                 out.container = Some(Ok(c));
                 return out;
             }
-            let mut restarted = restart(node, record, &c, true).await;
+            let mut restarted = restart(ctx, node, record, &c, target, true).await;
             // Only a start that worked is a restart.
             let started = matches!(restarted.container, Some(Ok(_)));
             if let (true, Some(next)) = (started, restarted.put.as_mut()) {
@@ -581,11 +645,24 @@ pub async fn keep_running(
     out
 }
 
-/// Starts an existing container again.
-async fn restart(node: &NodeAccess, record: &Record, c: &LainContainer, count: bool) -> Outcome {
+/// Starts an existing container again (with its secrets read again).
+async fn restart(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    record: &Record,
+    c: &LainContainer,
+    target: Option<&DesiredProc>,
+    count: bool,
+) -> Outcome {
     let obs = &record.obs;
     let mut out = Outcome::default();
-    match start(node, c).await {
+    let started = match secrets_for(ctx, node, record, c, target).await {
+        Ok(spec) => start(node, c, spec.as_ref())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(message) => Err(message),
+    };
+    match started {
         Ok(fresh) => {
             let mut next = with_state(obs, InstanceState::Starting, Health::Starting, None);
             if count {
