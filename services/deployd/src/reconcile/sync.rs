@@ -125,6 +125,30 @@ pub async fn create(
         }
         other => other,
     };
+    // A running container with secrets, for a record that never got past
+    // pending: deployd may have died between starting it and writing its
+    // secrets, leaving the wrapper waiting on stdin. Stopping it and
+    // starting it again resends them (a harmless restart otherwise).
+    let stopped;
+    let found = match found {
+        Some(c) if c.state == ContainerState::Running && c.secrets => {
+            if let Err(e) = node.engine.stop(&c.id, Duration::from_secs(1)).await {
+                let message = format!("cannot restart a container to resend its secrets: {e}");
+                if obs.message.as_deref() != Some(message.as_str()) {
+                    let mut next = obs.clone();
+                    next.message = Some(message);
+                    out.put = Some(next);
+                }
+                out.again_in = Some(Duration::from_secs(2));
+                return out;
+            }
+            let mut c = c.clone();
+            c.state = ContainerState::Exited;
+            stopped = c;
+            Some(&stopped)
+        }
+        other => other,
+    };
     let made = match found {
         Some(c) if c.state == ContainerState::Running => Ok((c.clone(), None)),
         Some(c) => secrets_for(ctx, node, record, c, Some(target))
