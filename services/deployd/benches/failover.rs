@@ -297,6 +297,13 @@ impl Bench {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries too: the failover
+    // path is covered there by tests/reconcile.rs, so only `cargo bench`
+    // measures it (minutes of real nodes).
+    if !common::is_bench() {
+        println!("failover: a benchmark; run it with `cargo bench -p deployd --bench failover`");
+        return;
+    }
     let rounds: usize = arg("--rounds", 5);
     let instances: u32 = arg("--instances", 6);
     let node_count: usize = arg("--nodes", 3);

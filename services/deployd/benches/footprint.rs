@@ -44,11 +44,14 @@ use lain_testkit::Etcd;
 const GOAL_MIB: f64 = 64.0;
 
 fn main() {
-    let nodes: usize = arg("--nodes", 20);
-    let procs: usize = arg("--procs", 1000);
-    let instances: u32 = arg("--instances", 10);
+    // Under `cargo test --all-targets` (no `--bench`): a small smoke run of
+    // the same path (fake engines, real etcd and deployd), not a figure.
+    let full = common::is_bench();
+    let nodes: usize = arg("--nodes", if full { 20 } else { 2 });
+    let procs: usize = arg("--procs", if full { 1000 } else { 10 });
+    let instances: u32 = arg("--instances", if full { 10 } else { 2 });
     let web_every: usize = arg("--web-every", 10);
-    let steady_secs: u64 = arg("--steady-secs", 30);
+    let steady_secs: u64 = arg("--steady-secs", if full { 30 } else { 2 });
     let converge_secs: u64 = arg("--converge-secs", 900);
     let total = procs * instances as usize;
     common::raise_nofile();

@@ -169,6 +169,12 @@ pub fn desired(
 
 /// `--name value` from the command line (cargo bench passes `--bench`
 /// too, which is ignored).
+/// Whether the binary runs as `cargo bench` (which passes `--bench`), not
+/// as one of `cargo test --all-targets`' targets.
+pub fn is_bench() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
