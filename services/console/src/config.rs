@@ -15,6 +15,10 @@
 //! audience = "console"                              # default "console"
 //! admin_group = "lain-admins"                       # default "lain-admins"
 //! groups_claim = "groups"                           # default "groups"
+//!
+//! [deployd]                                         # optional: logs (503 without)
+//! client_id = "console"                             # sso client, client_credentials, audience deployd
+//! client_secret_file = "/etc/lain/console-deployd.secret"  # its secret, mode 0600
 //! ```
 
 use std::net::SocketAddr;
@@ -49,6 +53,20 @@ pub struct Config {
     /// The cluster registry, `host:port` (images are `{registry}/{app}:release-{version}`).
     #[serde(default)]
     pub registry: Option<String>,
+    /// How console calls deployd's operational API (instance logs).
+    #[serde(default)]
+    pub deployd: Option<DeploydConfig>,
+}
+
+/// The `[deployd]` section: console's sso client for deployd's API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploydConfig {
+    /// An sso confidential client with the client_credentials grant whose
+    /// tokens carry audience `deployd`; deployd allows `client:{client_id}`.
+    pub client_id: String,
+    /// The client's secret (mode 0600, like the secrets key).
+    pub client_secret_file: PathBuf,
 }
 
 /// The `[auth]` section.
@@ -117,6 +135,13 @@ impl Config {
                 "database is empty: give sqlite:PATH?mode=rwc or postgres://...".into(),
             ));
         }
+        if let Some(d) = &self.deployd {
+            if d.client_id.trim().is_empty() {
+                return Err(bad(
+                    "[deployd] client_id is empty: give console's sso client id".into(),
+                ));
+            }
+        }
         // The same check lain-spec makes on every release, surfaced at
         // start-up instead.
         let domains = std::iter::once(("cluster_domain", &self.cluster_domain))
@@ -156,6 +181,14 @@ mod tests {
         assert_eq!(c.auth.groups_claim, "groups");
         assert_eq!(c.cluster_domain, "lain.local");
         assert!(c.etcd.is_empty() && c.extra_domains.is_empty() && c.registry.is_none());
+        assert!(c.deployd.is_none());
+        let c = Config::parse(&format!(
+            "{MIN}[deployd]\nclient_id = \"console\"\nclient_secret_file = \"/s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.deployd.unwrap().client_id, "console");
+        let e = Config::parse(&format!("{MIN}[deployd]\nclient_id = \"console\"\n")).unwrap_err();
+        assert!(e.to_string().contains("client_secret_file"), "{e}");
     }
 
     #[test]

@@ -68,6 +68,16 @@ pub enum ApiError {
     /// etcd is not connected or not answering (503 `etcd_unavailable`).
     #[error("{message}")]
     EtcdUnavailable { message: String, hint: String },
+    /// Something console relies on for this call cannot serve it: 502
+    /// (deployd unreachable, refusing console or failing) or 503 (not
+    /// configured). The message names it; `code` e.g. `deployd_unreachable`.
+    #[error("{message}")]
+    Dependency {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        hint: String,
+    },
     /// Something on console's side failed; the detail goes to the log.
     #[error("{0}")]
     Internal(String),
@@ -86,6 +96,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::EtcdUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Dependency { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +117,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::EtcdUnavailable { .. } => "etcd_unavailable",
+            ApiError::Dependency { code, .. } => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -133,7 +145,8 @@ impl ApiError {
             | ApiError::NotFound { hint, .. }
             | ApiError::Conflict { hint, .. }
             | ApiError::Unprocessable { hint, .. }
-            | ApiError::EtcdUnavailable { hint, .. } => hint.clone(),
+            | ApiError::EtcdUnavailable { hint, .. }
+            | ApiError::Dependency { hint, .. } => hint.clone(),
             ApiError::InvalidJson(_) => {
                 "send a JSON object with exactly the fields the endpoint documents (see /api/v1/openapi.json)".into()
             }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod deploy;
+pub mod deployd;
 pub mod desired;
 pub mod error;
 pub mod fit;
@@ -71,5 +72,16 @@ pub async fn open(config: &Config) -> anyhow::Result<Api> {
         .await
         .context("cannot open the database")?;
     tracing::info!(backend = ?db.backend(), key_id = db.secrets_key_id(), "database open");
-    Ok(Api::new(config, db, key)?)
+    let mut api = Api::new(config, db, key)?;
+    match &config.deployd {
+        Some(d) => {
+            let client = deployd::DeploydClient::load(d, &config.auth.issuer)
+                .context("invalid [deployd] section")?;
+            api = api.with_deployd(client);
+        }
+        None => {
+            tracing::warn!("no [deployd] section in the config: logs answer 503 until it is set")
+        }
+    }
+    Ok(api)
 }

@@ -1340,6 +1340,9 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         ("/api/v1/apps/{app}/deployments", &["get"]),
         ("/api/v1/apps/{app}/status", &["get"]),
         ("/api/v1/apps/{app}/deployments/{id}/events", &["get"]),
+        ("/api/v1/apps/{app}/procs/{proc}/logs", &["get"]),
+        ("/api/v1/apps/{app}/events", &["get"]),
+        ("/api/v1/cluster/status", &["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
@@ -1398,6 +1401,10 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         "AppStatus",
         "ProcStatus",
         "InstanceStatus",
+        "EventView",
+        "ClusterStatus",
+        "NodeView",
+        "RouterView",
     ] {
         assert!(
             schemas.contains_key(s),

@@ -983,3 +983,219 @@ async fn without_etcd_console_starts_and_answers_503() {
     .await
     .ok();
 }
+
+/// Deploy, undeploy, scale and rollback as anonymous, with an expired,
+/// a forged token, as a non-maintainer and a daemon (401, 401, 401, 403,
+/// 403: etcd unchanged, audited `denied`), as a maintainer and as an
+/// admin (2xx).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_routes_authorization_matrix() {
+    let etcd = block_in_place(Etcd::start).expect("etcd");
+    let key = SecretsKey::generate();
+    let sso = start_sso().await;
+    let console = block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key));
+    let base = console.base.as_str();
+    let alice = sso.token("alice", &[]);
+    let carol = sso.token("carol", &[]);
+    let mallory = sso.token("mallory", &["dev"]);
+    let daemon = sso.token("client:ci", &[]);
+    let root = sso.token("root", &[ADMIN_GROUP]);
+    let expired = {
+        let t = now() - 7200;
+        let claims = json!({
+            "iss": sso.issuer, "sub": "carol", "aud": "console", "client_id": "cli",
+            "iat": t, "nbf": t, "exp": t + 600, "jti": "expired", "scope": "openid",
+            "groups": [ADMIN_GROUP], "preferred_username": "carol",
+        });
+        sso.sso.state().keys.sign("at+jwt", &claims).expect("sign")
+    };
+    let forged = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts: Vec<String> = mallory.split('.').map(str::to_owned).collect();
+        let mut claims: Value = serde_json::from_slice(&b64.decode(&parts[1]).unwrap()).unwrap();
+        claims["groups"] = json!([ADMIN_GROUP]);
+        parts[1] = b64.encode(serde_json::to_vec(&claims).unwrap());
+        parts.join(".")
+    };
+
+    let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    let nodes = plain.as_writer(Component::NodeManagement);
+    let deployd = plain.as_writer(Component::Deployd);
+    for name in ["node-1", "node-2"] {
+        nodes
+            .put(&NodeKey::new(name).unwrap(), &registration(8000, 4 * G))
+            .await
+            .unwrap();
+        let observed = ObservedNode {
+            liveness: Liveness::Alive,
+            last_seen_ms: 1,
+            since_ms: 1,
+            docker_version: None,
+            instances: 0,
+            message: None,
+        };
+        deployd
+            .put(&ObservedNodeKey::new(name).unwrap(), &observed)
+            .await
+            .unwrap();
+    }
+    // alice owns the app, carol maintains it; a secret and two releases.
+    let a = call(
+        base,
+        Method::POST,
+        "/api/v1/apps",
+        &alice,
+        Some(json!({"name": "hello"})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    call(
+        base,
+        Method::PUT,
+        "/api/v1/apps/hello/maintainers",
+        &alice,
+        Some(json!({"subject": "carol"})),
+    )
+    .await
+    .ok();
+    let r = reqwest::Client::new()
+        .put(format!("{base}/api/v1/apps/hello/secrets/db.conf"))
+        .bearer_auth(&alice)
+        .body("password=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (n, yaml) in [(1, V1), (2, V2)] {
+        let a = call(
+            base,
+            Method::POST,
+            "/api/v1/apps/hello/releases",
+            &alice,
+            Some(release(n, yaml)),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+    // Something to roll back from, scale and undeploy.
+    for n in [1, 2] {
+        call(
+            base,
+            Method::POST,
+            "/api/v1/apps/hello/deploy",
+            &alice,
+            Some(json!({"version": version(n)})),
+        )
+        .await
+        .ok();
+    }
+
+    /// A POST with an optional token.
+    async fn post(base: &str, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        let mut req = reqwest::Client::new()
+            .post(format!("{base}{path}"))
+            .json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("request");
+        Answer {
+            status: r.status().as_u16(),
+            text: r.text().await.unwrap_or_default(),
+        }
+    }
+    /// etcd's revision: unchanged means nothing at all was written.
+    async fn revision(store: &Store) -> i64 {
+        store
+            .list(&DesiredKey::of_app("hello").unwrap())
+            .await
+            .unwrap()
+            .revision
+    }
+
+    let routes: [(&str, &str, Value, Value); 4] = [
+        (
+            "deploy",
+            "/api/v1/apps/hello/deploy",
+            json!({"version": version(1)}),
+            json!({}),
+        ),
+        (
+            "scale",
+            "/api/v1/apps/hello/procs/web/scale",
+            json!({"instances": 1}),
+            json!({"instances": 3, "memory": "128m"}),
+        ),
+        (
+            "rollback",
+            "/api/v1/apps/hello/rollback",
+            json!({}),
+            json!({}),
+        ),
+        (
+            "undeploy",
+            "/api/v1/apps/hello/undeploy",
+            json!({}),
+            json!({}),
+        ),
+    ];
+    let mut denied = 0;
+    for (action, path, maintainer_body, admin_body) in routes {
+        let before = revision(&plain).await;
+        for (who, token, status, code) in [
+            ("anonymous", None, 401, "unauthorized"),
+            ("expired", Some(expired.as_str()), 401, "unauthorized"),
+            ("forged", Some(forged.as_str()), 401, "unauthorized"),
+            ("non-maintainer", Some(mallory.as_str()), 403, "forbidden"),
+            ("daemon", Some(daemon.as_str()), 403, "forbidden"),
+        ] {
+            let a = post(base, path, token, &maintainer_body).await;
+            assert_eq!(a.status, status, "{action} as {who}: {}", a.text);
+            a.error(status, code);
+            denied += 1;
+        }
+        assert_eq!(
+            revision(&plain).await,
+            before,
+            "{action}: a denied call changed etcd"
+        );
+        let a = post(base, path, Some(&carol), &maintainer_body).await;
+        assert!(
+            (200..300).contains(&a.status),
+            "{action} as a maintainer: {} {}",
+            a.status,
+            a.text
+        );
+        let a = post(base, path, Some(&root), &admin_body).await;
+        assert!(
+            (200..300).contains(&a.status),
+            "{action} as an admin: {} {}",
+            a.status,
+            a.text
+        );
+        assert!(revision(&plain).await > before, "{action} wrote nothing");
+    }
+    // What the calls did, last: nothing desired after the undeploys.
+    assert!(desired(&plain).await.is_empty());
+    // Every refusal is in the audit log as `denied`.
+    let log = call(
+        base,
+        Method::GET,
+        "/api/v1/audit?app=hello&limit=1000",
+        &root,
+        None,
+    )
+    .await
+    .ok();
+    let entries = log.as_array().unwrap();
+    let refused = entries.iter().filter(|e| e["result"] == "denied").count();
+    assert_eq!(refused, denied, "{log}");
+    for action in ["deploy", "scale", "rollback", "undeploy"] {
+        let ok = entries
+            .iter()
+            .filter(|e| e["action"] == action && e["result"] == "ok")
+            .count();
+        assert!(ok >= 2, "{action}: {ok} ok entries");
+    }
+}

@@ -26,7 +26,9 @@
 
 mod apps;
 mod audit;
+mod cluster;
 mod deploy;
+mod logs;
 mod metrics;
 mod releases;
 mod secrets;
@@ -85,6 +87,11 @@ struct Inner {
     key: SecretsKey,
     etcd: Vec<String>,
     store: OnceLock<Store>,
+    /// sso's issuer (cluster status checks it answers).
+    issuer: String,
+    registry: Option<String>,
+    /// deployd's API client, when `[deployd]` is configured.
+    deployd: OnceLock<Arc<crate::deployd::DeploydClient>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -117,6 +124,9 @@ impl Api {
                 key,
                 etcd: config.etcd.clone(),
                 store: OnceLock::new(),
+                issuer: config.auth.issuer.clone(),
+                registry: config.registry.clone(),
+                deployd: OnceLock::new(),
             }),
         })
     }
@@ -167,6 +177,22 @@ impl Api {
     pub fn with_store(self, store: Store) -> Api {
         let _ = self.inner.store.set(store.as_writer(Component::Console));
         self
+    }
+
+    /// Calls deployd's API with `client` (set once, at start).
+    pub fn with_deployd(self, client: crate::deployd::DeploydClient) -> Api {
+        let _ = self.inner.deployd.set(Arc::new(client));
+        self
+    }
+
+    /// deployd's API client, or 503 `deployd_not_configured`.
+    pub(crate) fn deployd(&self) -> Result<&Arc<crate::deployd::DeploydClient>, ApiError> {
+        self.inner.deployd.get().ok_or_else(|| ApiError::Dependency {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "deployd_not_configured",
+            message: "console is not configured to call deployd".into(),
+            hint: "add a [deployd] section (client_id, client_secret_file) to console's config: an sso client with the client_credentials grant and audience `deployd`, listed in deployd's [auth] allowed_clients as `client:ID`; then restart console".into(),
+        })
     }
 
     /// The etcd connection, or 503 `etcd_unavailable`.
@@ -275,6 +301,8 @@ fn api_routes() -> OpenApiRouter<Api> {
         .merge(audit::routes())
         .merge(deploy::routes())
         .merge(status::routes())
+        .merge(logs::routes())
+        .merge(cluster::routes())
 }
 
 /// An etcd failure as an API error: 503 while etcd cannot be reached,
