@@ -388,6 +388,24 @@ impl Dockerd {
     /// Runs `docker VERB IDS` on the running containers, then stops dockerd
     /// and wipes what outlived it.
     fn shut_down(&mut self, verb: &[&str]) {
+        // A dockerd in the root namespace leaves the bridges of its
+        // user-defined networks (`br-` + 12 digits of the network id) on
+        // the host when it stops; each holds an address pool, and after a
+        // few dozen runs new networks fail. Note them to delete after.
+        let mut bridges = Vec::new();
+        if self.netns.is_none() && self.is_running() && self.ping() {
+            let ids = self
+                .docker_timeout(
+                    &["network", "ls", "-q", "--no-trunc", "--filter", "type=custom"],
+                    Duration::from_secs(10),
+                )
+                .unwrap_or_default();
+            bridges.extend(
+                ids.split_whitespace()
+                    .filter(|id| id.len() >= 12)
+                    .map(|id| format!("br-{}", &id[..12])),
+            );
+        }
         if self.is_running() && self.ping() {
             let running = self
                 .docker_timeout(&["ps", "-q"], Duration::from_secs(10))
@@ -405,6 +423,12 @@ impl Dockerd {
             p.stop();
         }
         self.footprint.wipe();
+        for bridge in bridges {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &bridge])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 
     /// SIGKILLs dockerd alone, as an engine crash would. Its containerd
