@@ -18,11 +18,18 @@ use webrouter::render::{
 
 const INSTANCES: usize = 3;
 
+/// 10,000 under `cargo bench`; a quick 200 when `cargo test --all-targets`
+/// runs the bench binary (without `--bench`) as a smoke test.
 fn procs() -> usize {
+    let default = if std::env::args().any(|a| a == "--bench") {
+        10_000
+    } else {
+        200
+    };
     std::env::var("WEBROUTER_BENCH_PROCS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
+        .unwrap_or(default)
 }
 
 fn free_port() -> u16 {
@@ -135,6 +142,7 @@ fn main() {
         state_dir: dir.as_path().to_owned(),
         http_listen: ([127, 0, 0, 1], free_port()).into(),
         https_listen: Some(([127, 0, 0, 1], free_port()).into()),
+        map_routing_min_procs: 2000,
     };
     // A wildcard certificate, so the example.com servers get HTTPS too
     // (unless WEBROUTER_BENCH_NO_TLS is set, to see what TLS costs nginx).
@@ -178,14 +186,17 @@ fn main() {
     times.sort();
     let r = last.expect("rendered");
     println!(
-        "render {} procs x {INSTANCES} instances: median {:?}, min {:?}, max {:?}; {} upstreams, {} domains, {} bytes",
+        "render {} procs x {INSTANCES} instances: median {:?}, min {:?}, max {:?}; {} procs routed, {} domains, {} bytes; \
+         {} upstream blocks, {} server blocks",
         procs(),
         times[times.len() / 2],
         times[0],
         times[times.len() - 1],
         r.upstreams,
         r.domains,
-        r.http_conf.len()
+        r.http_conf.len(),
+        r.http_conf.matches("\nupstream ").count(),
+        r.http_conf.matches("\nserver {").count(),
     );
 
     if std::env::var_os("WEBROUTER_BENCH_NO_NGINX").is_some() {

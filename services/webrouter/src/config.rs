@@ -68,6 +68,17 @@ pub struct Config {
     /// (0 leaves nginx's default, no limit).
     #[serde(default = "default_worker_shutdown_timeout_secs")]
     pub worker_shutdown_timeout_secs: u64,
+    /// From this many routed procs on, root-only domains are routed through
+    /// hashed maps by one catch-all server instead of a server block and an
+    /// `upstream` each: reloads stay under a second at 10,000 procs, at the
+    /// price of nginx's per-instance retries for those procs. Below it,
+    /// every proc keeps its `upstream` (retries, keepalive).
+    #[serde(default = "default_map_routing_min_procs")]
+    pub map_routing_min_procs: usize,
+}
+
+fn default_map_routing_min_procs() -> usize {
+    2000
 }
 
 fn default_nginx_binary() -> PathBuf {

@@ -107,6 +107,7 @@ pub async fn run(
         state_dir: config.state_dir.clone(),
         http_listen: config.http_listen,
         https_listen: config.https_listen,
+        map_routing_min_procs: config.map_routing_min_procs,
     };
     let certs = Arc::new(Mutex::new(read_certs(&config)));
     if !applier.has_current() {

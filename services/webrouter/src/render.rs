@@ -57,6 +57,9 @@ pub struct RenderOptions {
     pub state_dir: PathBuf,
     pub http_listen: SocketAddr,
     pub https_listen: Option<SocketAddr>,
+    /// Root-only domains go through the catch-all's maps once this many
+    /// procs are routed (see `Config::map_routing_min_procs`); 0: always.
+    pub map_routing_min_procs: usize,
 }
 
 /// A file the rendered config references, relative to the state dir.
@@ -86,7 +89,8 @@ pub struct Rendered {
     pub http_conf: String,
     /// Certificate and key files to write before `nginx -t`.
     pub files: Vec<OutFile>,
-    /// Upstreams with at least one healthy instance.
+    /// Routed procs with at least one healthy instance (through an
+    /// `upstream` block or the catch-all maps).
     pub upstreams: usize,
     /// Routed domains.
     pub domains: usize,
@@ -132,6 +136,7 @@ pub fn render(state: &RouteState, opts: &RenderOptions) -> Rendered {
         state_dir: PathBuf::from(P_STATE),
         http_listen: opts.http_listen,
         https_listen: opts.https_listen,
+        map_routing_min_procs: opts.map_routing_min_procs,
     };
     let (text, rest) = render_with(state, &local, P_HTTP, P_HTTPS);
     let hash = hex(&Sha256::digest(text.as_bytes()));
@@ -231,7 +236,10 @@ fn render_with(
     let mut upstream_names: Vec<String> = Vec::with_capacity(state.procs.len());
     // The route of each proc, by upstream index.
     let mut proc_routes: Vec<Route<'_>> = Vec::with_capacity(state.procs.len());
-    let mut upstreams = 0;
+    // The healthy addresses of each proc, by upstream index, and whether
+    // it was routed at all.
+    let mut proc_addrs: Vec<&[SocketAddr]> = Vec::with_capacity(state.procs.len());
+    let mut proc_routed: Vec<bool> = Vec::with_capacity(state.procs.len());
     for ((app, proc), desired) in &state.procs {
         let key = (app.as_str(), proc.as_str());
         while cursor.next_if(|(k, _)| *k < key).is_some() {}
@@ -291,16 +299,61 @@ fn render_with(
             );
             routed = true;
         }
-        // nginx refuses an empty upstream: a proc without a healthy
-        // instance gets none, and its locations answer 503 instead.
-        if routed && is_healthy {
-            upstreams += 1;
-            let _ = writeln!(out, "upstream {} {{", upstream_names[upstream_idx]);
-            for a in addrs {
-                let _ = writeln!(out, "    server {a} max_fails=1 fail_timeout=2s;");
+        proc_addrs.push(addrs);
+        proc_routed.push(routed);
+    }
+    let upstreams = proc_addrs
+        .iter()
+        .zip(&proc_routed)
+        .filter(|(a, r)| **r && !a.is_empty())
+        .count();
+
+    // Which domains the catch-all serves: those whose only mountpoint is
+    // the root. They are routed per request through hashed maps (host ->
+    // proc, proc and bucket -> address), so they cost nginx no server
+    // block, no location and no `upstream` of their own at load time.
+    // Domains with path mountpoints keep a server with one location per
+    // path, and their procs an `upstream` block.
+    // Below the threshold every proc keeps its `upstream` (nginx retries
+    // another instance when one fails); the maps pay off only at scale.
+    let map_routing = proc_routed.iter().filter(|r| **r).count() >= opts.map_routing_min_procs;
+    let catch_all = |paths: &BTreeMap<String, Route<'_>>| {
+        map_routing && paths.len() == 1 && paths.contains_key("")
+    };
+    let mut needs_upstream = vec![false; upstream_names.len()];
+    let mut in_maps = vec![false; upstream_names.len()];
+    for paths in domains.values() {
+        if catch_all(paths) {
+            let r = &paths[""];
+            in_maps[r.upstream] = true;
+        } else {
+            for r in paths.values() {
+                needs_upstream[r.upstream] = true;
             }
-            out.push_str("}\n\n");
         }
+    }
+    // nginx refuses an empty upstream: a proc without a healthy instance
+    // gets none, and its locations answer 503 instead.
+    for (i, addrs) in proc_addrs.iter().enumerate() {
+        if !needs_upstream[i] || addrs.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "upstream {} {{", upstream_names[i]);
+        for a in *addrs {
+            let _ = writeln!(out, "    server {a} max_fails=1 fail_timeout=2s;");
+        }
+        out.push_str("}\n\n");
+    }
+    let any_catch_all = in_maps.iter().any(|m| *m);
+    if any_catch_all {
+        write_maps(
+            &mut out,
+            &domains,
+            &proc_routes,
+            &proc_addrs,
+            &in_maps,
+            &upstream_names,
+        );
     }
 
     // Servers. nginx's cost grows with the number of server blocks (each
@@ -340,12 +393,14 @@ fn render_with(
     let mut http_groups = Groups::default();
     let mut https_groups = Groups::default();
     for (domain, paths) in &domains {
+        let root_only = catch_all(paths);
         // A redirect names no proc, so redirecting domains of different
         // procs share a server too.
         let http: Vec<Loc<'_>> = paths
             .iter()
             .map(|(path, r)| match r.https_only {
                 true => (path.as_str(), REDIRECT, true),
+                false if root_only => ("", CATCH_ALL, false),
                 false => (path.as_str(), r.upstream, false),
             })
             .collect();
@@ -365,7 +420,10 @@ fn render_with(
         };
         let tls: Vec<Loc<'_>> = paths
             .iter()
-            .map(|(path, r)| (path.as_str(), r.upstream, false))
+            .map(|(path, r)| match root_only {
+                true => ("", CATCH_ALL, false),
+                false => (path.as_str(), r.upstream, false),
+            })
             .collect();
         https_groups.add(cert_name, tls, domain);
     }
@@ -373,7 +431,9 @@ fn render_with(
     let body = |locs: &[Loc<'_>]| {
         let mut b = String::new();
         for &(path, upstream, redirect) in locs {
-            if redirect {
+            if upstream == CATCH_ALL {
+                b.push_str(CATCH_ALL_LOCATION);
+            } else if redirect {
                 let _ = writeln!(
                     b,
                     "    location {} {{\n        return 301 https://$host{redirect_port}$request_uri;\n    }}",
@@ -488,6 +548,110 @@ type Loc<'a> = (&'a str, usize, bool);
 
 const REDIRECT: usize = usize::MAX;
 
+/// The location of a domain routed by the maps (see [`write_maps`]).
+const CATCH_ALL: usize = usize::MAX - 1;
+
+/// Buckets a request falls into: the last two hex digits of nginx's
+/// `$request_id` (random per request). Each bucket picks one of a proc's
+/// addresses, so a proc's addresses share its requests evenly (within
+/// one bucket in 256).
+const BUCKETS: usize = 256;
+
+/// The one location of every map-routed domain: a proc without a healthy
+/// instance answers the 503 page, else the request goes to the address of
+/// its bucket (an `ip:port`, so nothing is resolved; nginx still scans
+/// its list of `upstream` blocks for the name on every request, which is
+/// why the rest keep few of them).
+const CATCH_ALL_LOCATION: &str = r#"    location / {
+        if ($lain_down) {
+            add_header X-Request-Id $lain_request_id always;
+            add_header Retry-After 5 always;
+            return 503 "503 Service Unavailable: $lain_down\n";
+        }
+        proxy_pass http://$lain_backend;
+    }
+"#;
+
+/// The maps routing root-only domains, all hashed (no regex but the
+/// bucket's):
+/// - `$lain_proc`: host -> proc with a healthy instance;
+/// - `$lain_down`: host -> the 503 message of a proc without one;
+/// - `$lain_count`: proc -> how many addresses it has (default 1);
+/// - `$lain_bucket`: the last two hex digits of `$request_id`;
+/// - `$lain_index`: count and bucket -> index of an address (bucket mod
+///   count, default 0), one table shared by all procs with that count;
+/// - `$lain_backend`: proc and index -> `ip:port`, one entry per address.
+///
+/// So the maps grow with domains plus addresses, not with a multiple of
+/// them.
+fn write_maps(
+    out: &mut String,
+    domains: &BTreeMap<String, BTreeMap<String, Route<'_>>>,
+    routes: &[Route<'_>],
+    addrs: &[&[SocketAddr]],
+    in_maps: &[bool],
+    names: &[String],
+) {
+    out.push_str(
+        "# Domains whose only mountpoint is the root, routed per request by\n\
+         # hashed maps instead of a server and an upstream each.\n\
+         map $host $lain_proc {\n    default \"\";\n",
+    );
+    let mut down = String::from("map $host $lain_down {\n    default \"\";\n");
+    for (domain, paths) in domains {
+        let Some(r) = paths.get("").filter(|_| paths.len() == 1) else {
+            continue;
+        };
+        if r.healthy {
+            let _ = writeln!(out, "    {domain} {};", names[r.upstream]);
+        } else {
+            // Names are etcd key segments (letters, digits, `._-`);
+            // `clean` keeps it that way so the text cannot end the string
+            // or add a variable.
+            let _ = writeln!(
+                down,
+                "    {domain} \"{}/{} has no healthy instance right now. Try again shortly; \
+                 its maintainers can check `lain ps {}`.\";",
+                clean(r.app),
+                clean(r.proc),
+                clean(r.app)
+            );
+        }
+    }
+    out.push_str("}\n");
+    out.push_str(&down);
+    out.push_str("}\n");
+    let routed = |i: &usize| in_maps[*i] && !addrs[*i].is_empty() && routes[*i].healthy;
+    let mut counts = BTreeSet::new();
+    out.push_str("map $lain_proc $lain_count {\n    default 1;\n");
+    for i in (0..addrs.len()).filter(routed) {
+        let n = addrs[i].len();
+        counts.insert(n);
+        if n > 1 {
+            let _ = writeln!(out, "    {} {n};", names[i]);
+        }
+    }
+    out.push_str(
+        "}\n\
+         map $request_id $lain_bucket {\n    \"~([0-9a-f]{2})$\" $1;\n}\n\
+         map \"$lain_count:$lain_bucket\" $lain_index {\n    default 0;\n",
+    );
+    for &n in counts.iter().filter(|n| **n > 1) {
+        for b in 0..BUCKETS {
+            if b % n != 0 {
+                let _ = writeln!(out, "    {n}:{b:02x} {};", b % n);
+            }
+        }
+    }
+    out.push_str("}\nmap \"$lain_proc:$lain_index\" $lain_backend {\n    default \"\";\n");
+    for i in (0..addrs.len()).filter(routed) {
+        for (k, a) in addrs[i].iter().enumerate() {
+            let _ = writeln!(out, "    {}:{k} {a};", names[i]);
+        }
+    }
+    out.push_str("}\n\n");
+}
+
 /// A server block: certificate name (`""` for plain HTTP), locations and
 /// domains.
 type Group<'a> = (&'a str, Vec<Loc<'a>>, Vec<&'a str>);
@@ -556,6 +720,9 @@ fn write_server_names(out: &mut String, names: &[&str]) {
 
 const HTTP_PREAMBLE: &str = r#"
 # generated by webrouter from etcd; do not edit
+# Sized for the routing maps below (set before the first map).
+map_hash_max_size 1048576;
+map_hash_bucket_size 256;
 # A request id: the client's if it looks like one, else nginx's own.
 map $http_x_request_id $lain_request_id {
     "~^[A-Za-z0-9._-]{1,128}$" $http_x_request_id;

@@ -275,6 +275,7 @@ fn opts(https: bool) -> RenderOptions {
         state_dir: PathBuf::from("/var/lib/lain/webrouter"),
         http_listen: "0.0.0.0:80".parse().unwrap(),
         https_listen: https.then(|| "0.0.0.0:443".parse().unwrap()),
+        map_routing_min_procs: 0,
     }
 }
 
@@ -392,11 +393,29 @@ fn rendering_is_deterministic() {
         state_dir: PathBuf::from("/srv/router-2"),
         http_listen: "10.0.0.9:8080".parse().unwrap(),
         https_listen: Some("0.0.0.0:443".parse().unwrap()),
+        map_routing_min_procs: 0,
     };
     let c = render(&sample_state(), &other);
     assert_eq!(a.hash, c.hash);
     assert_ne!(a.http_conf, c.http_conf);
     assert!(!c.http_conf.contains('@'), "a placeholder was left");
+}
+
+#[test]
+fn below_the_map_routing_threshold_every_proc_keeps_its_upstream() {
+    let mut small = opts(true);
+    small.map_routing_min_procs = 1_000_000;
+    let r = render(&sample_state(), &small);
+    assert!(!r.http_conf.contains("$lain_backend"), "{}", r.http_conf);
+    let mapped = render(&sample_state(), &opts(true));
+    assert!(mapped.http_conf.contains("$lain_backend"));
+    // Every proc routed by the maps has an upstream below the threshold.
+    let upstreams = |c: &str| c.lines().filter(|l| l.starts_with("upstream ")).count();
+    assert!(
+        upstreams(&r.http_conf) > upstreams(&mapped.http_conf),
+        "{}",
+        r.http_conf
+    );
 }
 
 #[test]
@@ -465,25 +484,58 @@ fn routes_on(conf: &str, port: &str) -> BTreeMap<String, String> {
 }
 
 #[test]
-fn domains_with_the_same_locations_share_a_server() {
+fn root_only_domains_share_the_catch_all_server() {
     let r = render(&sample_state(), &opts(true));
     let http = routes_on(&r.http_conf, "0.0.0.0:80");
     let https = routes_on(&r.http_conf, "0.0.0.0:443");
     // Every routed domain on plain HTTP, exactly once.
     assert_eq!(http.len(), r.domains);
-    // hello/web's three root-only domains share one server; the one that
-    // also mounts /api does not.
-    let shared = servers(&r.http_conf)
+    // Root-only domains (of any proc, healthy or not) share the one
+    // catch-all server per listener; the one that also mounts /api does
+    // not.
+    let catch_all = servers(&r.http_conf)
         .into_iter()
-        .filter(|(_, names, _)| names.iter().any(|n| n == "hello.lain"))
+        .filter(|(l, _, body)| l == &["0.0.0.0:80"] && body.contains("$lain_backend"))
         .collect::<Vec<_>>();
-    assert_eq!(shared.len(), 1);
+    assert_eq!(catch_all.len(), 1);
     assert_eq!(
-        shared[0].1,
-        ["hello.example.com", "hello.lain", "www.hello.com"]
+        catch_all[0].1,
+        [
+            "down.example.com",
+            "hello.example.com",
+            "hello.lain",
+            "www.hello.com"
+        ]
     );
     assert!(http["hello.lain.local"].contains("location /api/ {"));
-    assert!(!http["hello.lain"].contains("location /api/ {"));
+    assert!(http["hello.lain.local"].contains("proxy_pass http://hello-web;"));
+    assert!(http["hello.lain"].contains("proxy_pass http://$lain_backend;"));
+    // The maps: host -> proc with a healthy instance, host -> 503 page of a
+    // proc without one, proc and bucket -> an address of the proc.
+    let conf = &r.http_conf;
+    assert!(conf.contains("    hello.lain hello-web;\n"));
+    assert!(conf.contains("    shop.lain shop-web;\n"));
+    assert!(
+        conf.contains("    down.example.com \"empty/web.down has no healthy instance right now.")
+    );
+    assert!(conf.contains("    hello-web:0 10.0.0.1:8080;\n"));
+    assert!(conf.contains("    hello-web:1 10.0.0.2:8080;\n"));
+    assert!(conf.contains("    shop-web:0 [fd00::1]:80;\n"));
+    assert!(!conf.contains("    shop-web:1 "));
+    // Address counts: 1 is the default; the index table is shared by all
+    // procs with 2 addresses: bucket mod 2, 0 being the default.
+    assert!(conf.contains("    hello-web 2;\n"));
+    assert!(!conf.contains("    shop-web 1;\n"));
+    for b in 0..256 {
+        let line = format!("    2:{b:02x} 1;\n");
+        assert_eq!(conf.contains(&line), b % 2 == 1, "{line}");
+    }
+    // Map-routed procs get no `upstream` block; those behind a path
+    // mountpoint (or a domain with one) keep theirs.
+    assert!(!conf.contains("upstream shop-web "));
+    assert!(conf.contains("upstream hello-web {"));
+    assert!(conf.contains("upstream hello-web_2Eapi {"));
+    assert!(!conf.contains("hello-web_2Eapi:0"));
     // HTTPS: exactly the domains with a certificate, proxied (https_only
     // redirects only on plain HTTP).
     assert_eq!(
@@ -497,16 +549,46 @@ fn domains_with_the_same_locations_share_a_server() {
         ]
     );
     assert!(http["shop.example.com"].contains("return 301 https://$host$request_uri;"));
-    assert!(https["shop.example.com"].contains("proxy_pass http://shop-web;"));
+    assert!(https["shop.example.com"].contains("proxy_pass http://$lain_backend;"));
+    assert!(https["shop.lain.local"].contains("proxy_pass http://$lain_backend;"));
     for (d, body) in &https {
         if !d.starts_with("shop.") {
             assert_eq!(body, &http[d], "{d}: HTTPS and HTTP differ");
         }
     }
-    // Server blocks: the 404 default, api, down, evil, hello x2 and the
-    // shop redirect on HTTP (7); the TLS default, four with the shared
-    // wildcard and one with its own certificate on HTTPS (6).
-    assert_eq!(servers(&r.http_conf).len(), 13);
+    // Server blocks: the 404 default, api, the catch-all, evil,
+    // hello.lain.local and the shop redirect on HTTP (6); the TLS default,
+    // api and the catch-all with the shared wildcard, and the catch-all
+    // with shop.lain.local's own certificate on HTTPS (4).
+    assert_eq!(servers(&r.http_conf).len(), 10);
+}
+
+#[test]
+fn a_proc_moves_between_the_maps_and_an_upstream() {
+    // shop/web is map-routed; give one of its domains a path mountpoint
+    // from another proc and that domain (and so shop/web) needs a server
+    // and an upstream again, while its other domains stay in the maps.
+    let mut s = sample_state();
+    let p = proc("shop", "web.api", &["shop.lain/api"], false);
+    s.procs.insert((p.app.clone(), p.proc.clone()), p);
+    s.instances.insert(
+        ("shop".into(), "web.api".into(), "i1".into()),
+        inst(InstanceState::Running, Health::Healthy, Some("10.0.7.1:80")),
+    );
+    let r = render(&s, &opts(false));
+    let conf = &r.http_conf;
+    assert!(conf.contains("upstream shop-web {"));
+    assert!(conf.contains("upstream shop-web_2Eapi {"));
+    assert!(!conf.contains("    shop.lain shop-web;\n"));
+    assert!(conf.contains("    shop.lain.local shop-web;\n"));
+    assert!(conf.contains("    shop-web:0 [fd00::1]:80;\n"));
+    let http = routes_on(conf, "0.0.0.0:80");
+    assert!(http["shop.lain"].contains("location /api/ {"));
+    // No root-only domain at all: no maps.
+    let mut s = sample_state();
+    s.procs.retain(|(_, p), _| p != "web" && p != "web.down");
+    let r = render(&s, &opts(false));
+    assert!(!r.http_conf.contains("$lain_backend"));
 }
 
 #[test]
@@ -603,8 +685,9 @@ fn redirects_of_different_procs_share_a_server() {
             "shop.lain.local"
         ]
     );
-    // On HTTPS each proc keeps its own server.
+    // On HTTPS both are routed by the catch-all.
     let https = routes_on(&r.http_conf, "0.0.0.0:443");
-    assert!(https["blog.example.com"].contains("proxy_pass http://blog-web;"));
-    assert!(https["shop.example.com"].contains("proxy_pass http://shop-web;"));
+    assert!(https["blog.example.com"].contains("proxy_pass http://$lain_backend;"));
+    assert!(https["shop.example.com"].contains("proxy_pass http://$lain_backend;"));
+    assert!(r.http_conf.contains("    blog.example.com blog-web;\n"));
 }
