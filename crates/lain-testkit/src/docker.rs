@@ -396,7 +396,14 @@ impl Dockerd {
         if self.netns.is_none() && self.is_running() && self.ping() {
             let ids = self
                 .docker_timeout(
-                    &["network", "ls", "-q", "--no-trunc", "--filter", "type=custom"],
+                    &[
+                        "network",
+                        "ls",
+                        "-q",
+                        "--no-trunc",
+                        "--filter",
+                        "type=custom",
+                    ],
                     Duration::from_secs(10),
                 )
                 .unwrap_or_default();
