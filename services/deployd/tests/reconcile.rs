@@ -756,6 +756,105 @@ fn deployd_runs_apps_on_real_nodes() {
         Some(1),
         "deployd crashed"
     );
+
+    // 9. deployd died right after starting a container with secrets and
+    // before writing them: the container waits on stdin for ever. The next
+    // leader finds it running for a record still pending, restarts it and
+    // so delivers the secrets.
+    if leader_is_a {
+        b.proc.kill()
+    } else {
+        a.proc.kill()
+    };
+    let mut sec = web("v1", BASE_IMAGE, 1, 7);
+    sec.proc = "worker.sec".into();
+    sec.proc_type = ProcType::Worker;
+    sec.port = None;
+    sec.mountpoints.clear();
+    sec.secrets
+        .retain(|s| matches!(s.target, SecretTarget::Env { .. }));
+    sec.cmd = vec![
+        "sh".into(),
+        "-c".into(),
+        "echo \"$TOKEN\" > /tmp/token; trap 'exit 0' TERM; while true; do sleep 1; done".into(),
+    ];
+    sec.healthcheck = Some(HealthCheck::Command {
+        cmd: vec![
+            "grep".into(),
+            "-q".into(),
+            "s3cret".into(),
+            "/tmp/token".into(),
+        ],
+    });
+    let spec = deployd::reconcile::spec::spec_hash(&sec);
+    let node0 = c.nodes.node(0);
+    let slot = "1-7";
+    c.rt.block_on(async {
+        let engine = deployd::docker::Engine::connect(
+            &common::registration(node0).docker,
+            Duration::from_secs(10),
+        )
+        .expect("engine");
+        engine
+            .ensure_network(&format!("lain-{APP}"))
+            .await
+            .expect("network");
+        let id = engine
+            .create(&deployd::runtime::ContainerSpec {
+                name: deployd::reconcile::spec::container_name(APP, &sec.proc, slot),
+                app: APP.into(),
+                proc: sec.proc.clone(),
+                instance: 1,
+                slot: slot.into(),
+                generation: 7,
+                spec_hash: spec.clone(),
+                image: BASE_IMAGE.into(),
+                cmd: sec.cmd.clone(),
+                memory_bytes: sec.memory_bytes,
+                host_ip: node0.addr().to_string(),
+                network: format!("lain-{APP}"),
+                secret_env: vec![deployd::runtime::SecretEnv {
+                    name: "TOKEN".into(),
+                    value: zeroize::Zeroizing::new("s3cret".into()),
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("create");
+        // Started without its secrets, as if deployd died right there.
+        engine.start(&id).await.expect("start");
+        let deployd_store = c.reader.as_writer(Component::Deployd);
+        deployd_store
+            .put(
+                &ObservedKey::new(APP, &sec.proc, slot).unwrap(),
+                &ObservedInstance {
+                    node: node0.name().to_owned(),
+                    container_id: None,
+                    generation: 7,
+                    release: "v1".into(),
+                    image: BASE_IMAGE.into(),
+                    state: InstanceState::Pending,
+                    health: Health::Unknown,
+                    address: None,
+                    restarts: 0,
+                    started_at_ms: None,
+                    updated_at_ms: lain_store::unix_millis(),
+                    message: None,
+                    instance: 1,
+                    spec,
+                    recent_restarts_ms: vec![],
+                },
+            )
+            .await
+            .expect("write the pending record");
+    });
+    c.put(&sec);
+    let _c = spawn(&etcd, "c", &key_path);
+    wait(
+        "the stuck container restarted with its secrets",
+        Duration::from_secs(60),
+        || c.converged("worker.sec", "v1", 1),
+    );
 }
 
 fn rt_delete(c: &Cluster, proc: &str) {
