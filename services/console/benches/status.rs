@@ -31,7 +31,11 @@
 //! Under `cargo test --all-targets` (no `--bench`): 1 s of each load from
 //! 4 connections, a few hundred requests at most, to check that it works.
 
-use std::path::Path;
+// sso in-process, shared with the integration tests.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::TestSso;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,13 +90,6 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// (VmRSS, VmHWM) in KiB.
 fn mem(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -137,56 +134,6 @@ fn print_mem(when: &str, pid: u32) -> (u64, u64) {
         mib(hwm)
     );
     (rss, hwm)
-}
-
-struct BenchSso {
-    issuer: String,
-    sso: sso::Sso,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start_sso() -> BenchSso {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let issuer = format!("http://{addr}");
-    let text = format!(
-        "listen = \"{addr}\"\nissuer = \"{issuer}\"\n\
-         [password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n"
-    );
-    let cfg: sso::config::Config =
-        lain_service::parse_config(Path::new("sso.toml"), &text).unwrap();
-    let url = format!("sqlite://{}/sso.db?mode=rwc", dir.path().display());
-    let sso = sso::Sso::open(cfg, &url).await.expect("sso starts");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let s2 = sso.clone();
-    tokio::spawn(async move {
-        s2.serve_on(listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    BenchSso {
-        issuer,
-        sso,
-        _dir: dir,
-        _stop: tx,
-    }
-}
-
-impl BenchSso {
-    /// An access token as sso's token endpoint issues them to the CLI.
-    fn token(&self, user: &str) -> String {
-        let t = now();
-        let claims = json!({
-            "iss": self.issuer, "sub": user, "aud": "console", "client_id": "cli",
-            "iat": t, "nbf": t, "exp": t + 3600, "jti": format!("bench-{user}-{t}"),
-            "scope": "openid", "groups": [], "preferred_username": user,
-        });
-        self.sso.state().keys.sign("at+jwt", &claims).expect("sign")
-    }
 }
 
 struct Console {
@@ -494,14 +441,14 @@ fn main() {
         .expect("runtime");
     let etcd = Etcd::start().expect("start etcd");
     let endpoint = etcd.endpoint();
-    let sso = rt.block_on(start_sso());
+    let sso = rt.block_on(TestSso::start());
     let mut console = start_console(&sso.issuer, &endpoint);
     if std::env::var_os("LAIN_BENCH_KEEP").is_some() {
         console.dir.keep();
         println!("  console's directory: {}", console.dir.path().display());
     }
     let pid = console.proc.pid().expect("console pid");
-    let token = sso.token("alice");
+    let token = sso.token("alice", &[]);
 
     std::thread::sleep(Duration::from_secs(if full { 3 } else { 1 }));
     let (idle_rss, _) = print_mem("idle, after start", pid);

@@ -8,7 +8,9 @@
 //! with sso's own key in the shape sso's token endpoint gives. No etcd is
 //! started here: the routes that need it are in tests/deploy_api.rs.
 
-use std::path::Path;
+mod common;
+
+use common::now;
 use std::time::Duration;
 
 use lain_store::secret::SecretsKey;
@@ -23,36 +25,24 @@ const PASSWORD: &str = "correct-horse-battery-1";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const ADMIN_GROUP: &str = "lain-admins";
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// sso on a loopback listener, with a client-credentials client `ci`
 /// whose tokens are for console.
+/// sso with users, an admin group, the CLI's client and a daemon client.
 struct TestSso {
-    issuer: String,
-    sso: sso::Sso,
+    base: common::TestSso,
     ci_secret: String,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for TestSso {
+    type Target = common::TestSso;
+    fn deref(&self) -> &common::TestSso {
+        &self.base
+    }
 }
 
 async fn start_sso() -> TestSso {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let issuer = format!("http://{addr}");
-    let text = format!(
-        "listen = \"{addr}\"\nissuer = \"{issuer}\"\n\
-         [password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n"
-    );
-    let cfg: sso::config::Config =
-        lain_service::parse_config(Path::new("sso.toml"), &text).unwrap();
-    let url = format!("sqlite://{}/sso.db?mode=rwc", dir.path().display());
-    let sso = sso::Sso::open(cfg.clone(), &url).await.expect("sso starts");
+    let base = common::TestSso::start().await;
+    let (sso, cfg) = (&base.sso, &base.config);
     // Users for the real login flow: root (in the admin group), alice and
     // mallory; the CLI's public client, whose tokens are for console.
     let db = &sso.state().db;
@@ -101,22 +91,7 @@ async fn start_sso() -> TestSso {
         .expect("a confidential client has a secret")
         .expose()
         .to_owned();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let s2 = sso.clone();
-    tokio::spawn(async move {
-        s2.serve_on(listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    TestSso {
-        issuer,
-        sso,
-        ci_secret,
-        _dir: dir,
-        _stop: tx,
-    }
+    TestSso { base, ci_secret }
 }
 
 impl TestSso {

@@ -7,7 +7,9 @@
 //! liveness is written as deployd would (`/lain/observed-nodes/`), and so
 //! are an instance record and a rollout for the status endpoint.
 
-use std::path::Path;
+mod common;
+
+use common::{now, TestSso};
 use std::time::Duration;
 
 use lain_store::secret::{self, SecretsKey};
@@ -26,64 +28,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_console");
 const ADMIN_GROUP: &str = "lain-admins";
 const G: u64 = 1 << 30;
 const M: u64 = 1 << 20;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-struct TestSso {
-    issuer: String,
-    sso: sso::Sso,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start_sso() -> TestSso {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let issuer = format!("http://{addr}");
-    let text = format!(
-        "listen = \"{addr}\"\nissuer = \"{issuer}\"\n\
-         [password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n"
-    );
-    let cfg: sso::config::Config =
-        lain_service::parse_config(Path::new("sso.toml"), &text).unwrap();
-    let url = format!("sqlite://{}/sso.db?mode=rwc", dir.path().display());
-    let sso = sso::Sso::open(cfg, &url).await.expect("sso starts");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let s2 = sso.clone();
-    tokio::spawn(async move {
-        s2.serve_on(listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    TestSso {
-        issuer,
-        sso,
-        _dir: dir,
-        _stop: tx,
-    }
-}
-
-impl TestSso {
-    /// An access token of `user` as sso's token endpoint issues them to
-    /// the CLI, signed with sso's active key.
-    fn token(&self, user: &str, groups: &[&str]) -> String {
-        let t = now();
-        let claims = json!({
-            "iss": self.issuer, "sub": user, "aud": "console", "client_id": "cli",
-            "iat": t, "nbf": t, "exp": t + 3600, "jti": format!("test-{user}-{t}"),
-            "scope": "openid", "groups": groups, "preferred_username": user,
-        });
-        self.sso.state().keys.sign("at+jwt", &claims).expect("sign")
-    }
-}
 
 struct Console {
     _proc: Logged,
@@ -340,7 +284,7 @@ async fn wait_state(base: &str, token: &str, id: i64, state: &str) -> Value {
 async fn deploy_scale_rollback_undeploy_through_the_api() {
     let etcd = block_in_place(Etcd::start).expect("etcd");
     let key = SecretsKey::generate();
-    let sso = start_sso().await;
+    let sso = TestSso::start().await;
     let console = block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key));
     let base = console.base.as_str();
     let alice = sso.token("alice", &[]);
@@ -947,7 +891,7 @@ async fn deploy_scale_rollback_undeploy_through_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_etcd_console_starts_and_answers_503() {
     let key = SecretsKey::generate();
-    let sso = start_sso().await;
+    let sso = TestSso::start().await;
     let dead = format!("http://127.0.0.1:{}", lain_testkit::free_port());
     let console = block_in_place(|| start_console(&sso.issuer, &dead, &key));
     let base = console.base.as_str();
@@ -992,7 +936,7 @@ async fn without_etcd_console_starts_and_answers_503() {
 async fn deploy_routes_authorization_matrix() {
     let etcd = block_in_place(Etcd::start).expect("etcd");
     let key = SecretsKey::generate();
-    let sso = start_sso().await;
+    let sso = TestSso::start().await;
     let console = block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key));
     let base = console.base.as_str();
     let alice = sso.token("alice", &[]);

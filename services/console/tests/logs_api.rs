@@ -6,6 +6,8 @@
 //! allows that client (the test holds the leadership, so the reconciler
 //! leaves the records it writes alone), and the `console` binary.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,29 +31,24 @@ const APP: &str = "logsapp";
 const NETWORK: &str = "lain-logsapi";
 const CLIENT: &str = "console-deployd";
 
+/// sso with console's client for calling deployd.
 struct TestSso {
-    issuer: String,
-    sso: sso::Sso,
+    base: common::TestSso,
     /// console's client secret for deployd.
     secret: String,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for TestSso {
+    type Target = common::TestSso;
+    fn deref(&self) -> &common::TestSso {
+        &self.base
+    }
 }
 
 async fn start_sso() -> TestSso {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let issuer = format!("http://{addr}");
-    let text = format!(
-        "listen = \"{addr}\"\nissuer = \"{issuer}\"\n\
-         [password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n"
-    );
-    let cfg: sso::config::Config =
-        lain_service::parse_config(Path::new("sso.toml"), &text).unwrap();
-    let url = format!("sqlite://{}/sso.db?mode=rwc", dir.path().display());
-    let sso = sso::Sso::open(cfg, &url).await.expect("sso starts");
-    let secret = sso
+    let base = common::TestSso::start().await;
+    let secret = base
+        .sso
         .state()
         .db
         .add_client(&NewClient {
@@ -68,36 +65,7 @@ async fn start_sso() -> TestSso {
         .expect("a confidential client has a secret")
         .expose()
         .to_owned();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let s2 = sso.clone();
-    tokio::spawn(async move {
-        s2.serve_on(listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    TestSso {
-        issuer,
-        sso,
-        secret,
-        _dir: dir,
-        _stop: tx,
-    }
-}
-
-impl TestSso {
-    /// A user's access token for console as sso issues them, signed with
-    /// sso's active key.
-    fn token(&self, user: &str, groups: &[&str]) -> String {
-        let t = unix_millis() as i64 / 1000;
-        let claims = json!({
-            "iss": self.issuer, "sub": user, "aud": "console", "client_id": "cli",
-            "iat": t, "nbf": t, "exp": t + 3600, "jti": format!("test-{user}-{t}"),
-            "scope": "openid", "groups": groups, "preferred_username": user,
-        });
-        self.sso.state().keys.sign("at+jwt", &claims).expect("sign")
-    }
+    TestSso { base, secret }
 }
 
 struct Console {
