@@ -875,6 +875,12 @@ impl RolloutKey {
         self.proc.as_str()
     }
 
+    /// All rollouts of one app.
+    pub fn of_app(app: &str) -> Result<KeyPrefix<Self>, KeyError> {
+        let app = Name::parse("app name", app)?;
+        Ok(KeyPrefix::new(format!("{}{app}/", Self::PREFIX.path())))
+    }
+
     /// The desired proc this rollout is about.
     pub fn desired(&self) -> DesiredKey {
         DesiredKey {
@@ -1135,6 +1141,10 @@ mod tests {
         round_trip(
             RolloutKey::new("hello", "web").unwrap(),
             "/lain/rollouts/hello/web",
+        );
+        assert_eq!(
+            RolloutKey::of_app("hello").unwrap().path(),
+            "/lain/rollouts/hello/"
         );
         round_trip(
             SecretKey::new("hello", "db-password", 3).unwrap(),

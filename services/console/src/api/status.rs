@@ -110,6 +110,16 @@ async fn status(
     Ok(Json(collect(store, &app).await?))
 }
 
+/// The status of `proc`, made empty on first use.
+fn entry<'a>(procs: &'a mut BTreeMap<String, ProcStatus>, proc: &str) -> &'a mut ProcStatus {
+    procs.entry(proc.to_owned()).or_insert_with(|| ProcStatus {
+        proc: proc.to_owned(),
+        desired: None,
+        rollout: None,
+        instances: Vec::new(),
+    })
+}
+
 /// An app's status from etcd.
 pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppStatus, ApiError> {
     let app = app.to_owned();
@@ -121,19 +131,15 @@ pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
         .list(&ObservedKey::of_app(&app).map_err(|e| store_error(e.into()))?)
         .await
         .map_err(store_error)?;
+    // One range read for all rollouts, not one read per proc.
+    let rollouts = store
+        .list(&RolloutKey::of_app(&app).map_err(|e| store_error(e.into()))?)
+        .await
+        .map_err(store_error)?;
     let mut procs: BTreeMap<String, ProcStatus> = BTreeMap::new();
-    let entry = |procs: &mut BTreeMap<String, ProcStatus>, proc: &str| {
-        procs.entry(proc.to_owned()).or_insert_with(|| ProcStatus {
-            proc: proc.to_owned(),
-            desired: None,
-            rollout: None,
-            instances: Vec::new(),
-        });
-    };
     for e in &desired.items {
-        entry(&mut procs, e.key.proc());
         let d = &e.value;
-        procs.get_mut(e.key.proc()).expect("inserted").desired = Some(DesiredView {
+        entry(&mut procs, e.key.proc()).desired = Some(DesiredView {
             release: d.release.clone(),
             image: d.image.clone(),
             instances: d.instances,
@@ -143,11 +149,8 @@ pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
         });
     }
     for e in &observed.items {
-        entry(&mut procs, e.key.proc());
         let o = &e.value;
-        procs
-            .get_mut(e.key.proc())
-            .expect("inserted")
+        entry(&mut procs, e.key.proc())
             .instances
             .push(InstanceStatus {
                 id: e.key.instance().to_owned(),
@@ -162,17 +165,20 @@ pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
                 message: o.message.clone(),
             });
     }
-    for p in procs.values_mut() {
-        p.instances.sort_by_key(|i| (i.number, i.generation));
-        let key = RolloutKey::new(&app, &p.proc).map_err(|e| store_error(e.into()))?;
-        if let Some(r) = store.get(&key).await.map_err(store_error)? {
+    // Rollouts only of procs that have a desired value or instances.
+    for e in &rollouts.items {
+        if let Some(p) = procs.get_mut(e.key.proc()) {
+            let r = &e.value;
             p.rollout = Some(RolloutView {
-                generation: r.value.generation,
-                phase: name(&r.value.phase),
-                message: r.value.message.clone(),
-                updated_at_ms: r.value.updated_at_ms,
+                generation: r.generation,
+                phase: name(&r.phase),
+                message: r.message.clone(),
+                updated_at_ms: r.updated_at_ms,
             });
         }
+    }
+    for p in procs.values_mut() {
+        p.instances.sort_by_key(|i| (i.number, i.generation));
     }
     Ok(AppStatus {
         app,
