@@ -124,6 +124,16 @@ fn converged(d: &DesiredProc) -> ProcRollout {
     }
 }
 
+/// `from` converged, a rollout to `to` under way.
+fn rolling_to(from: &DesiredProc, to: &DesiredProc) -> ProcRollout {
+    ProcRollout {
+        generation: to.generation,
+        spec: spec_hash(to),
+        phase: RolloutPhase::Progressing,
+        ..converged(from)
+    }
+}
+
 #[test]
 fn a_first_deploy_places_every_instance_and_starts_a_rollout() {
     let d = desired(3, "reg/hello:release-1", 1);
@@ -169,10 +179,7 @@ fn a_new_release_replaces_one_instance_at_a_time() {
 fn an_old_instance_drains_only_after_routers_saw_its_replacement() {
     let v1 = desired(2, "reg/hello:release-1", 1);
     let v2 = desired(2, "reg/hello:release-2", 2);
-    let mut rollout = converged(&v1);
-    rollout.generation = 2;
-    rollout.spec = spec_hash(&v2);
-    rollout.phase = RolloutPhase::Progressing;
+    let rollout = rolling_to(&v1, &v2);
     let new1 = ready(&v2, 1, "n3", 20);
     let records = [
         ready(&v1, 1, "n1", 10),
@@ -217,10 +224,7 @@ fn no_router_means_nothing_to_wait_for() {
 fn a_new_release_that_never_gets_healthy_rolls_back() {
     let v1 = desired(2, "reg/hello:release-1", 1);
     let v2 = desired(2, "reg/hello:release-2", 2);
-    let mut rollout = converged(&v1);
-    rollout.generation = 2;
-    rollout.spec = spec_hash(&v2);
-    rollout.phase = RolloutPhase::Progressing;
+    let rollout = rolling_to(&v1, &v2);
     let starting = record(&v2, 1, "n3", InstanceState::Starting, Health::Starting, 20);
     let records = [ready(&v1, 1, "n1", 10), ready(&v1, 2, "n2", 11), starting];
 
@@ -424,10 +428,7 @@ fn stateful_procs_stop_the_old_version_before_starting_the_new_on_the_same_node(
 fn a_draining_instance_serves_again_when_its_replacement_falls_over() {
     let v1 = desired(1, "reg/hello:release-1", 1);
     let v2 = desired(1, "reg/hello:release-2", 2);
-    let mut rollout = converged(&v1);
-    rollout.generation = 2;
-    rollout.spec = spec_hash(&v2);
-    rollout.phase = RolloutPhase::Progressing;
+    let rollout = rolling_to(&v1, &v2);
     let mut old = ready(&v1, 1, "n1", 10);
     old.obs.state = InstanceState::Draining;
     old.obs.updated_at_ms = 4_000;
@@ -442,10 +443,7 @@ fn a_draining_instance_serves_again_when_its_replacement_falls_over() {
 fn a_replacement_that_turns_unhealthy_fails_the_rollout() {
     let v1 = desired(1, "reg/hello:release-1", 1);
     let v2 = desired(1, "reg/hello:release-2", 2);
-    let mut rollout = converged(&v1);
-    rollout.generation = 2;
-    rollout.spec = spec_hash(&v2);
-    rollout.phase = RolloutPhase::Progressing;
+    let rollout = rolling_to(&v1, &v2);
     let mut new = ready(&v2, 1, "n2", 20);
     new.obs.health = Health::Unhealthy;
     let p = run(
