@@ -166,6 +166,9 @@ pub struct Dockerd {
     proc: Option<Logged>,
     own_net: Option<TestNetwork>,
     dir: ServerDir,
+    /// Bridges of a root-namespace dockerd that was killed (see
+    /// `custom_bridges`): deleted on drop unless a restart brought it back.
+    killed_bridges: Vec<String>,
 }
 
 impl Dockerd {
@@ -253,6 +256,7 @@ impl Dockerd {
             proc: None,
             own_net,
             dir,
+            killed_bridges: Vec::new(),
         };
         // On failure `d` drops here, which removes whatever was started.
         d.spawn()?;
@@ -393,27 +397,8 @@ impl Dockerd {
         // the host when it stops; each holds an address pool, and after a
         // few dozen runs new networks fail. Note them to delete after.
         let mut bridges = Vec::new();
-        if self.netns.is_none() && self.is_running() && self.ping() {
-            let ids = self
-                .docker_timeout(
-                    &[
-                        "network",
-                        "ls",
-                        "-q",
-                        "--no-trunc",
-                        "--filter",
-                        "type=custom",
-                    ],
-                    Duration::from_secs(10),
-                )
-                .unwrap_or_default();
-            bridges.extend(
-                ids.split_whitespace()
-                    .filter(|id| id.len() >= 12)
-                    .map(|id| format!("br-{}", &id[..12])),
-            );
-        }
         if self.is_running() && self.ping() {
+            bridges = self.custom_bridges();
             let running = self
                 .docker_timeout(&["ps", "-q"], Duration::from_secs(10))
                 .unwrap_or_default();
@@ -431,11 +416,33 @@ impl Dockerd {
         }
         self.footprint.wipe();
         for bridge in bridges {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "del", &bridge])
-                .stderr(std::process::Stdio::null())
-                .status();
+            let _ = sys::ip(&["link", "del", &bridge]);
         }
+    }
+
+    /// The host bridges of this dockerd's user-defined networks
+    /// (`br-` + 12 digits of the network id); only a dockerd in the root
+    /// namespace leaves them on the host when it stops.
+    fn custom_bridges(&self) -> Vec<String> {
+        if self.netns.is_some() {
+            return Vec::new();
+        }
+        self.docker_timeout(
+            &[
+                "network",
+                "ls",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                "type=custom",
+            ],
+            Duration::from_secs(10),
+        )
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|id| id.len() >= 12)
+        .map(|id| format!("br-{}", &id[..12]))
+        .collect()
     }
 
     /// SIGKILLs dockerd alone, as an engine crash would. Its containerd
@@ -443,6 +450,9 @@ impl Dockerd {
     /// serving on published ports) until dockerd is restarted, which then
     /// kills them, since live-restore is off.
     pub fn kill(&mut self) {
+        if self.is_running() && self.ping() {
+            self.killed_bridges = self.custom_bridges();
+        }
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
@@ -481,6 +491,9 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         self.tear_down();
+        for bridge in std::mem::take(&mut self.killed_bridges) {
+            let _ = sys::ip(&["link", "del", &bridge]);
+        }
         let left = self.footprint.processes();
         if !left.is_empty() {
             eprintln!(

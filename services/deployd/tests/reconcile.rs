@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{metric, node_admin, register};
+use common::{metric, node_admin, register, wait_until};
 use lain_store::{
     secret, AppSecret, Component, DesiredKey, DesiredProc, EventKey, EventKind, Health,
     HealthCheck, InstanceState, ObservedInstance, ObservedKey, ProcRollout, ProcType, RolloutKey,
@@ -211,18 +211,6 @@ impl Cluster {
     }
 }
 
-fn wait(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    started.elapsed()
-}
-
 fn answer(addr: &str) -> Option<String> {
     let addr: SocketAddr = addr.parse().ok()?;
     match http::get(addr, "hello.lain.test", "/") {
@@ -391,7 +379,7 @@ fn deployd_runs_apps_on_real_nodes() {
     // 1. Deploy three instances.
     let started = Instant::now();
     c.put(&web("v1", BASE_IMAGE, 3, 1));
-    wait(
+    wait_until(
         "three healthy v1 instances",
         Duration::from_secs(60),
         || c.converged("web", "v1", 3),
@@ -434,7 +422,7 @@ fn deployd_runs_apps_on_real_nodes() {
             Some(format!("v1-{}", o.instance).as_str())
         );
     }
-    wait("the rollout to converge", Duration::from_secs(10), || {
+    wait_until("the rollout to converge", Duration::from_secs(10), || {
         c.rollout("web")
             .is_some_and(|r| r.phase == RolloutPhase::Converged)
     });
@@ -445,11 +433,11 @@ fn deployd_runs_apps_on_real_nodes() {
 
     // 2. Scale up to five, then down to two: 3, 4 and 5 go.
     c.put(&web("v1", BASE_IMAGE, 5, 2));
-    wait("five healthy instances", Duration::from_secs(60), || {
+    wait_until("five healthy instances", Duration::from_secs(60), || {
         c.converged("web", "v1", 5)
     });
     c.put(&web("v1", BASE_IMAGE, 2, 3));
-    wait("two instances left", Duration::from_secs(60), || {
+    wait_until("two instances left", Duration::from_secs(60), || {
         c.converged("web", "v1", 2)
     });
     let mut numbers: Vec<u32> = c.instances("web").iter().map(|(_, o)| o.instance).collect();
@@ -460,7 +448,7 @@ fn deployd_runs_apps_on_real_nodes() {
     let client = Client::start(&etcd);
     std::thread::sleep(Duration::from_millis(500));
     c.put(&web("v2", "lain-busybox:v2", 2, 4));
-    let took = wait("the upgrade to v2", Duration::from_secs(90), || {
+    let took = wait_until("the upgrade to v2", Duration::from_secs(90), || {
         c.converged("web", "v2", 2)
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -505,7 +493,7 @@ fn deployd_runs_apps_on_real_nodes() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(serving_checks > 0);
-    wait(
+    wait_until(
         "v2 alone again after the rollback",
         Duration::from_secs(30),
         || c.converged("web", "v2", 2),
@@ -536,7 +524,7 @@ fn deployd_runs_apps_on_real_nodes() {
     crasher.healthcheck = None;
     crasher.mountpoints.clear();
     c.put(&crasher);
-    wait("the crash loop", Duration::from_secs(60), || {
+    wait_until("the crash loop", Duration::from_secs(60), || {
         c.instances("worker.crash")
             .iter()
             .any(|(_, o)| o.state == InstanceState::Failed)
@@ -557,7 +545,7 @@ fn deployd_runs_apps_on_real_nodes() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(c.instances("worker.crash")[0].1.restarts, restarts);
     rt_delete(&c, "worker.crash");
-    wait(
+    wait_until(
         "the crashing worker removed",
         Duration::from_secs(30),
         || {
@@ -577,7 +565,7 @@ fn deployd_runs_apps_on_real_nodes() {
     // With secrets the wrapper starts and its `exec` fails (below).
     broken.secrets.clear();
     c.put(&broken);
-    wait(
+    wait_until(
         "the failed starts to end in a crash loop",
         Duration::from_secs(30),
         || {
@@ -597,7 +585,7 @@ fn deployd_runs_apps_on_real_nodes() {
     missing.proc = "worker.missing".into();
     missing.cmd = vec!["/no/such/program".into()];
     c.put(&missing);
-    wait(
+    wait_until(
         "the missing command to end in a crash loop",
         Duration::from_secs(30),
         || {
@@ -624,14 +612,14 @@ fn deployd_runs_apps_on_real_nodes() {
     big.memory_bytes = 700 << 20;
     big.instances = 4;
     c.put(&big);
-    wait("three big workers running", Duration::from_secs(30), || {
+    wait_until("three big workers running", Duration::from_secs(30), || {
         c.instances("worker.big")
             .iter()
             .filter(|(_, o)| o.state == InstanceState::Running && o.health == Health::Healthy)
             .count()
             == 3
     });
-    wait("an unschedulable event", Duration::from_secs(10), || {
+    wait_until("an unschedulable event", Duration::from_secs(10), || {
         c.events()
             .iter()
             .any(|(k, m)| *k == EventKind::Unschedulable && m.contains("memory"))
@@ -650,7 +638,7 @@ fn deployd_runs_apps_on_real_nodes() {
         "echo kept > /data/mark; trap 'exit 0' TERM; while true; do sleep 1; done".into(),
     ];
     c.put(&db);
-    wait("the stateful worker", Duration::from_secs(30), || {
+    wait_until("the stateful worker", Duration::from_secs(30), || {
         c.converged("worker.db", "v1", 1)
     });
     let home = c.instances("worker.db")[0].1.node.clone();
@@ -661,7 +649,7 @@ fn deployd_runs_apps_on_real_nodes() {
     db2.cmd[2] =
         "test -f /data/mark || exit 9; trap 'exit 0' TERM; while true; do sleep 1; done".into();
     c.put(&db2);
-    wait("the stateful worker on v2", Duration::from_secs(60), || {
+    wait_until("the stateful worker on v2", Duration::from_secs(60), || {
         c.converged("worker.db", "v2", 1)
     });
     assert_eq!(
@@ -670,7 +658,7 @@ fn deployd_runs_apps_on_real_nodes() {
         "a stateful instance moved"
     );
     rt_delete(&c, "worker.db");
-    wait(
+    wait_until(
         "the stateful worker removed",
         Duration::from_secs(30),
         || {
@@ -687,7 +675,7 @@ fn deployd_runs_apps_on_real_nodes() {
         .unwrap();
     c.nodes.node(victim).cut().expect("cut link");
     let started = Instant::now();
-    wait(
+    wait_until(
         "replacements on the other nodes",
         Duration::from_secs(30),
         || {
@@ -701,7 +689,7 @@ fn deployd_runs_apps_on_real_nodes() {
     );
     assert!(c.events().iter().any(|(k, _)| *k == EventKind::Rescheduled));
     c.nodes.node(victim).heal().expect("heal link");
-    wait(
+    wait_until(
         "the stale container removed",
         Duration::from_secs(30),
         || c.containers().iter().all(|(i, _, _)| *i != victim) && c.converged("web", "v2", 2),
@@ -709,7 +697,7 @@ fn deployd_runs_apps_on_real_nodes() {
 
     // 7. The leader dies mid-rollout; the other replica converges.
     c.put(&web("v4", "lain-busybox:v4", 3, 6));
-    wait("the v4 rollout under way", Duration::from_secs(30), || {
+    wait_until("the v4 rollout under way", Duration::from_secs(30), || {
         c.instances("web").iter().any(|(_, o)| o.release == "v4")
     });
     let leader_is_a = metric(a.addr, "deployd_is_leader") == Some(1);
@@ -719,10 +707,10 @@ fn deployd_runs_apps_on_real_nodes() {
         (&mut b, &a)
     };
     dead.proc.kill();
-    wait("the other replica to lead", Duration::from_secs(10), || {
+    wait_until("the other replica to lead", Duration::from_secs(10), || {
         metric(alive.addr, "deployd_is_leader") == Some(1)
     });
-    wait(
+    wait_until(
         "v4 converged under the new leader",
         Duration::from_secs(90),
         || c.converged("web", "v4", 3),
@@ -740,7 +728,7 @@ fn deployd_runs_apps_on_real_nodes() {
         ])
         .expect("put garbage");
     let _ = etcdctl;
-    wait(
+    wait_until(
         "an event about the bad desired proc",
         Duration::from_secs(15),
         || c.events().iter().any(|(_, m)| m.contains("cannot be read")),
@@ -850,7 +838,7 @@ fn deployd_runs_apps_on_real_nodes() {
     });
     c.put(&sec);
     let _c = spawn(&etcd, "c", &key_path);
-    wait(
+    wait_until(
         "the stuck container restarted with its secrets",
         Duration::from_secs(60),
         || c.converged("worker.sec", "v1", 1),

@@ -32,13 +32,6 @@ fn procs() -> usize {
         .unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn state() -> RouteState {
     let mut s = RouteState {
         cluster: Some(ClusterConfig {
@@ -140,8 +133,8 @@ fn main() {
     };
     let opts = RenderOptions {
         state_dir: dir.as_path().to_owned(),
-        http_listen: ([127, 0, 0, 1], free_port()).into(),
-        https_listen: Some(([127, 0, 0, 1], free_port()).into()),
+        http_listen: ([127, 0, 0, 1], lain_testkit::free_port()).into(),
+        https_listen: Some(([127, 0, 0, 1], lain_testkit::free_port()).into()),
         map_routing_min_procs: 2000,
     };
     // A wildcard certificate, so the example.com servers get HTTPS too
@@ -208,7 +201,7 @@ fn main() {
     }
     let main = MainOptions {
         state_dir: dir.clone(),
-        status_listen: ([127, 0, 0, 1], free_port()).into(),
+        status_listen: ([127, 0, 0, 1], lain_testkit::free_port()).into(),
         worker_processes: 1,
         worker_shutdown_timeout_secs: 30,
         user: Some("root".into()),

@@ -25,11 +25,9 @@ fn config(etcd: &Etcd, state: &std::path::Path) -> String {
     )
 }
 
+/// Whether the process whose pid `pid` (text) names is alive.
 fn pid_alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| {
-        !s.rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-    })
+    pid.trim().parse().is_ok_and(lain_testkit::sys::pid_alive)
 }
 
 #[test]
