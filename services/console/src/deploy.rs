@@ -64,6 +64,22 @@ pub enum DeployError {
     Store(#[from] StoreError),
 }
 
+/// The app's whole desired state once `procs` are written over
+/// `current` with `scope`, in proc order.
+pub fn merged(current: &[DesiredProc], procs: &[DesiredProc], scope: &Scope) -> Vec<DesiredProc> {
+    let mut desired: Vec<DesiredProc> = match scope {
+        Scope::All => Vec::new(),
+        Scope::One(_) => current
+            .iter()
+            .filter(|c| !procs.iter().any(|p| p.proc == c.proc))
+            .cloned()
+            .collect(),
+    };
+    desired.extend(procs.iter().cloned());
+    desired.sort_by(|a, b| a.proc.cmp(&b.proc));
+    desired
+}
+
 /// Writes `procs` (all of one app) as the app's desired state.
 pub async fn apply(
     store: &Store,
@@ -148,17 +164,8 @@ pub async fn apply(
         txn.put(&DesiredKey::new(app, &p.proc)?, p)?;
         names.push(p.proc.clone());
     }
-    let mut desired: Vec<DesiredProc> = match scope {
-        Scope::All => Vec::new(),
-        Scope::One(_) => listing
-            .items
-            .iter()
-            .filter(|e| !wanted.contains(e.key.proc()))
-            .map(|e| e.value.clone())
-            .collect(),
-    };
-    desired.extend(procs.iter().cloned());
-    desired.sort_by(|a, b| a.proc.cmp(&b.proc));
+    let current: Vec<DesiredProc> = listing.items.iter().map(|e| e.value.clone()).collect();
+    let desired = merged(&current, &procs, scope);
     let revision = match store.commit(txn).await {
         Ok(r) => r,
         Err(StoreError::Conflict { .. }) => {

@@ -270,21 +270,14 @@ impl Write<'_> {
         };
         check_fit(api, self.app, &self.procs, replaced).await?;
         let secrets = secret_values(api, self.app, &self.procs).await?;
-        let store = api.store()?;
-        let applied = writer::apply(
-            store,
-            api.secrets_key(),
-            self.app,
-            self.procs,
-            &self.scope,
-            &secrets,
-        )
-        .await
-        .map_err(deploy_error)?;
-        drop(secrets);
+        // The deployment is recorded before etcd changes, so that a write
+        // that fails leaves a failed row, and a row that cannot be written
+        // leaves etcd as it was.
+        let current = current(api, self.app).await?;
+        let whole = writer::merged(&current, &self.procs, &self.scope);
         let mut used: BTreeMap<String, i64> = BTreeMap::new();
         let mut desired = serde_json::Map::new();
-        for p in &applied.desired {
+        for p in &whole {
             for r in &p.secrets {
                 let v = used.entry(r.name.clone()).or_insert(0);
                 *v = (*v).max(r.version as i64);
@@ -307,25 +300,45 @@ impl Write<'_> {
                     Scope::One(p) => ProcSelection::Only(vec![p.clone()]),
                 },
                 requested_by: self.caller.subject.clone(),
-                generation: Some(applied.generation as i64),
+                generation: None,
                 snapshot: DeploymentSnapshot {
                     desired: serde_json::Value::Object(desired),
                     secrets: used,
                 },
             })
             .await?;
+        let store = api.store()?;
+        let applied = writer::apply(
+            store,
+            api.secrets_key(),
+            self.app,
+            self.procs,
+            &self.scope,
+            &secrets,
+        )
+        .await;
+        drop(secrets);
+        let (state, error, generation) = match &applied {
+            Ok(a) => (
+                DeploymentState::Progressing,
+                None,
+                Some(a.generation as i64),
+            ),
+            Err(e) => (DeploymentState::Failed, Some(e.to_string()), None),
+        };
         let d = api
             .db()
             .deployments()
             .update(
                 d.id,
                 &DeploymentUpdate {
-                    state: DeploymentState::Progressing,
-                    error: None,
-                    generation: Some(applied.generation as i64),
+                    state,
+                    error,
+                    generation,
                 },
             )
             .await?;
+        let applied = applied.map_err(deploy_error)?;
         Ok(DeployOutcome {
             deployment: (&d).into(),
             written: applied.procs,

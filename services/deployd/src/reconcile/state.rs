@@ -169,11 +169,7 @@ impl State {
             && !self.invalid.contains_key(id)
             && self.records.get(id).is_none_or(BTreeMap::is_empty)
             && !self.rollouts.contains_key(id)
-            && !self.inventory.values().any(|inv| {
-                inv.containers
-                    .values()
-                    .any(|c| c.app == id.0 && c.proc == id.1)
-            })
+            && !self.by_proc.contains_key(id)
     }
 
     /// The procs with an instance on `node`.
