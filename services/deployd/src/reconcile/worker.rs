@@ -187,8 +187,7 @@ async fn round(ctx: &Arc<Ctx>, id: &ProcId, local: &mut Local) -> Result<Next, R
     }
 
     // 2. Plan which instances should exist.
-    let views = snap.views.clone();
-    let node = move |n: &str| views.get(n).copied().unwrap_or(NodeView::Gone);
+    let node = |n: &str| snap.views.get(n).copied().unwrap_or(NodeView::Gone);
     let planned = plan::plan(&Input {
         desired: snap.desired.as_ref(),
         rollout: snap.rollout.as_ref(),
@@ -225,16 +224,14 @@ async fn round(ctx: &Arc<Ctx>, id: &ProcId, local: &mut Local) -> Result<Next, R
         }
         // Nothing could be written (instances that fit nowhere): keep the
         // others going, and look again in a while or when capacity changes.
-        return match sync_records(ctx, id, &snap, target.as_ref().map(|t| &t.desired), local)
-            .await?
-        {
+        return match sync_records(ctx, id, &snap, target.as_ref(), local).await? {
             Next::Wait(d) => Ok(Next::Wait(d.min(UNPLACED_RETRY))),
             other => Ok(other),
         };
     }
 
     // 3. Make each node match its records.
-    sync_records(ctx, id, &snap, target.as_ref().map(|t| &t.desired), local).await
+    sync_records(ctx, id, &snap, target.as_ref(), local).await
 }
 
 /// How often a proc with instances that fit nowhere tries again (it is
@@ -542,9 +539,10 @@ async fn sync_records(
     ctx: &Arc<Ctx>,
     id: &ProcId,
     snap: &Snapshot,
-    target: Option<&DesiredProc>,
+    target_spec: Option<&plan::Target>,
     local: &mut Local,
 ) -> Result<Next, RoundError> {
+    let target = target_spec.map(|t| &t.desired);
     let by_slot: BTreeMap<(&str, &str), &LainContainer> = snap
         .containers
         .iter()
@@ -569,7 +567,7 @@ async fn sync_records(
                 .copied()
                 .unwrap_or(NodeView::Gone);
             let info = snap.actionable.get(&r.obs.node).cloned();
-            sync_one(ctx, id, r, found, view, info, target, probe)
+            sync_one(ctx, id, r, found, view, info, target_spec, probe)
         });
     let outcomes: Vec<Outcome> = join_all(futures).await;
     for (r, probe) in snap.records.iter().zip(probes) {
@@ -646,9 +644,12 @@ async fn sync_one(
     found: Option<&LainContainer>,
     view: NodeView,
     info: Option<NodeAccessInfo>,
-    target: Option<&DesiredProc>,
+    target: Option<&plan::Target>,
     probe: &mut ProbeState,
 ) -> Outcome {
+    // The spec hash was computed once per round, with the target.
+    let current_spec = target.is_some_and(|t| t.spec == r.obs.spec);
+    let target = target.map(|t| &t.desired);
     let mut out = Outcome::default();
     // The container the record names, if it is the one found.
     let found = found.filter(|c| r.obs.container_id.as_deref().is_none_or(|id| id == c.id));
@@ -705,7 +706,7 @@ async fn sync_one(
         InstanceState::Pending | InstanceState::Creating => {
             // Only the target spec is ever created; a pending record of
             // another spec is retired by the planner.
-            let Some(d) = target.filter(|_| is_target_spec(r, target)) else {
+            let Some(d) = target.filter(|_| current_spec) else {
                 out.again_in = Some(Duration::from_secs(1));
                 return out;
             };
@@ -796,10 +797,6 @@ fn log_change(
         message = after.and_then(|o| o.message.as_deref()).unwrap_or(""),
         "instance changed"
     );
-}
-
-fn is_target_spec(r: &Record, target: Option<&DesiredProc>) -> bool {
-    target.is_some_and(|d| super::spec::spec_hash(d) == r.obs.spec)
 }
 
 /// An event on the app, attached to the events lease.
