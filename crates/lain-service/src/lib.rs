@@ -5,8 +5,14 @@
 //! - [`load_config`]: reads a TOML config file into the daemon's own type,
 //!   rejecting unknown keys with an error that names the file and the fix.
 //! - [`init_tracing`]: structured logs, plain or JSON, filtered by `RUST_LOG`.
+//! - [`read_private_file`], [`create_private_file`]: key and secret files,
+//!   mode 0600.
 //! - [`serve`]: runs an axum router with `/healthz` added, and drains
 //!   in-flight requests on SIGTERM or SIGINT before returning.
+
+mod private;
+
+pub use private::{create_private_file, read_private_file, PrivateFileError};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -30,7 +30,7 @@ pub use nginx::{Nginx, NginxConfig};
 pub use nodes::{DockerNodes, Node, NodesOptions};
 pub use postgres::Postgres;
 pub use process::{free_port, Logged, ServerDir};
-pub use registry::Registry;
+pub use registry::{Registry, TokenAuth};
 
 /// Errors from starting or driving a test server.
 #[derive(Debug, thiserror::Error)]

@@ -10,11 +10,22 @@
 //! trust their whole test subnet by default).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::process::{free_port_on, retry_on_port_race, Logged, ServerDir};
 use crate::{http, KitError, Result};
+
+/// Docker Distribution token auth (`auth.token`): clients must bring a
+/// token from `realm` signed by a key whose certificate is `root_cert`.
+#[derive(Debug, Clone)]
+pub struct TokenAuth {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub root_cert: PathBuf,
+}
 
 /// A running registry; stopped and its storage removed on drop.
 #[derive(Debug)]
@@ -34,10 +45,16 @@ impl Registry {
     /// namespace (loopback or a test network's bridge address).
     pub fn start_on(ip: impl Into<IpAddr>) -> Result<Self> {
         let ip = ip.into();
-        retry_on_port_race(|| Self::spawn(SocketAddr::new(ip, free_port_on(ip)?)))
+        retry_on_port_race(|| Self::spawn(SocketAddr::new(ip, free_port_on(ip)?), None))
     }
 
-    fn spawn(addr: SocketAddr) -> Result<Self> {
+    /// On a free port of `ip`, refusing clients without a token from `auth`.
+    pub fn start_with_token_auth(ip: impl Into<IpAddr>, auth: &TokenAuth) -> Result<Self> {
+        let ip = ip.into();
+        retry_on_port_race(|| Self::spawn(SocketAddr::new(ip, free_port_on(ip)?), Some(auth)))
+    }
+
+    fn spawn(addr: SocketAddr, auth: Option<&TokenAuth>) -> Result<Self> {
         let dir = ServerDir::new("registry")?;
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage)?;
@@ -48,8 +65,15 @@ impl Registry {
                 "version: 0.1\n\
                  log:\n  level: info\n  formatter: text\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n  secret: lain-testkit\n",
-                storage.display()
+                 http:\n  addr: {addr}\n  secret: lain-testkit\n{auth}",
+                storage.display(),
+                auth = auth.map_or(String::new(), |a| format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    a.realm,
+                    a.service,
+                    a.issuer,
+                    a.root_cert.display()
+                )),
             ),
         )?;
         let mut cmd = Command::new("docker-registry");
@@ -58,7 +82,8 @@ impl Registry {
             .with_grace(Duration::from_secs(5));
         let host = addr.to_string();
         proc.wait_ready(Duration::from_secs(30), || {
-            http::get(addr, &host, "/v2/").is_some_and(|(code, _)| code == 200)
+            // 401 when token auth is on: the registry answers.
+            http::get(addr, &host, "/v2/").is_some_and(|(code, _)| code == 200 || code == 401)
         })?;
         Ok(Self {
             proc: Some(proc),

@@ -16,6 +16,13 @@
 //! admin_group = "lain-admins"                       # default "lain-admins"
 //! groups_claim = "groups"                           # default "groups"
 //!
+//! [registry_auth]                                   # optional: registry tokens (503 without)
+//! service = "lain-registry"                         # the registry's auth.token.service (default)
+//! issuer = "lain-console"                           # the registry's auth.token.issuer (default)
+//! key_file = "/var/lib/lain/registry-token.key"     # created with cert_file when both are missing
+//! cert_file = "/var/lib/lain/registry-token.crt"    # the registry's auth.token.rootcertbundle
+//! ttl_secs = 300                                    # default
+//!
 //! [deployd]                                         # optional: logs (503 without)
 //! client_id = "console"                             # sso client, client_credentials, audience deployd
 //! client_secret_file = "/etc/lain/console-deployd.secret"  # its secret, mode 0600
@@ -56,6 +63,9 @@ pub struct Config {
     /// How console calls deployd's operational API (instance logs).
     #[serde(default)]
     pub deployd: Option<DeploydConfig>,
+    /// The registry's token server (Docker Distribution token auth).
+    #[serde(default)]
+    pub registry_auth: Option<crate::registry::RegistryAuthConfig>,
 }
 
 /// The `[deployd]` section: console's sso client for deployd's API.
@@ -181,7 +191,16 @@ mod tests {
         assert_eq!(c.auth.groups_claim, "groups");
         assert_eq!(c.cluster_domain, "lain.local");
         assert!(c.etcd.is_empty() && c.extra_domains.is_empty() && c.registry.is_none());
-        assert!(c.deployd.is_none());
+        assert!(c.deployd.is_none() && c.registry_auth.is_none());
+        let c = Config::parse(&format!(
+            "{MIN}[registry_auth]\nkey_file = \"/k\"\ncert_file = \"/c\"\n"
+        ))
+        .unwrap();
+        let r = c.registry_auth.unwrap();
+        assert_eq!(
+            (r.service.as_str(), r.issuer.as_str(), r.ttl_secs),
+            ("lain-registry", "lain-console", 300)
+        );
         let c = Config::parse(&format!(
             "{MIN}[deployd]\nclient_id = \"console\"\nclient_secret_file = \"/s\"\n"
         ))

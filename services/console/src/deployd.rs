@@ -64,27 +64,7 @@ pub struct TokenError {
 /// Reads a client secret file: it must not be readable or writable by
 /// group or others (mode 0600 or stricter), and not be empty.
 pub fn load_secret(path: &Path) -> anyhow::Result<Zeroizing<String>> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read client_secret_file {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        anyhow::bail!(
-            "client_secret_file {} has mode {mode:04o}: others may read it; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        );
-    }
-    if meta.len() > 4096 {
-        anyhow::bail!(
-            "client_secret_file {} is larger than 4096 bytes: it should hold only the secret",
-            path.display()
-        );
-    }
-    let raw = Zeroizing::new(
-        std::fs::read(path)
-            .with_context(|| format!("cannot read client_secret_file {}", path.display()))?,
-    );
+    let raw = lain_service::read_private_file(path, "client_secret_file", 4096)?;
     let text = std::str::from_utf8(&raw)
         .with_context(|| format!("client_secret_file {} is not UTF-8", path.display()))?;
     let secret = Zeroizing::new(text.trim().to_owned());

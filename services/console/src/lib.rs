@@ -10,6 +10,7 @@ pub mod deployd;
 pub mod desired;
 pub mod error;
 pub mod fit;
+pub mod registry;
 pub mod track;
 
 use std::future::Future;
@@ -73,6 +74,11 @@ pub async fn open(config: &Config) -> anyhow::Result<Api> {
         .context("cannot open the database")?;
     tracing::info!(backend = ?db.backend(), key_id = db.secrets_key_id(), "database open");
     let mut api = Api::new(config, db, key)?;
+    if let Some(r) = &config.registry_auth {
+        let signer =
+            registry::TokenSigner::load_or_create(r).context("invalid [registry_auth] section")?;
+        api = api.with_registry_signer(signer);
+    }
     match &config.deployd {
         Some(d) => {
             let client = deployd::DeploydClient::load(d, &config.auth.issuer)

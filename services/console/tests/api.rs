@@ -220,19 +220,29 @@ struct Console {
     dir: ServerDir,
 }
 
-fn start_console(issuer: &str) -> Console {
+/// Where console keeps its data in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Extra config for console (appended verbatim).
+fn start_console(issuer: &str, database: Option<&str>, extra: &str) -> Console {
     let dir = ServerDir::new("console-api").unwrap();
     let key = dir.path().join("secrets.key");
     std::fs::write(&key, SecretsKey::generate().to_base64().as_bytes()).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lain_testkit::free_port()));
+    let database = database
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}/console.db?mode=rwc", dir.path().display()));
     let config = format!(
         "listen = \"{addr}\"\nlog_format = \"json\"\n\
-         database = \"sqlite://{d}/console.db?mode=rwc\"\n\
+         database = \"{database}\"\n\
          secrets_key_file = \"{k}\"\ncluster_domain = \"lain.local\"\n\
-         [auth]\nissuer = \"{issuer}\"\nadmin_group = \"{ADMIN_GROUP}\"\n",
-        d = dir.path().display(),
+         [auth]\nissuer = \"{issuer}\"\nadmin_group = \"{ADMIN_GROUP}\"\n{extra}",
         k = key.display(),
     );
     let path = dir.path().join("console.toml");
@@ -254,12 +264,29 @@ fn start_console(issuer: &str) -> Console {
 struct Env {
     sso: TestSso,
     console: Console,
+    /// The PostgreSQL server when the backend is PostgreSQL.
+    pg: Option<lain_testkit::Postgres>,
 }
 
 async fn start() -> Env {
+    start_on(Backend::Sqlite, "").await
+}
+
+/// console on `backend`, with `extra` appended to its config.
+async fn start_on(backend: Backend, extra: &str) -> Env {
     let sso = start_sso().await;
-    let console = block_in_place(|| start_console(&sso.issuer));
-    Env { sso, console }
+    let pg = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(
+            tokio::task::spawn_blocking(lain_testkit::Postgres::start)
+                .await
+                .unwrap()
+                .expect("postgres starts"),
+        ),
+    };
+    let url = pg.as_ref().map(|pg| pg.create_database().unwrap());
+    let console = block_in_place(|| start_console(&sso.issuer, url.as_deref(), extra));
+    Env { sso, console, pg }
 }
 
 /// A request body.
@@ -482,7 +509,16 @@ struct Mutation {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn authorization_matrix() {
-    let env = start().await;
+    authorization_matrix_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn authorization_matrix_on_postgres() {
+    authorization_matrix_on(Backend::Postgres).await
+}
+
+async fn authorization_matrix_on(backend: Backend) {
+    let env = start_on(backend, "").await;
     let t = Tokens::new(&env).await;
     let admin = t.admin.clone();
 
@@ -1164,17 +1200,29 @@ async fn releases_validate_lain_yaml() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn secrets_never_leave_in_plaintext() {
-    let env = start().await;
+    secrets_never_leave_in_plaintext_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secrets_never_leave_in_plaintext_on_postgres() {
+    secrets_never_leave_in_plaintext_on(Backend::Postgres).await
+}
+
+async fn secrets_never_leave_in_plaintext_on(backend: Backend) {
+    let env = start_on(backend, "").await;
     let admin = env.admin();
     let alice = env.sso.user_token("alice", &[], 0, 3600);
     env.call(
         Method::POST,
         "/api/v1/apps",
         Some(&alice),
-        Body::Json(json!({"name": "vault"})),
+        Body::Json(json!({"name": "vault", "giturl": format!("https://git.example.com/{CANARY}")})),
     )
     .await;
     const MARK: &str = "PLAINTEXT-MARKER-7f3a9c";
+    // Stored in the clear on purpose: proves the file scan below sees
+    // what the database holds.
+    const CANARY: &str = "CANARY-NOT-SECRET-51c2";
     let binary: Vec<u8> = [MARK.as_bytes(), &[0, 255, 10, 13]].concat();
     for (name, value) in [("A", MARK.as_bytes().to_vec()), ("B", binary)] {
         let a = env
@@ -1271,21 +1319,57 @@ async fn secrets_never_leave_in_plaintext() {
         "log too quiet to prove anything:\n{log}"
     );
     assert!(!log.contains(MARK), "a secret value was logged:\n{log}");
-    for entry in std::fs::read_dir(env.console.dir.path()).unwrap() {
-        let p = entry.unwrap().path();
-        if p.file_name()
+    // The database's files: SQLite's, or PostgreSQL's whole data
+    // directory (tables and WAL) after a checkpoint has written it out.
+    let files = match &env.pg {
+        None => std::fs::read_dir(env.console.dir.path())
             .unwrap()
-            .to_string_lossy()
-            .starts_with("console.db")
-        {
-            let bytes = std::fs::read(&p).unwrap();
-            assert!(
-                !bytes.windows(MARK.len()).any(|w| w == MARK.as_bytes()),
-                "plaintext in {}",
-                p.display()
-            );
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("console.db")
+            })
+            .collect::<Vec<_>>(),
+        Some(pg) => {
+            pg.psql("CHECKPOINT").unwrap();
+            files_under(&pg.data_dir())
+        }
+    };
+    assert!(!files.is_empty());
+    let mut canary_seen = false;
+    for p in files {
+        let Ok(bytes) = std::fs::read(&p) else {
+            continue;
+        };
+        canary_seen |= bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes());
+        assert!(
+            !bytes.windows(MARK.len()).any(|w| w == MARK.as_bytes()),
+            "plaintext in {}",
+            p.display()
+        );
+    }
+    assert!(
+        canary_seen,
+        "the scan did not see the app's giturl: it proves nothing"
+    );
+}
+
+/// Every regular file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
+                _ => {}
+            }
         }
     }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1318,6 +1402,7 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         ("/api/v1/apps/{app}/procs/{proc}/logs", &["get"]),
         ("/api/v1/apps/{app}/events", &["get"]),
         ("/api/v1/cluster/status", &["get"]),
+        ("/api/v1/registry/token", &["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
@@ -1508,4 +1593,305 @@ async fn real_sso_logins_carry_the_admin_group() {
     let entry = &env.get("/api/v1/audit?limit=1", &root).await[0];
     assert_eq!(entry["actor"], "alice");
     assert_eq!(entry["result"], "denied");
+}
+
+// ---------------------------------------------------------------------
+// The registry's token server, with a real docker-registry
+// ---------------------------------------------------------------------
+
+/// What the registry's challenge names: realm, service, scope.
+fn challenge(r: &reqwest::Response) -> (String, String, String) {
+    let h = r
+        .headers()
+        .get("www-authenticate")
+        .unwrap_or_else(|| panic!("{} without a challenge", r.status()))
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let rest = h.strip_prefix("Bearer ").unwrap_or_else(|| panic!("{h}"));
+    let field = |name: &str| {
+        rest.split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or("")
+            .to_owned()
+    };
+    (field("realm"), field("service"), field("scope"))
+}
+
+/// Uploads one blob to `repo` the way a Docker engine does: the
+/// registry's 401 challenge, a token from its realm (console) with the
+/// sso token as the Basic password, the upload with that token. Returns
+/// the status of the upload's start (202 when allowed) and, when it
+/// started, of its end (201).
+async fn push_blob(reg: &str, repo: &str, sso_token: &str, blob: &[u8]) -> (u16, Option<u16>) {
+    use sha2::Digest as _;
+    let start = format!("http://{reg}/v2/{repo}/blobs/uploads/");
+    let r = http().post(&start).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the registry must ask for a token");
+    let (realm, service, scope) = challenge(&r);
+    // The registry lists the actions in any order.
+    let (name, actions) = scope.rsplit_once(':').unwrap();
+    let mut actions: Vec<&str> = actions.split(',').collect();
+    actions.sort();
+    assert_eq!(
+        (name, actions),
+        (format!("repository:{repo}").as_str(), vec!["pull", "push"])
+    );
+    let token = registry_token(&realm, &service, &scope, sso_token).await;
+    let r = http()
+        .post(&start)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let started = r.status().as_u16();
+    if started != 202 {
+        return (started, None);
+    }
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{reg}{location}")
+    };
+    let digest = format!("sha256:{:x}", sha2::Sha256::digest(blob));
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = http()
+        .put(format!("{location}{sep}digest={digest}"))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(blob.to_vec())
+        .send()
+        .await
+        .unwrap();
+    (started, Some(r.status().as_u16()))
+}
+
+/// A token from console's token endpoint, or panics.
+async fn registry_token(realm: &str, service: &str, scope: &str, sso_token: &str) -> String {
+    let r = http()
+        .get(realm)
+        .query(&[
+            ("service", service),
+            ("scope", scope),
+            ("account", "docker"),
+        ])
+        .basic_auth("docker", Some(sso_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "token endpoint");
+    let v: Value = r.json().await.unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// Reads a blob back with a pull token; the status.
+async fn pull_blob(reg: &str, repo: &str, digest: &str, sso_token: &str) -> u16 {
+    let url = format!("http://{reg}/v2/{repo}/blobs/{digest}");
+    let r = http().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (realm, service, scope) = challenge(&r);
+    assert_eq!(scope, format!("repository:{repo}:pull"));
+    let token = registry_token(&realm, &service, &scope, sso_token).await;
+    http()
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registry_tokens_let_only_maintainers_push() {
+    use sha2::Digest as _;
+    let keys = ServerDir::new("registry-token").unwrap();
+    let (key_file, cert_file) = (keys.path().join("token.key"), keys.path().join("token.crt"));
+    // console creates the pair at its first start.
+    let env = start_on(
+        Backend::Sqlite,
+        &format!(
+            "[registry_auth]\nkey_file = \"{}\"\ncert_file = \"{}\"\n",
+            key_file.display(),
+            cert_file.display()
+        ),
+    )
+    .await;
+    assert!(key_file.is_file() && cert_file.is_file());
+    let registry = block_in_place(|| {
+        lain_testkit::Registry::start_with_token_auth(
+            std::net::Ipv4Addr::LOCALHOST,
+            &lain_testkit::TokenAuth {
+                realm: format!("{}/api/v1/registry/token", env.console.base),
+                service: "lain-registry".into(),
+                issuer: "lain-console".into(),
+                root_cert: cert_file.clone(),
+            },
+        )
+    })
+    .expect("registry starts");
+    let reg = registry.host();
+    let t = Tokens::new(&env).await;
+    for (who, app) in [(Who::Maintainer, "shop"), (Who::Admin, "other")] {
+        let a = env
+            .call(
+                Method::POST,
+                "/api/v1/apps",
+                t.of(who),
+                Body::Json(json!({"name": app})),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+
+    // alice maintains `shop`: her push goes through, end to end.
+    let blob = b"layer of shop".to_vec();
+    assert_eq!(
+        push_blob(&reg, "shop", &t.maintainer, &blob).await,
+        (202, Some(201))
+    );
+    let digest = format!("sha256:{:x}", sha2::Sha256::digest(&blob));
+    // Admins push anywhere; a sub-repository of the app is the app's.
+    assert_eq!(
+        push_blob(&reg, "other", &t.admin, b"x").await,
+        (202, Some(201))
+    );
+    assert_eq!(
+        push_blob(&reg, "shop/build", &t.maintainer, b"y").await,
+        (202, Some(201))
+    );
+    // Not her app, not anyone's app, not a maintainer, a daemon: refused
+    // by the registry, because console granted nothing.
+    for (who, repo) in [
+        (Who::Maintainer, "other"),
+        (Who::Outsider, "shop"),
+        (Who::Daemon, "shop"),
+    ] {
+        assert_eq!(
+            push_blob(&reg, repo, t.of(who).unwrap(), b"z").await,
+            (401, None),
+            "{who:?} {repo}"
+        );
+    }
+    // Pulls: maintainers, admins and daemons (nodes), not outsiders.
+    for (who, status) in [
+        (Who::Maintainer, 200),
+        (Who::Admin, 200),
+        (Who::Daemon, 200),
+        (Who::Outsider, 401),
+    ] {
+        assert_eq!(
+            pull_blob(&reg, "shop", &digest, t.of(who).unwrap()).await,
+            status,
+            "{who:?}"
+        );
+    }
+
+    // The token endpoint itself: no, expired or forged credentials get
+    // 401; a bearer token works like Basic; another service is 400.
+    let endpoint = format!("{}/api/v1/registry/token", env.console.base);
+    let scope = [
+        ("service", "lain-registry"),
+        ("scope", "repository:shop:push,pull"),
+    ];
+    let r = http().get(&endpoint).query(&scope).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    for who in [Who::Expired, Who::Forged] {
+        let tok = t.of(who).unwrap();
+        let r = http()
+            .get(&endpoint)
+            .query(&scope)
+            .basic_auth("x", Some(tok))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{who:?}");
+        let r = http()
+            .get(&endpoint)
+            .query(&scope)
+            .bearer_auth(tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{who:?}");
+    }
+    let r = http()
+        .get(&endpoint)
+        .query(&[("service", "elsewhere"), ("scope", "repository:shop:pull")])
+        .bearer_auth(&t.maintainer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_request");
+    let r = http()
+        .get(&endpoint)
+        .header("authorization", "Basic !!!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // A registry token signed by another key (a forger with console's
+    // protocol but not its key) is refused by the registry.
+    let forger_dir = tempfile::tempdir().unwrap();
+    let forger =
+        console::registry::TokenSigner::load_or_create(&console::registry::RegistryAuthConfig {
+            service: "lain-registry".into(),
+            issuer: "lain-console".into(),
+            key_file: forger_dir.path().join("k"),
+            cert_file: forger_dir.path().join("c"),
+            ttl_secs: 300,
+        })
+        .unwrap();
+    let forged = forger
+        .sign(
+            "mallory",
+            vec![console::registry::Access {
+                kind: "repository".into(),
+                name: "shop".into(),
+                actions: vec!["pull".into(), "push".into()],
+            }],
+        )
+        .unwrap();
+    let r = http()
+        .post(format!("http://{reg}/v2/shop/blobs/uploads/"))
+        .bearer_auth(&forged.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Push requests are audited, granted or not.
+    let audit = env.get("/api/v1/audit?limit=1000", &t.admin).await;
+    let entries: Vec<(String, String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "registry.token")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_owned(),
+                e["target"].as_str().unwrap().to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("alice", "shop", "ok"),
+        ("alice", "other", "denied"),
+        ("mallory", "shop", "denied"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|(a, r, res)| (a.as_str(), r.as_str(), res.as_str()) == expected),
+            "{expected:?} not in {entries:?}"
+        );
+    }
+    // Never the tokens in console's log.
+    let log = env.log();
+    assert!(!log.contains(&t.maintainer) && !log.contains(&forged.token));
 }

@@ -35,20 +35,23 @@ struct Console {
     _dir: ServerDir,
 }
 
-fn start_console(issuer: &str, etcd: &str, key: &SecretsKey) -> Console {
+/// console with `etcd`, on SQLite in its directory or on `database`.
+fn start_console(issuer: &str, etcd: &str, key: &SecretsKey, database: Option<&str>) -> Console {
     let dir = ServerDir::new("console-deploy").unwrap();
     let key_path = dir.path().join("secrets.key");
     std::fs::write(&key_path, key.to_base64().as_bytes()).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lain_testkit::free_port()));
+    let database = database
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}/console.db?mode=rwc", dir.path().display()));
     let config = format!(
         "listen = \"{addr}\"\nlog_format = \"json\"\n\
-         database = \"sqlite://{d}/console.db?mode=rwc\"\n\
+         database = \"{database}\"\n\
          etcd = [\"{etcd}\"]\n\
          secrets_key_file = \"{k}\"\ncluster_domain = \"lain.local\"\n\
          [auth]\nissuer = \"{issuer}\"\nadmin_group = \"{ADMIN_GROUP}\"\n",
-        d = dir.path().display(),
         k = key_path.display(),
     );
     let path = dir.path().join("console.toml");
@@ -282,10 +285,27 @@ async fn wait_state(base: &str, token: &str, id: i64, state: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_scale_rollback_undeploy_through_the_api() {
+    deploy_scale_rollback_undeploy(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_scale_rollback_undeploy_on_postgres() {
+    let pg = tokio::task::spawn_blocking(lain_testkit::Postgres::start)
+        .await
+        .unwrap()
+        .expect("postgres starts");
+    deploy_scale_rollback_undeploy(Some(&pg)).await
+}
+
+/// The whole deploy story against real etcd and sso, with console's
+/// database on SQLite, or on `pg`.
+async fn deploy_scale_rollback_undeploy(pg: Option<&lain_testkit::Postgres>) {
     let etcd = block_in_place(Etcd::start).expect("etcd");
     let key = SecretsKey::generate();
     let sso = TestSso::start().await;
-    let console = block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key));
+    let database = pg.map(|pg| pg.create_database().unwrap());
+    let console =
+        block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key, database.as_deref()));
     let base = console.base.as_str();
     let alice = sso.token("alice", &[]);
     let mallory = sso.token("mallory", &[]);
@@ -893,7 +913,7 @@ async fn without_etcd_console_starts_and_answers_503() {
     let key = SecretsKey::generate();
     let sso = TestSso::start().await;
     let dead = format!("http://127.0.0.1:{}", lain_testkit::free_port());
-    let console = block_in_place(|| start_console(&sso.issuer, &dead, &key));
+    let console = block_in_place(|| start_console(&sso.issuer, &dead, &key, None));
     let base = console.base.as_str();
     let alice = sso.token("alice", &[]);
     let a = call(
@@ -937,7 +957,7 @@ async fn deploy_routes_authorization_matrix() {
     let etcd = block_in_place(Etcd::start).expect("etcd");
     let key = SecretsKey::generate();
     let sso = TestSso::start().await;
-    let console = block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key));
+    let console = block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key, None));
     let base = console.base.as_str();
     let alice = sso.token("alice", &[]);
     let carol = sso.token("carol", &[]);

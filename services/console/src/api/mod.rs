@@ -30,6 +30,7 @@ mod cluster;
 mod deploy;
 mod logs;
 mod metrics;
+mod registry;
 mod releases;
 mod secrets;
 mod status;
@@ -92,6 +93,8 @@ struct Inner {
     registry: Option<String>,
     /// deployd's API client, when `[deployd]` is configured.
     deployd: OnceLock<Arc<crate::deployd::DeploydClient>>,
+    /// The registry token signer, when `[registry_auth]` is configured.
+    registry_signer: OnceLock<Arc<crate::registry::TokenSigner>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -127,6 +130,7 @@ impl Api {
                 issuer: config.auth.issuer.clone(),
                 registry: config.registry.clone(),
                 deployd: OnceLock::new(),
+                registry_signer: OnceLock::new(),
             }),
         })
     }
@@ -183,6 +187,22 @@ impl Api {
     pub fn with_deployd(self, client: crate::deployd::DeploydClient) -> Api {
         let _ = self.inner.deployd.set(Arc::new(client));
         self
+    }
+
+    /// Signs registry tokens with `signer` (set once, at start).
+    pub fn with_registry_signer(self, signer: crate::registry::TokenSigner) -> Api {
+        let _ = self.inner.registry_signer.set(Arc::new(signer));
+        self
+    }
+
+    /// The registry token signer, or 503 `registry_auth_not_configured`.
+    pub(crate) fn registry_signer(&self) -> Result<&Arc<crate::registry::TokenSigner>, ApiError> {
+        self.inner.registry_signer.get().ok_or_else(|| ApiError::Dependency {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "registry_auth_not_configured",
+            message: "console is not configured as the registry's token server".into(),
+            hint: "add a [registry_auth] section (key_file, cert_file) to console's config and point the registry's auth.token at console; then restart console".into(),
+        })
     }
 
     /// deployd's API client, or 503 `deployd_not_configured`.
@@ -303,6 +323,7 @@ fn api_routes() -> OpenApiRouter<Api> {
         .merge(status::routes())
         .merge(logs::routes())
         .merge(cluster::routes())
+        .merge(registry::routes())
 }
 
 /// An etcd failure as an API error: 503 while etcd cannot be reached,
