@@ -10,18 +10,13 @@ pub enum Format {
     Json,
 }
 
-/// Prints a user error as `error: cause` plus the hint lines of its chain.
+/// Prints a failure as one line on stderr, `error: MESSAGE; hint: HINT`,
+/// red when stderr is a terminal (and `NO_COLOR` is not set).
 pub fn print_error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
-    let mut shown = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        // Error types often repeat their source in their own message.
-        if !shown.contains(&text) {
-            eprintln!("  caused by: {text}");
-        }
-        shown = text;
-    }
+    let red = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Red.into()));
+    anstream::eprintln!("{red}error:{red:#} {}", crate::error::one_line(e));
 }
 
 /// Prints a value as pretty JSON on stdout.

@@ -1,2 +1,3 @@
 pub mod completions;
+pub mod local;
 pub mod validate;
