@@ -1,6 +1,8 @@
 //! The `lain` CLI as a library: the binary (src/main.rs) parses the
 //! command line and calls [`run`]; integration tests reach the pieces.
 
+pub mod api;
+pub mod auth;
 pub mod cmd;
 pub mod config;
 pub mod error;

@@ -26,6 +26,43 @@ enum Command {
     Validate(cmd::validate::Args),
     #[command(flatten)]
     Local(cmd::local::LocalCommand),
+    /// Log in to the cluster (device flow, or --token-stdin / a client).
+    Login(cmd::login::LoginArgs),
+    /// Forget the login to the cluster (and revoke it at sso).
+    Logout,
+    /// Who the cluster thinks you are.
+    Whoami(cmd::login::WhoamiArgs),
+    /// Create, list, show and delete apps.
+    #[command(subcommand)]
+    App(cmd::app::AppCommand),
+    /// Add, remove and list an app's maintainers.
+    #[command(subcommand)]
+    Maintainer(cmd::app::MaintainerCommand),
+    /// List the app's releases.
+    Releases(cmd::deploy::ReleasesArgs),
+    /// Deploy a release and follow the rollout.
+    Deploy(cmd::deploy::DeployArgs),
+    /// Remove the app from the cluster.
+    Undeploy(cmd::deploy::UndeployArgs),
+    /// Change a proc's instances, CPU or memory.
+    Scale(cmd::deploy::ScaleArgs),
+    /// Return to the previous (or a named) release.
+    Rollback(cmd::deploy::RollbackArgs),
+    /// The app's procs and instances.
+    Ps(cmd::ops::PsArgs),
+    /// A proc's output.
+    Logs(cmd::ops::LogsArgs),
+    /// What deployd did with the app lately.
+    Events(cmd::ops::EventsArgs),
+    /// Set, list and remove the app's secrets.
+    #[command(subcommand)]
+    Secret(cmd::secret::SecretCommand),
+    /// Register, cordon, drain and remove nodes (admins).
+    #[command(subcommand)]
+    Node(cmd::node::NodeCommand),
+    /// Add, pick and inspect clusters.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::ClusterCommand),
     /// Print a shell completion script.
     Completions(cmd::completions::Args),
 }
@@ -51,6 +88,22 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Validate(args) => cmd::validate::run(&args),
             Command::Local(c) => c.run(&globals).await,
+            Command::Login(a) => cmd::login::login(a, &globals).await,
+            Command::Logout => cmd::login::logout(&globals).await,
+            Command::Whoami(a) => cmd::login::whoami(a, &globals).await,
+            Command::App(c) => c.run(&globals).await,
+            Command::Maintainer(c) => c.run(&globals).await,
+            Command::Releases(a) => cmd::deploy::releases(a, &globals).await,
+            Command::Deploy(a) => cmd::deploy::deploy(a, &globals).await,
+            Command::Undeploy(a) => cmd::deploy::undeploy(a, &globals).await,
+            Command::Scale(a) => cmd::deploy::scale(a, &globals).await,
+            Command::Rollback(a) => cmd::deploy::rollback(a, &globals).await,
+            Command::Ps(a) => cmd::ops::ps(a, &globals).await,
+            Command::Logs(a) => cmd::ops::logs(a, &globals).await,
+            Command::Events(a) => cmd::ops::events(a, &globals).await,
+            Command::Secret(c) => c.run(&globals).await,
+            Command::Node(c) => c.run(&globals).await,
+            Command::Cluster(c) => c.run(&globals).await,
             Command::Completions(args) => cmd::completions::run(&args, &mut Cli::command()),
         }
     });

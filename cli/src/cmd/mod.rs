@@ -1,3 +1,10 @@
+pub mod app;
+pub mod cluster;
 pub mod completions;
+pub mod deploy;
 pub mod local;
+pub mod login;
+pub mod node;
+pub mod ops;
+pub mod secret;
 pub mod validate;

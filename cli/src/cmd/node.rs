@@ -1,0 +1,207 @@
+//! `lain node add|list|cordon|uncordon|drain|rm` (admins).
+
+use std::process::ExitCode;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::api::{enc, Console};
+use crate::error::fail;
+use crate::output::{bytes, cell, print_json, Format, Table};
+use crate::Globals;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Register a node (or update its registration).
+    Add {
+        name: String,
+        /// How deployd reaches its Docker engine: `unix:///var/run/docker.sock`
+        /// or `tcp://HOST:PORT`.
+        #[arg(long)]
+        docker: String,
+        /// The address containers' published ports are reached at.
+        #[arg(long)]
+        address: String,
+        /// CPU cores the node offers (e.g. `4`, `0.5`).
+        #[arg(long)]
+        cpu: f64,
+        /// Memory the node offers, as in lain.yaml (`8g`, `512m`).
+        #[arg(long)]
+        memory: String,
+        /// A label `constraint:` filters match, `KEY=VALUE` (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
+    /// List the nodes with their health.
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Stop placing new instances on the node; running ones stay.
+    Cordon { name: String },
+    /// Place instances on the node again.
+    Uncordon { name: String },
+    /// Move the node's instances elsewhere (and cordon it).
+    Drain { name: String },
+    /// Remove a drained node.
+    Rm { name: String },
+}
+
+/// `512m`, `8g`, `1024k` or bytes.
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
+        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
+        't' | 'T' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|b| *b > 0)
+}
+
+fn docker_endpoint(s: &str) -> anyhow::Result<Value> {
+    if let Some(socket) = s.strip_prefix("unix://") {
+        return Ok(json!({"kind": "unix", "socket": socket}));
+    }
+    if let Some(address) = s.strip_prefix("tcp://") {
+        return Ok(json!({"kind": "tcp", "address": address}));
+    }
+    Err(fail(
+        format!("`{s}` is not a Docker endpoint"),
+        "give unix:///PATH/docker.sock or tcp://HOST:PORT",
+    ))
+}
+
+/// The node table `node list` and `cluster status` print.
+pub fn node_table(nodes: &[Value]) -> Table {
+    let mut t = Table::new([
+        "NODE",
+        "ADDRESS",
+        "HEALTH",
+        "SCHEDULING",
+        "CPU",
+        "MEMORY",
+        "INSTANCES",
+        "MESSAGE",
+    ]);
+    for n in nodes {
+        let scheduling = if n["draining"] == true {
+            "draining"
+        } else if n["schedulable"] == false {
+            "cordoned"
+        } else {
+            "ready"
+        };
+        t.row(vec![
+            cell(&n["name"]),
+            cell(&n["address"]),
+            cell(&n["liveness"]),
+            scheduling.into(),
+            n["cpu_millis"]
+                .as_u64()
+                .map(|m| format!("{}", m as f64 / 1000.0))
+                .unwrap_or_default(),
+            n["memory_bytes"].as_u64().map(bytes).unwrap_or_default(),
+            cell(&n["instances"]),
+            cell(&n["message"]),
+        ]);
+    }
+    t
+}
+
+impl NodeCommand {
+    pub async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
+        match self {
+            NodeCommand::Add {
+                name,
+                docker,
+                address,
+                cpu,
+                memory,
+                labels,
+            } => {
+                let docker = docker_endpoint(&docker)?;
+                let memory_bytes = parse_memory(&memory).ok_or_else(|| {
+                    fail(format!("`{memory}` is not a memory size"), "give e.g. 8g or 512m")
+                })?;
+                if !(cpu.is_finite() && cpu > 0.0 && cpu <= 4096.0) {
+                    return Err(fail(format!("`{cpu}` CPUs is out of range"), "give the node's cores, e.g. --cpu 4"));
+                }
+                let mut label_map = serde_json::Map::new();
+                for l in &labels {
+                    let Some((k, v)) = l.split_once('=') else {
+                        return Err(fail(format!("label `{l}` is not KEY=VALUE"), "e.g. --label disk=ssd"));
+                    };
+                    label_map.insert(k.to_owned(), Value::String(v.to_owned()));
+                }
+                let console = Console::connect(g).await?;
+                let _: Value = console
+                    .call(
+                        Method::PUT,
+                        &format!("/api/v1/nodes/{}", enc(&name)),
+                        &json!({
+                            "docker": docker, "address": address, "labels": label_map,
+                            "cpu_millis": (cpu * 1000.0).round() as u64, "memory_bytes": memory_bytes,
+                        }),
+                    )
+                    .await?;
+                g.progress.line(format!("Registered node `{name}`; deployd will start using it once it answers"));
+            }
+            NodeCommand::List { output } => {
+                let console = Console::connect(g).await?;
+                let nodes: Vec<Value> = console.get("/api/v1/nodes").await?;
+                match output {
+                    Format::Json => print_json(&nodes)?,
+                    Format::Text => node_table(&nodes).print(),
+                }
+            }
+            NodeCommand::Cordon { name } => action(g, &name, "cordon", "cordoned: no new instances go there").await?,
+            NodeCommand::Uncordon { name } => action(g, &name, "uncordon", "schedulable again").await?,
+            NodeCommand::Drain { name } => {
+                action(g, &name, "drain", "draining: deployd moves its instances away; `lain node list` shows when it is empty").await?
+            }
+            NodeCommand::Rm { name } => {
+                let console = Console::connect(g).await?;
+                console
+                    .call_empty(Method::DELETE, &format!("/api/v1/nodes/{}", enc(&name)))
+                    .await?;
+                g.progress.line(format!("Removed node `{name}`"));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn action(g: &Globals, name: &str, verb: &str, done: &str) -> anyhow::Result<()> {
+    let console = Console::connect(g).await?;
+    let _: Value = console
+        .call(
+            Method::POST,
+            &format!("/api/v1/nodes/{}/{verb}", enc(name)),
+            &json!({}),
+        )
+        .await?;
+    g.progress.line(format!("Node `{name}` is {done}"));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("8g"), Some(8 << 30));
+        assert_eq!(parse_memory("512M"), Some(512 << 20));
+        assert_eq!(parse_memory("100"), Some(100));
+        for bad in ["", "g", "-1g", "0", "1.5g", "99999999999999t"] {
+            assert_eq!(parse_memory(bad), None, "{bad}");
+        }
+        assert!(docker_endpoint("ssh://x").is_err());
+        assert_eq!(docker_endpoint("unix:///s").unwrap()["socket"], "/s");
+    }
+}
