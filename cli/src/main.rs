@@ -11,7 +11,7 @@ use lain_cli::{cmd, config, output, progress, Globals};
 
 /// Build, push, deploy and operate apps described by lain.yaml.
 #[derive(Debug, Parser)]
-#[command(name = "lain", version, about, propagate_version = true)]
+#[command(name = "lain", version, about)]
 struct Cli {
     /// The cluster to talk to (default: `lain cluster use`'s choice).
     #[arg(short = 'c', long, global = true, env = "LAIN_CLUSTER", value_parser = config::cluster_name)]
@@ -113,5 +113,14 @@ fn main() -> ExitCode {
             output::print_error(&e);
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
     }
 }
