@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:7000"
+//! public_url = "https://console.lain.local"        # default "http://{listen}"
 //! log_format = "json"                               # or "text" (default)
 //! database = "sqlite:///var/lib/lain/console.db?mode=rwc"  # or postgres://...
 //! etcd = ["http://127.0.0.1:2379"]
@@ -15,6 +16,7 @@
 //! audience = "console"                              # default "console"
 //! admin_group = "lain-admins"                       # default "lain-admins"
 //! groups_claim = "groups"                           # default "groups"
+//! cli_client_id = "lain-cli"                        # sso public client of the CLI (default)
 //!
 //! [registry_auth]                                   # optional: registry tokens (503 without)
 //! service = "lain-registry"                         # the registry's auth.token.service (default)
@@ -40,6 +42,10 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address of the HTTP listener (API, `/healthz`, `/metrics`).
     pub listen: SocketAddr,
+    /// The URL clients reach console at (the discovery document's
+    /// `resource`); default `http://{listen}`.
+    #[serde(default)]
+    pub public_url: Option<String>,
     #[serde(default)]
     pub log_format: LogFormat,
     /// The SQL database: `sqlite:PATH?mode=rwc` or `postgres://...`.
@@ -94,6 +100,10 @@ pub struct AuthConfig {
     /// The access-token claim that lists the caller's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// The sso public client the CLI logs in with (device flow); told to
+    /// the CLI by the discovery document.
+    #[serde(default = "default_cli_client_id")]
+    pub cli_client_id: String,
 }
 
 fn default_cluster_domain() -> String {
@@ -110,6 +120,10 @@ fn default_admin_group() -> String {
 
 fn default_groups_claim() -> String {
     "groups".to_owned()
+}
+
+fn default_cli_client_id() -> String {
+    "lain-cli".to_owned()
 }
 
 impl Config {
@@ -140,6 +154,21 @@ impl Config {
                 "[auth] admin_group and groups_claim must not be empty".into()
             ));
         }
+        if self.auth.cli_client_id.trim().is_empty() {
+            return Err(bad(
+                "[auth] cli_client_id is empty: give the sso client the CLI logs in with".into(),
+            ));
+        }
+        if let Some(u) = &self.public_url {
+            let rest = u
+                .strip_prefix("https://")
+                .or_else(|| u.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.chars().any(|c| c.is_whitespace())) {
+                return Err(bad(format!(
+                    "public_url {u:?} is not an http(s) URL: give the URL clients reach console at, e.g. https://console.lain.local"
+                )));
+            }
+        }
         if self.database.trim().is_empty() {
             return Err(bad(
                 "database is empty: give sqlite:PATH?mode=rwc or postgres://...".into(),
@@ -167,6 +196,14 @@ impl Config {
         Ok(())
     }
 
+    /// The URL clients reach console at, without a trailing `/`.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     /// How lain.yaml files are read on this cluster.
     pub fn spec_options(&self) -> lain_spec::ParseOptions {
         lain_spec::ParseOptions {
@@ -190,6 +227,16 @@ mod tests {
         assert_eq!(c.auth.admin_group, "lain-admins");
         assert_eq!(c.auth.groups_claim, "groups");
         assert_eq!(c.cluster_domain, "lain.local");
+        assert_eq!(c.auth.cli_client_id, "lain-cli");
+        assert_eq!(c.public_url(), "http://127.0.0.1:1");
+        let c = Config::parse(&MIN.replace(
+            "[auth]\n",
+            "public_url = \"https://console.example/\"\n[auth]\ncli_client_id = \"cli\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.public_url(), "https://console.example");
+        assert_eq!(c.auth.cli_client_id, "cli");
+        let c = Config::parse(MIN).unwrap();
         assert!(c.etcd.is_empty() && c.extra_domains.is_empty() && c.registry.is_none());
         assert!(c.deployd.is_none() && c.registry_auth.is_none());
         let c = Config::parse(&format!(
@@ -217,5 +264,12 @@ mod tests {
         let e = Config::parse(&MIN.replace("[auth]", "cluster_domain = \"bad domain\"\n[auth]"))
             .unwrap_err();
         assert!(e.to_string().contains("cluster_domain"), "{e}");
+        for bad in ["console.example", "ftp://x", "https://", "http://a b"] {
+            let e = Config::parse(&MIN.replace("[auth]", &format!("public_url = {bad:?}\n[auth]")))
+                .unwrap_err();
+            assert!(e.to_string().contains("public_url"), "{bad}: {e}");
+        }
+        let e = Config::parse(&format!("{MIN}cli_client_id = \"\"\n")).unwrap_err();
+        assert!(e.to_string().contains("cli_client_id"), "{e}");
     }
 }

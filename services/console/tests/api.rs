@@ -1403,6 +1403,11 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         ("/api/v1/apps/{app}/events", &["get"]),
         ("/api/v1/cluster/status", &["get"]),
         ("/api/v1/registry/token", &["get"]),
+        ("/api/v1/nodes", &["get"]),
+        ("/api/v1/nodes/{name}", &["put", "delete"]),
+        ("/api/v1/nodes/{name}/cordon", &["post"]),
+        ("/api/v1/nodes/{name}/uncordon", &["post"]),
+        ("/api/v1/nodes/{name}/drain", &["post"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(

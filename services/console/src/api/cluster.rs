@@ -3,12 +3,11 @@
 //! read-only. Each part is checked on its own: etcd or sso being down
 //! shows in the answer (still 200) instead of failing it.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use lain_store::{unix_millis, KeyPrefix, NodeKey, ObservedNodeKey, RouterKey, Store};
+use lain_store::{unix_millis, KeyPrefix, RouterKey, Store};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -196,19 +195,14 @@ async fn check_sso(issuer: &str) -> SsoView {
 type EtcdParts = (i64, DeploydView, Vec<RouterView>, Vec<NodeView>);
 
 async fn read_etcd(store: &Store) -> Result<EtcdParts, lain_store::StoreError> {
-    let (router_keys, node_keys, observed_keys) = (
-        KeyPrefix::<RouterKey>::all(),
-        KeyPrefix::<NodeKey>::all(),
-        KeyPrefix::<ObservedNodeKey>::all(),
-    );
-    let (candidates, routers, nodes, observed) = tokio::try_join!(
+    let router_keys = KeyPrefix::<RouterKey>::all();
+    let (candidates, routers, (nodes_revision, nodes)) = tokio::try_join!(
         replicas(store),
         store.list(&router_keys),
-        store.list(&node_keys),
-        store.list(&observed_keys),
+        super::nodes::read_nodes(store),
     )?;
     // The newest of the reads' revisions.
-    let revision = routers.revision.max(nodes.revision).max(observed.revision);
+    let revision = routers.revision.max(nodes_revision);
     let candidates: Vec<CandidateView> = candidates
         .into_iter()
         .map(|r| CandidateView {
@@ -233,18 +227,11 @@ async fn read_etcd(store: &Store) -> Result<EtcdParts, lain_store::StoreError> {
         })
         .collect();
     routers.sort_by(|a, b| a.id.cmp(&b.id));
-    let observed: BTreeMap<String, lain_store::ObservedNode> = observed
-        .items
+    // Sorted by name already.
+    let nodes: Vec<NodeView> = nodes
         .into_iter()
-        .map(|e| (e.key.node().to_owned(), e.value))
-        .collect();
-    let mut nodes: Vec<NodeView> = nodes
-        .items
-        .into_iter()
-        .map(|e| {
-            let name = e.key.node().to_owned();
-            let o = observed.get(&name);
-            let r = e.value;
+        .map(|n| {
+            let (name, r, o) = (n.name, n.registration, n.observed.as_ref());
             NodeView {
                 liveness: o.map_or_else(|| "unknown".to_owned(), |o| name_of(&o.liveness)),
                 last_seen_ms: o.map(|o| o.last_seen_ms),
@@ -260,13 +247,12 @@ async fn read_etcd(store: &Store) -> Result<EtcdParts, lain_store::StoreError> {
             }
         })
         .collect();
-    nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let leader = candidates.iter().find(|c| c.leader).cloned();
     Ok((revision, DeploydView { leader, candidates }, routers, nodes))
 }
 
 /// The snake_case name a serde enum is stored as.
-fn name_of<T: Serialize>(t: &T) -> String {
+pub(super) fn name_of<T: Serialize>(t: &T) -> String {
     match serde_json::to_value(t) {
         Ok(serde_json::Value::String(s)) => s,
         _ => "unknown".into(),

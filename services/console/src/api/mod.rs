@@ -3,7 +3,8 @@
 //! handlers (utoipa; docs/decisions/0006-openapi.md).
 //!
 //! Every route needs `Authorization: Bearer <sso access token>` except
-//! `/healthz`, `/metrics` and the OpenAPI document. The caller is the
+//! `/healthz`, `/metrics`, the OpenAPI document and the discovery document
+//! (`/.well-known/oauth-protected-resource`). The caller is the
 //! token's `sub` (`client:ID` for a daemon's client-credentials token); it
 //! is an admin when the token's groups claim holds the configured admin
 //! group. A mutation on an app needs a maintainer of the app or an admin;
@@ -30,6 +31,7 @@ mod cluster;
 mod deploy;
 mod logs;
 mod metrics;
+mod nodes;
 mod registry;
 mod releases;
 mod secrets;
@@ -63,6 +65,7 @@ use crate::error::{ApiError, ErrorBody};
 
 pub use deploy::{DeployOutcome, DeployRequest, DeploymentView, RollbackRequest, ScaleRequest};
 pub use metrics::Metrics;
+pub use nodes::{DockerSpec, DockerTlsSpec, PutNode, RegisteredNode};
 pub use status::{AppStatus, DesiredView, InstanceStatus, ProcStatus, RolloutView};
 
 /// Largest request body accepted (a release's lain.yaml is at most
@@ -95,6 +98,8 @@ struct Inner {
     deployd: OnceLock<Arc<crate::deployd::DeploydClient>>,
     /// The registry token signer, when `[registry_auth]` is configured.
     registry_signer: OnceLock<Arc<crate::registry::TokenSigner>>,
+    /// `/.well-known/oauth-protected-resource`, fixed by the config.
+    discovery_json: String,
 }
 
 impl std::fmt::Debug for Api {
@@ -131,6 +136,8 @@ impl Api {
                 registry: config.registry.clone(),
                 deployd: OnceLock::new(),
                 registry_signer: OnceLock::new(),
+                discovery_json: serde_json::to_string_pretty(&discovery(config))
+                    .unwrap_or_else(|_| "{}".into()),
             }),
         })
     }
@@ -240,6 +247,7 @@ impl Api {
         Router::new()
             .merge(api)
             .route("/api/v1/openapi.json", get(openapi_json))
+            .route(DISCOVERY_PATH, get(discovery_json))
             .route("/metrics", get(metrics::render))
             .fallback(|| async {
                 ApiError::not_found(
@@ -324,6 +332,7 @@ fn api_routes() -> OpenApiRouter<Api> {
         .merge(logs::routes())
         .merge(cluster::routes())
         .merge(registry::routes())
+        .merge(nodes::routes())
 }
 
 /// An etcd failure as an API error: 503 while etcd cannot be reached,
@@ -343,6 +352,34 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
     } else {
         ApiError::Internal(format!("etcd: {e}"))
     }
+}
+
+/// Where the CLI finds the cluster's settings (RFC 9728).
+pub const DISCOVERY_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// RFC 9728 OAuth 2.0 Protected Resource Metadata, with what `lain login`
+/// needs besides (the CLI's sso client, the registry, the cluster domain),
+/// so that a URL is all a user has to give the CLI. Public: it holds
+/// nothing that is not already told to every caller.
+pub fn discovery(config: &Config) -> serde_json::Value {
+    serde_json::json!({
+        "resource": config.public_url(),
+        "authorization_servers": [config.auth.issuer],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "lain console",
+        "lain_cli_client_id": config.auth.cli_client_id,
+        "lain_registry": config.registry,
+        "lain_registry_service": config.registry_auth.as_ref().map(|r| r.service.clone()),
+        "lain_cluster_domain": config.cluster_domain,
+    })
+}
+
+async fn discovery_json(State(api): State<Api>) -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        api.inner.discovery_json.clone(),
+    )
+        .into_response()
 }
 
 async fn openapi_json(State(api): State<Api>) -> Response {
@@ -536,7 +573,19 @@ impl<'a> Audited<'a> {
         self,
         op: impl std::future::Future<Output = Result<(T, serde_json::Value), ApiError>>,
     ) -> Result<T, ApiError> {
-        let outcome = op.await;
+        let action = self.action;
+        self.run_with(async move { (action, op.await) }).await
+    }
+
+    /// [`Audited::run`] for an operation that learns its action as it
+    /// goes (e.g. `node.add` or `node.update`): `op` also returns the
+    /// action to record.
+    pub async fn run_with<T>(
+        mut self,
+        op: impl std::future::Future<Output = (&'static str, Result<(T, serde_json::Value), ApiError>)>,
+    ) -> Result<T, ApiError> {
+        let (action, outcome) = op.await;
+        self.action = action;
         let (result, detail) = match &outcome {
             Ok((_, detail)) => (AuditResult::Ok, detail.clone()),
             Err(e) => (

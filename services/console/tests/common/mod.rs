@@ -68,3 +68,58 @@ impl TestSso {
         self.sso.state().keys.sign("at+jwt", &claims).expect("sign")
     }
 }
+
+/// The `console` binary serving on loopback until dropped (its log, at
+/// `debug`, kept in its directory).
+pub struct TestConsole {
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub dir: lain_testkit::process::ServerDir,
+    _proc: lain_testkit::process::Logged,
+}
+
+impl TestConsole {
+    /// Starts console on SQLite in its own directory with sso's `issuer`,
+    /// `etcd` endpoints and a fresh secrets key. `top` is added to the
+    /// config's top-level keys, `auth` to its `[auth]` section and
+    /// `sections` after it (whole sections); `{dir}` in them is replaced
+    /// by console's directory.
+    pub fn start(issuer: &str, etcd: &[String], top: &str, auth: &str, sections: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = lain_testkit::process::ServerDir::new("console").unwrap();
+        let d = dir.path().display().to_string();
+        let key_path = dir.path().join("secrets.key");
+        let key = lain_store::secret::SecretsKey::generate();
+        std::fs::write(&key_path, key.to_base64().as_bytes()).unwrap();
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lain_testkit::free_port()));
+        let etcd: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
+        let config = format!(
+            "listen = \"{addr}\"\nlog_format = \"json\"\n\
+             database = \"sqlite://{d}/console.db?mode=rwc\"\n\
+             etcd = [{etcd}]\nsecrets_key_file = \"{k}\"\n{top}\n\
+             [auth]\nissuer = \"{issuer}\"\nadmin_group = \"lain-admins\"\n{auth}\n{sections}\n",
+            etcd = etcd.join(", "),
+            k = key_path.display(),
+            top = top.replace("{dir}", &d),
+            auth = auth.replace("{dir}", &d),
+            sections = sections.replace("{dir}", &d),
+        );
+        let path = dir.path().join("console.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_console"));
+        cmd.arg("--config").arg(&path).env("RUST_LOG", "debug");
+        let mut proc =
+            lain_testkit::process::Logged::spawn("console", cmd, &dir.log_path("console")).unwrap();
+        proc.wait_ready(std::time::Duration::from_secs(20), || {
+            lain_testkit::http::get(addr, "127.0.0.1", "/healthz").is_some_and(|(c, _)| c == 200)
+        })
+        .expect("console starts");
+        TestConsole {
+            base: format!("http://{addr}"),
+            addr,
+            dir,
+            _proc: proc,
+        }
+    }
+}
