@@ -273,6 +273,7 @@ fn cluster_login_apps_and_error_paths() {
     let status: Value =
         serde_json::from_str(&c.ok(home, &["cluster", "status", "-o", "json"])).unwrap();
     assert_eq!(status["etcd"]["reachable"], true);
+    assert_eq!(status["etcd"]["members"][0]["healthy"], true, "{status}");
 
     // Logging out revokes and forgets.
     c.ok(home, &["logout"]);

@@ -45,7 +45,8 @@ pub use keys::{
 };
 pub use lease::Lease;
 pub use store::{
-    Entry, EntryError, InvalidEntry, LeaseId, Listing, Revision, Store, StoreOptions, Transaction,
+    Entry, EntryError, InvalidEntry, LeaseId, Listing, Member, Revision, Store, StoreOptions,
+    Transaction,
 };
 pub use value::{
     decode, encode, unix_millis, AppSecret, Candidate, Capacity, ClusterConfig, DecodeError,

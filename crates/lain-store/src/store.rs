@@ -356,6 +356,36 @@ impl Store {
         }
     }
 
+    /// The etcd cluster's members, each checked on its own client URL
+    /// (like `etcdctl endpoint health`): a member that does not answer a
+    /// status request within `timeout` is reported unhealthy.
+    pub async fn members(&self, timeout: Duration) -> Result<Vec<Member>> {
+        let mut cluster = self.client().cluster_client();
+        let resp = self.call("member list", cluster.member_list()).await?;
+        let checks = resp.members().iter().map(|m| {
+            let urls: Vec<String> = m.client_urls().to_vec();
+            let name = m.name().to_owned();
+            async move {
+                let healthy = match urls.first() {
+                    Some(_) => tokio::time::timeout(timeout, async {
+                        let options = ConnectOptions::new().with_connect_timeout(timeout);
+                        let mut c = Client::connect(&urls, Some(options)).await?;
+                        c.status().await
+                    })
+                    .await
+                    .is_ok_and(|r| r.is_ok()),
+                    None => false,
+                };
+                Member {
+                    name,
+                    client_urls: urls,
+                    healthy,
+                }
+            }
+        });
+        Ok(futures::future::join_all(checks).await)
+    }
+
     /// The store's current revision.
     pub async fn current_revision(&self) -> Result<Revision> {
         self.current_revision_op("current revision").await
@@ -734,4 +764,13 @@ mod tests {
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(prefix_end(b"\xff"), vec![0]);
     }
+}
+
+/// An etcd member as [`Store::members`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub client_urls: Vec<String>,
+    /// It answered a status request on its own client URL.
+    pub healthy: bool,
 }

@@ -531,6 +531,11 @@ async fn logs_events_and_cluster_status_through_console() {
     assert_eq!(s["sso"]["issuer"], sso.issuer.as_str());
     assert_eq!(s["registry"], "registry.lain.local:5000");
     assert_eq!(s["etcd"]["reachable"], true, "{s}");
+    // The one test member, checked on its own client URL.
+    let members = s["etcd"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{s}");
+    assert_eq!(members[0]["healthy"], true, "{s}");
+    assert!(!members[0]["client_urls"].as_array().unwrap().is_empty(), "{s}");
     assert!(
         s["etcd"]["revision"].as_i64().unwrap() >= router_revision,
         "{s}"

@@ -60,6 +60,16 @@ pub struct EtcdView {
     /// etcd's revision at that read.
     pub revision: Option<i64>,
     pub error: Option<String>,
+    /// Every member, each asked for its status on its own client URL.
+    pub members: Vec<EtcdMemberView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EtcdMemberView {
+    pub name: String,
+    pub client_urls: Vec<String>,
+    /// It answered within the check's bound.
+    pub healthy: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -117,22 +127,45 @@ pub struct NodeView {
     responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)))]
 async fn cluster_status(State(api): State<Api>, ctx: Ctx) -> Result<Json<ClusterStatus>, ApiError> {
     ctx.caller()?;
-    let (sso, etcd) = tokio::join!(check_sso(&api.inner.issuer), async {
+    let members = async {
         match api.store() {
-            Ok(store) => match tokio::time::timeout(CHECK_TIMEOUT, read_etcd(store)).await {
-                Ok(Ok(parts)) => Ok(parts),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-            },
-            Err(e) => Err(format!("{e}: {}", e.hint())),
+            Ok(store) => store
+                .members(CHECK_TIMEOUT)
+                .await
+                .map(|ms| {
+                    ms.into_iter()
+                        .map(|m| EtcdMemberView {
+                            name: m.name,
+                            client_urls: m.client_urls,
+                            healthy: m.healthy,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
         }
-    });
+    };
+    let (sso, etcd, members) = tokio::join!(
+        check_sso(&api.inner.issuer),
+        async {
+            match api.store() {
+                Ok(store) => match tokio::time::timeout(CHECK_TIMEOUT, read_etcd(store)).await {
+                    Ok(Ok(parts)) => Ok(parts),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+                },
+                Err(e) => Err(format!("{e}: {}", e.hint())),
+            }
+        },
+        members
+    );
     let (etcd, deployd, routers, nodes) = match etcd {
         Ok((revision, deployd, routers, nodes)) => (
             EtcdView {
                 reachable: true,
                 revision: Some(revision),
                 error: None,
+                members,
             },
             deployd,
             routers,
@@ -143,6 +176,7 @@ async fn cluster_status(State(api): State<Api>, ctx: Ctx) -> Result<Json<Cluster
                 reachable: false,
                 revision: None,
                 error: Some(error),
+                members,
             },
             DeploydView {
                 leader: None,
