@@ -26,6 +26,8 @@ enum Command {
     Validate(cmd::validate::Args),
     #[command(flatten)]
     Local(cmd::local::LocalCommand),
+    /// Push the built release image and register the release.
+    Push(cmd::push::PushArgs),
     /// Log in to the cluster (device flow, or --token-stdin / a client).
     Login(cmd::login::LoginArgs),
     /// Forget the login to the cluster (and revoke it at sso).
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Validate(args) => cmd::validate::run(&args),
             Command::Local(c) => c.run(&globals).await,
+            Command::Push(a) => cmd::push::push(a, &globals).await,
             Command::Login(a) => cmd::login::login(a, &globals).await,
             Command::Logout => cmd::login::logout(&globals).await,
             Command::Whoami(a) => cmd::login::whoami(a, &globals).await,

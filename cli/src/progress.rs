@@ -115,6 +115,14 @@ impl Bar {
         }
     }
 
+    /// Ends the bar keeping its last message (plain mode printed it
+    /// already).
+    pub fn done(self) {
+        if let Some(pb) = &self.pb {
+            pb.finish();
+        }
+    }
+
     /// Ends the bar with a last line (printed in both modes).
     pub fn finish(self, msg: impl Display) {
         match &self.pb {

@@ -5,94 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{TestCluster, PASSWORD};
+use common::{device_login, write_app, TestCluster};
 use serde_json::Value;
-
-/// `lain login` through the device flow, approved on sso's page by
-/// `user` as a browser would.
-fn device_login(c: &TestCluster, profile: &str, user: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lain"))
-        .args(["login", "--no-browser"])
-        .current_dir(c.home.path())
-        .env("LAIN_CONFIG_DIR", c.home.path().join(profile))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("enter the code") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "lain login said nothing"
-        );
-    }
-    // "To log in, open URL and enter the code CODE"
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let uri = words[words.iter().position(|w| *w == "open").unwrap() + 1];
-    let code = words.last().unwrap().to_owned();
-    assert!(uri.starts_with(&c.sso.url()), "{line}");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let page = browser
-            .get(format!("{uri}?user_code={code}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut form: Vec<(String, String)> = page
-            .split("<input type=\"hidden\" name=\"")
-            .skip(1)
-            .filter_map(|rest| {
-                let (name, rest) = rest.split_once('"')?;
-                let (value, _) = rest.strip_prefix(" value=\"")?.split_once('"')?;
-                Some((name.to_owned(), value.replace("&amp;", "&")))
-            })
-            .collect();
-        form.retain(|(k, _)| k != "user_code");
-        for (k, v) in [
-            ("user_code", code),
-            ("confirm_code", "yes"),
-            ("username", user),
-            ("password", PASSWORD),
-            ("action", "approve"),
-        ] {
-            form.push((k.into(), v.into()));
-        }
-        let r = browser
-            .post(format!("{}/device", c.sso.url()))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        let body = r.text().await.unwrap();
-        assert!(body.contains("Device approved"), "{body}");
-    });
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "login: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("Logged in to `e2e` as {user}")),
-        "{stdout}"
-    );
-}
 
 /// Exit code 1 and exactly one line on stderr, `error: ...; hint: ...`
 /// containing `want`.
@@ -278,4 +194,106 @@ fn cluster_login_apps_and_error_paths() {
     // Logging out revokes and forgets.
     c.ok(home, &["logout"]);
     fails_with(&c.lain(&["whoami"]), "not logged in");
+}
+
+#[test]
+fn build_push_deploy_scale_rollback_and_logs() {
+    let c = TestCluster::start();
+    let home = c.home.path();
+    c.ok(
+        home,
+        &["cluster", "add", "e2e", "--console", &c.console.url()],
+    );
+    device_login(&c, "lain", "admin");
+    // The node: this test's dockerd, registered through console.
+    let socket = format!("unix://{}", c.docker.socket_path().display());
+    c.ok(
+        home,
+        &[
+            "node",
+            "add",
+            "node-1",
+            "--docker",
+            &socket,
+            "--address",
+            "127.0.0.1",
+            "--cpu",
+            "2",
+            "--memory",
+            "4g",
+        ],
+    );
+    c.wait(
+        "deployd to see node-1 alive",
+        Duration::from_secs(30),
+        || {
+            let nodes: Value =
+                serde_json::from_str(&c.ok(home, &["node", "list", "-o", "json"])).unwrap();
+            nodes[0]["liveness"] == "alive"
+        },
+    );
+
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    write_app(dir, 1);
+    c.ok(dir, &["app", "create", "hello"]);
+    c.ok(dir, &["build"]);
+    let out = c.ok(dir, &["push"]);
+    assert!(out.contains("Registered release"), "{out}");
+    let out = c.ok(dir, &["deploy"]);
+    assert!(
+        out.contains("web answers at http://hello.lain.local"),
+        "{out}"
+    );
+    assert!(out.contains("succeeded"), "{out}");
+    // Plain lines, one per instance state (stdout is not a terminal).
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web #1") && l.contains("running healthy")),
+        "{out}"
+    );
+    let serves = |want: &str| {
+        c.through_router("hello.lain.local", "/index.html")
+            .is_some_and(|(code, body)| code == 200 && body.contains(want))
+    };
+    c.wait("v1 through the router", Duration::from_secs(20), || {
+        serves("hello v1\nprepared")
+    });
+
+    // Scale to 3.
+    c.ok(dir, &["scale", "web", "--num-instances", "3"]);
+    let ps: Value = serde_json::from_str(&c.ok(dir, &["ps", "-o", "json"])).unwrap();
+    let running = ps["procs"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] == "running")
+        .count();
+    assert_eq!(running, 3, "{ps}");
+
+    // v2, deployed; then rolled back to v1.
+    write_app(dir, 2);
+    c.ok(dir, &["build"]);
+    c.ok(dir, &["push"]);
+    let releases: Value = serde_json::from_str(&c.ok(dir, &["releases", "-o", "json"])).unwrap();
+    assert_eq!(releases.as_array().unwrap().len(), 2);
+    c.ok(dir, &["deploy"]);
+    c.wait("v2 through the router", Duration::from_secs(20), || {
+        serves("hello v2")
+    });
+    let out = c.ok(dir, &["rollback"]);
+    assert!(out.contains("succeeded"), "{out}");
+    c.wait(
+        "v1 again through the router",
+        Duration::from_secs(20),
+        || serves("hello v1"),
+    );
+
+    // Logs of an instance, the last lines.
+    let logs = c.ok(dir, &["logs", "web", "--tail", "50"]);
+    assert!(logs.contains("web-started"), "{logs}");
+    let table = c.ok(dir, &["ps"]);
+    assert!(table.contains("web #3"), "{table}");
+    let events = c.ok(dir, &["events"]);
+    assert!(events.starts_with("TIME"), "{events}");
 }

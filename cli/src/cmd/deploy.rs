@@ -234,7 +234,9 @@ async fn finish(
     let (state, error) = follow(console, g, app, id).await?;
     match state.as_str() {
         "succeeded" => {
-            if d["kind"] != "undeploy" {
+            if d["kind"] == "undeploy" {
+                wait_gone(console, g, app).await?;
+            } else {
                 print_urls(console, g, app, &d["to_release"]).await;
             }
             g.progress.line(format!("{} #{id} succeeded", cell(&d["kind"])));
@@ -299,8 +301,16 @@ async fn follow(
             match event.as_str() {
                 "status" => show_status(g, &data, &mut bars),
                 "done" => {
-                    for (_, (bar, last)) in std::mem::take(&mut bars) {
-                        bar.finish(last);
+                    // Where every instance ended, not where the last
+                    // change event left it.
+                    if let Ok(s) = console
+                        .get::<Value>(&format!("/api/v1/apps/{}/status", enc(app)))
+                        .await
+                    {
+                        show_status(g, &s, &mut bars);
+                    }
+                    for (_, (bar, _)) in std::mem::take(&mut bars) {
+                        bar.done();
                     }
                     return Ok((
                         data["state"].as_str().unwrap_or("unknown").to_owned(),
@@ -360,6 +370,34 @@ fn show_status(g: &Globals, status: &Value, bars: &mut BTreeMap<String, (Bar, St
                 }
             }
         }
+    }
+}
+
+/// After an undeploy: waits until deployd has stopped every instance
+/// (each gets its `kill_timeout`), so that the command ends when the app
+/// is gone.
+async fn wait_gone(console: &Console, g: &Globals, app: &str) -> anyhow::Result<()> {
+    let spinner = g.progress.spinner(format!("{app}:"));
+    let mut last = usize::MAX;
+    loop {
+        let s: Value = console
+            .get(&format!("/api/v1/apps/{}/status", enc(app)))
+            .await?;
+        let left: usize = s["procs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["instances"].as_array().map_or(0, Vec::len))
+            .sum();
+        if left == 0 {
+            spinner.done();
+            return Ok(());
+        }
+        if left != last {
+            spinner.message(format!("waiting for {left} instance(s) to stop"));
+            last = left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 

@@ -6,5 +6,6 @@ pub mod local;
 pub mod login;
 pub mod node;
 pub mod ops;
+pub mod push;
 pub mod secret;
 pub mod validate;

@@ -120,13 +120,15 @@ pub async fn ps(a: PsArgs, g: &Globals) -> anyhow::Result<ExitCode> {
 pub async fn logs(a: LogsArgs, g: &Globals) -> anyhow::Result<ExitCode> {
     let app = app_name(a.app)?;
     let console = Console::connect(g).await?;
+    let instance = match a.instance {
+        Some(i) => i,
+        None => first_instance(&console, &app, &a.proc).await?,
+    };
     let mut query = vec![
         format!("follow={}", a.follow),
         format!("timestamps={}", a.timestamps),
+        format!("instance={}", enc(&instance)),
     ];
-    if let Some(i) = &a.instance {
-        query.push(format!("instance={}", enc(i)));
-    }
     if let Some(t) = a.tail {
         query.push(format!("tail={t}"));
     }
@@ -153,6 +155,38 @@ pub async fn logs(a: LogsArgs, g: &Globals) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The proc's lowest-numbered instance, preferring a running one.
+async fn first_instance(console: &Console, app: &str, proc: &str) -> anyhow::Result<String> {
+    let s: Value = console
+        .get(&format!("/api/v1/apps/{}/status", enc(app)))
+        .await?;
+    let instances: Vec<&Value> = s["procs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["proc"] == proc)
+        .flat_map(|p| p["instances"].as_array().into_iter().flatten())
+        .collect();
+    let pick = instances
+        .iter()
+        .filter(|i| i["state"] == "running")
+        .chain(instances.iter())
+        .min_by_key(|i| {
+            (
+                i["state"] != "running",
+                i["number"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .copied();
+    match pick {
+        Some(i) => Ok(cell(&i["number"])),
+        None => Err(fail(
+            format!("proc `{proc}` of `{app}` has no instances"),
+            format!("see `lain ps --app {app}`; deploy it with `lain deploy`"),
+        )),
+    }
 }
 
 pub async fn events(a: EventsArgs, g: &Globals) -> anyhow::Result<ExitCode> {

@@ -6,6 +6,7 @@
 //! binary runs against it with its own config dir, as a user would.
 #![allow(dead_code)]
 
+use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,9 +24,13 @@ fn bin(name: &str) -> PathBuf {
     let path = lain.with_file_name(name);
     if !path.is_file() {
         // `cargo test -p lain-cli` alone does not build the daemons.
-        let target = lain.parent().and_then(Path::parent).expect("target dir");
+        let profile_dir = lain.parent().expect("profile dir");
+        let target = profile_dir.parent().expect("target dir");
+        // `cargo bench` builds into target/release.
+        let release = profile_dir.file_name().is_some_and(|d| d == "release");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--bin", name, "-p", name])
+            .args(release.then_some("--release"))
             .env("CARGO_TARGET_DIR", target)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
@@ -102,6 +107,8 @@ pub struct TestCluster {
     pub home: ServerDir,
     /// Where nginx serves apps.
     pub http: SocketAddr,
+    /// The secret of sso client `ci` (client credentials, for console).
+    pub ci_secret: String,
 }
 
 impl TestCluster {
@@ -178,6 +185,26 @@ impl TestCluster {
             "deployd",
         ]);
         let secret = out
+            .lines()
+            .find_map(|l| l.strip_prefix("client_secret="))
+            .expect("a client secret")
+            .trim()
+            .to_owned();
+        // ci: a daemon/CI client whose tokens are for console.
+        let out = sso_cli(&[
+            "client",
+            "add",
+            "ci",
+            "--kind",
+            "confidential",
+            "--name",
+            "ci",
+            "--grant",
+            "client_credentials",
+            "--audience",
+            "console",
+        ]);
+        let ci_secret = out
             .lines()
             .find_map(|l| l.strip_prefix("client_secret="))
             .expect("a client secret")
@@ -294,6 +321,7 @@ impl TestCluster {
             etcd,
             home,
             http,
+            ci_secret,
         }
     }
 
@@ -376,4 +404,133 @@ fn lain_store_key() -> String {
     let mut f = std::fs::File::open("/dev/urandom").unwrap();
     std::io::Read::read_exact(&mut f, &mut bytes).unwrap();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `lain login` through the device flow, approved on sso's page by
+/// `user` as a browser would.
+pub fn device_login(c: &TestCluster, profile: &str, user: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lain"))
+        .args(["login", "--no-browser"])
+        .current_dir(c.home.path())
+        .env("LAIN_CONFIG_DIR", c.home.path().join(profile))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("enter the code") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "lain login said nothing"
+        );
+    }
+    // "To log in, open URL and enter the code CODE"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let uri = words[words.iter().position(|w| *w == "open").unwrap() + 1];
+    let code = words.last().unwrap().to_owned();
+    assert!(uri.starts_with(&c.sso.url()), "{line}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = browser
+            .get(format!("{uri}?user_code={code}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut form: Vec<(String, String)> = page
+            .split("<input type=\"hidden\" name=\"")
+            .skip(1)
+            .filter_map(|rest| {
+                let (name, rest) = rest.split_once('"')?;
+                let (value, _) = rest.strip_prefix(" value=\"")?.split_once('"')?;
+                Some((name.to_owned(), value.replace("&amp;", "&")))
+            })
+            .collect();
+        form.retain(|(k, _)| k != "user_code");
+        for (k, v) in [
+            ("user_code", code),
+            ("confirm_code", "yes"),
+            ("username", user),
+            ("password", PASSWORD),
+            ("action", "approve"),
+        ] {
+            form.push((k.into(), v.into()));
+        }
+        let r = browser
+            .post(format!("{}/device", c.sso.url()))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let body = r.text().await.unwrap();
+        assert!(body.contains("Device approved"), "{body}");
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "login: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Logged in to `") && stdout.contains(&format!("` as {user}")),
+        "{stdout}"
+    );
+}
+
+/// A git repo with the example app at release `n`: a prepare step (its
+/// own cached image), a build script that writes the site, and a release
+/// image made of busybox plus the copied site.
+pub fn write_app(dir: &std::path::Path, n: u32) {
+    write_app_with(dir, n, 1)
+}
+
+/// [`write_app`] with `instances` web instances.
+pub fn write_app_with(dir: &std::path::Path, n: u32, instances: u32) {
+    let base = lain_testkit::image::BASE_IMAGE;
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(
+        dir.join("lain.yaml"),
+        format!(
+            "appname: hello\n\
+             build:\n  base: {base}\n  prepare:\n    version: \"1\"\n    script:\n      \
+             - mkdir -p /opt/deps && echo prepared > /opt/deps/marker\n  script:\n    \
+             - mkdir -p out && cp www/index.html out/ && cat /opt/deps/marker >> out/index.html\n\
+             release:\n  dest_base: {base}\n  copy:\n    - src: out\n      dest: /www\n\
+             web:\n  cmd: [\"sh\", \"-c\", \"echo web-started; exec httpd -f -v -p 8080 -h /www\"]\n  \
+             port: 8080\n  memory: 32m\n  num_instances: {instances}\n  healthcheck: /index.html\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("www/index.html"), format!("hello v{n}\n")).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_DATE", format!("2026-01-0{n}T00:00:00Z"))
+            .env("GIT_AUTHOR_DATE", format!("2026-01-0{n}T00:00:00Z"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    if n == 1 {
+        git(&["init", "-q"]);
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", &format!("v{n}")]);
 }

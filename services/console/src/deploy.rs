@@ -85,9 +85,25 @@ pub async fn apply(
     store: &Store,
     key: &SecretsKey,
     app: &str,
+    procs: Vec<DesiredProc>,
+    scope: &Scope,
+    secrets: &[SecretValue],
+) -> Result<Applied, DeployError> {
+    apply_after(store, key, app, procs, scope, secrets, 0).await
+}
+
+/// [`apply`] with a generation above `floor` too: the newest generation
+/// console ever wrote for the app, so that a deploy after an undeploy
+/// (which leaves no desired key to count from) never reuses a generation
+/// whose instances deployd may still be stopping.
+pub async fn apply_after(
+    store: &Store,
+    key: &SecretsKey,
+    app: &str,
     mut procs: Vec<DesiredProc>,
     scope: &Scope,
     secrets: &[SecretValue],
+    floor: u64,
 ) -> Result<Applied, DeployError> {
     let listing = store.list(&DesiredKey::of_app(app)?).await?;
     let generation = listing
@@ -96,6 +112,7 @@ pub async fn apply(
         .map(|e| e.value.generation)
         .max()
         .unwrap_or(0)
+        .max(floor)
         + 1;
 
     let mut txn = Transaction::new();

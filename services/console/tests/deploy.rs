@@ -243,5 +243,23 @@ fn deploys_write_desired_state_in_one_transaction() {
             .items
             .is_empty());
         assert!(store.get(&sk).await.unwrap().is_some());
+
+        // A deploy after the undeploy has no desired key to count from:
+        // the floor (the newest generation console wrote) keeps the
+        // generation from going back to 1.
+        let last = 4 + landed;
+        let applied = deploy::apply_after(
+            &store,
+            &key,
+            "hello",
+            procs(V1, "a", None, 1),
+            &Scope::All,
+            &secret(1),
+            last,
+        )
+        .await
+        .unwrap();
+        assert_eq!(applied.generation, last + 1);
+        deploy::undeploy(&store, "hello").await.unwrap();
     });
 }

@@ -535,7 +535,10 @@ async fn logs_events_and_cluster_status_through_console() {
     let members = s["etcd"]["members"].as_array().unwrap();
     assert_eq!(members.len(), 1, "{s}");
     assert_eq!(members[0]["healthy"], true, "{s}");
-    assert!(!members[0]["client_urls"].as_array().unwrap().is_empty(), "{s}");
+    assert!(
+        !members[0]["client_urls"].as_array().unwrap().is_empty(),
+        "{s}"
+    );
     assert!(
         s["etcd"]["revision"].as_i64().unwrap() >= router_revision,
         "{s}"

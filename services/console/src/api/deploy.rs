@@ -308,13 +308,15 @@ impl Write<'_> {
             })
             .await?;
         let store = api.store()?;
-        let applied = writer::apply(
+        let floor = api.db().deployments().max_generation(self.app).await?;
+        let applied = writer::apply_after(
             store,
             api.secrets_key(),
             self.app,
             self.procs,
             &self.scope,
             &secrets,
+            floor,
         )
         .await;
         drop(secrets);

@@ -234,6 +234,17 @@ impl Deployments<'_> {
         Ok(d)
     }
 
+    /// The newest generation any deployment of `app` wrote (0 for none).
+    pub async fn max_generation(&self, app: &str) -> Result<u64, DbError> {
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(generation), 0) AS g FROM deployments WHERE app = $1")
+                .bind(app)
+                .fetch_one(&self.db.pool)
+                .await?;
+        let g: i64 = row.try_get("g")?;
+        Ok(u64::try_from(g).unwrap_or(0))
+    }
+
     /// Deployment `id`.
     pub async fn get(&self, id: i64) -> Result<Deployment, DbError> {
         let mut tx = self.db.pool.begin().await?;
