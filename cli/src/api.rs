@@ -47,6 +47,17 @@ impl Console {
         })
     }
 
+    /// A client for cluster `name` with `token` as is (checking a new
+    /// login before it is saved).
+    pub fn with_token(name: &str, cluster: &Cluster, token: String) -> Console {
+        Console {
+            name: name.to_owned(),
+            cluster: cluster.clone(),
+            http: crate::auth::http(),
+            token,
+        }
+    }
+
     /// The access token (for the registry's Basic password).
     pub fn token(&self) -> &str {
         &self.token

@@ -191,9 +191,87 @@ fn cluster_login_apps_and_error_paths() {
     assert_eq!(status["etcd"]["reachable"], true);
     assert_eq!(status["etcd"]["members"][0]["healthy"], true, "{status}");
 
-    // Logging out revokes and forgets.
+    // An access token past its expiry is renewed with the refresh token,
+    // and the new one saved.
+    let before = std::fs::read_to_string(&creds).unwrap();
+    let stale: String = before
+        .lines()
+        .map(|l| {
+            if l.starts_with("expires_at") {
+                "expires_at = 1".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&creds, stale).unwrap();
+    c.ok(home, &["whoami"]);
+    let after = std::fs::read_to_string(&creds).unwrap();
+    assert!(!after.contains("expires_at = 1\n"), "not renewed: {after}");
+    assert_ne!(after, before, "a new access token is saved");
+
+    // Logging out revokes and forgets; the revoked refresh token no
+    // longer works at sso.
+    let refresh = before
+        .lines()
+        .find_map(|l| l.strip_prefix("refresh_token = "))
+        .map(|t| t.trim_matches('"').to_owned());
+    assert!(
+        refresh.is_some(),
+        "the device flow gave a refresh token: {before}"
+    );
     c.ok(home, &["logout"]);
     fails_with(&c.lain(&["whoami"]), "not logged in");
+
+    // Scripts: a client-credentials profile (the secret on stdin), which
+    // renews its own token, and a token on stdin.
+    let out = c.lain_in(
+        home,
+        &["login", "--client-id", "ci", "--client-secret-stdin"],
+        Some(c.ci_secret.as_bytes()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let me: Value = serde_json::from_str(&c.ok(home, &["whoami", "-o", "json"])).unwrap();
+    assert_eq!(
+        (me["subject"].as_str(), me["kind"].as_str()),
+        (Some("client:ci"), Some("daemon"))
+    );
+    let saved = std::fs::read_to_string(&creds).unwrap();
+    assert!(saved.contains("kind = \"client\""), "{saved}");
+    let token = saved
+        .lines()
+        .find_map(|l| l.strip_prefix("access_token = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    c.ok(home, &["logout"]);
+    let out = c.lain_in(home, &["login", "--token-stdin"], Some(token.as_bytes()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(c.ok(home, &["whoami"]).contains("client:ci"));
+    fails_with(
+        &c.lain_in(home, &["login", "--token-stdin"], Some(b"not-a-token")),
+        "not valid",
+    );
+    // The working login was kept.
+    assert!(c.ok(home, &["whoami"]).contains("client:ci"));
+    // The wrong secret is refused by sso, and nothing is saved.
+    fails_with(
+        &c.lain_in(
+            home,
+            &["login", "--client-id", "ci", "--client-secret-stdin"],
+            Some(b"wrong"),
+        ),
+        "sso refused client `ci`",
+    );
 }
 
 #[test]
@@ -296,4 +374,34 @@ fn build_push_deploy_scale_rollback_and_logs() {
     assert!(table.contains("web #3"), "{table}");
     let events = c.ok(dir, &["events"]);
     assert!(events.starts_with("TIME"), "{events}");
+
+    // One proc of a named release; rollback to a named release.
+    let v1 = releases[1]["version"].as_str().unwrap().to_owned();
+    let v2 = releases[0]["version"].as_str().unwrap().to_owned();
+    c.ok(dir, &["deploy", "-v", &v2, "-p", "web"]);
+    c.wait("v2 again", Duration::from_secs(20), || serves("hello v2"));
+    c.ok(dir, &["rollback", "--to", &v1]);
+    c.wait("v1 by name", Duration::from_secs(20), || serves("hello v1"));
+    fails_with(&c.lain_in(dir, &["deploy", "-v", "1-nope"], None), "1-nope");
+
+    // Nodes: cordon shows, a node with instances cannot be removed.
+    c.ok(dir, &["node", "cordon", "node-1"]);
+    let nodes: Value = serde_json::from_str(&c.ok(dir, &["node", "list", "-o", "json"])).unwrap();
+    assert_eq!(nodes[0]["schedulable"], false, "{nodes}");
+    assert!(c.ok(dir, &["node", "list"]).contains("cordoned"));
+    fails_with(
+        &c.lain_in(dir, &["node", "rm", "node-1"], None),
+        "drain it first",
+    );
+    c.ok(dir, &["node", "uncordon", "node-1"]);
+
+    // Undeploy ends when the instances have stopped.
+    c.ok(dir, &["undeploy"]);
+    let ps: Value = serde_json::from_str(&c.ok(dir, &["ps", "-o", "json"])).unwrap();
+    assert!(ps["procs"].as_array().unwrap().is_empty(), "{ps}");
+    c.wait(
+        "the app gone from the router",
+        Duration::from_secs(20),
+        || !serves("hello"),
+    );
 }

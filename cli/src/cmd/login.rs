@@ -82,12 +82,18 @@ pub async fn login(args: LoginArgs, g: &Globals) -> anyhow::Result<ExitCode> {
     } else {
         auth::device_login(&http, cluster, !args.no_browser).await?
     };
+    // Check the token with console first: a bad one fails here, and is
+    // never saved over a working login.
+    let token = match &cred {
+        Credential::User { access_token, .. } => access_token.clone(),
+        Credential::Client { access_token, .. } => access_token.clone().unwrap_or_default(),
+    };
+    let me: Value = Console::with_token(&name, cluster, token)
+        .get("/api/v1/whoami")
+        .await?;
     let mut creds = Credentials::load()?;
     creds.clusters.insert(name.clone(), cred);
     creds.save()?;
-    // Check the token with console, so a bad one fails here, not later.
-    let console = Console::connect(g).await?;
-    let me: Value = console.get("/api/v1/whoami").await?;
     g.progress.line(format!(
         "Logged in to `{name}` as {}{}",
         cell(&me["subject"]),
