@@ -53,7 +53,10 @@ impl Service {
         let path = dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let mut cmd = Command::new(bin(name));
-        cmd.arg("--config").arg(&path).env("RUST_LOG", "info");
+        cmd.arg("--config").arg(&path).env(
+            "RUST_LOG",
+            std::env::var("LAIN_E2E_LOG").unwrap_or_else(|_| "info".into()),
+        );
         let mut proc = Logged::spawn(name, cmd, &dir.log_path(name)).unwrap();
         proc.wait_ready(Duration::from_secs(60), || {
             http::get(addr, "127.0.0.1", "/healthz").is_some_and(|(c, _)| c == 200)
