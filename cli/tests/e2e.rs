@@ -318,6 +318,15 @@ fn build_push_deploy_scale_rollback_and_logs() {
     c.ok(dir, &["build"]);
     let out = c.ok(dir, &["push"]);
     assert!(out.contains("Registered release"), "{out}");
+    // The node must pull the release from the registry (token auth, with
+    // deployd's own client): take the image off the engine.
+    let pushed: Value = serde_json::from_str(&c.ok(dir, &["releases", "-o", "json"])).unwrap();
+    let image = pushed[0]["image"].as_str().unwrap().to_owned();
+    let local = format!("hello:release-{}", pushed[0]["version"].as_str().unwrap());
+    c.docker
+        .docker(&["rmi", &image, &local])
+        .expect("docker rmi");
+    assert!(c.docker.docker(&["image", "inspect", &image]).is_err());
     let out = c.ok(dir, &["deploy"]);
     assert!(
         out.contains("web answers at http://hello.lain.local"),
@@ -337,6 +346,10 @@ fn build_push_deploy_scale_rollback_and_logs() {
     c.wait("v1 through the router", Duration::from_secs(20), || {
         serves("hello v1\nprepared")
     });
+    assert!(
+        c.docker.docker(&["image", "inspect", &image]).is_ok(),
+        "deployd pulled it"
+    );
 
     // Scale to 3.
     c.ok(dir, &["scale", "web", "--num-instances", "3"]);

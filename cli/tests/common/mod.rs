@@ -213,6 +213,29 @@ impl TestCluster {
             .expect("a client secret")
             .trim()
             .to_owned();
+        // deployd's own client: its token is the password for pulls from
+        // the token-auth registry (console grants daemons pull).
+        let out = sso_cli(&[
+            "client",
+            "add",
+            "deployd",
+            "--kind",
+            "confidential",
+            "--name",
+            "deployd",
+            "--grant",
+            "client_credentials",
+            "--audience",
+            "console",
+        ]);
+        let deployd_secret = home.path().join("deployd-registry.secret");
+        private(
+            &deployd_secret,
+            out.lines()
+                .find_map(|l| l.strip_prefix("client_secret="))
+                .expect("a client secret")
+                .trim(),
+        );
         let console_secret = home.path().join("console-deployd.secret");
         private(&console_secret, &secret);
         let sso = Service::start("sso", sso_addr, &sso_config, sso_dir);
@@ -291,9 +314,12 @@ impl TestCluster {
                 "listen = \"{deployd_addr}\"\netcd = [\"{}\"]\nid = \"deployd-e2e\"\n\
                  secrets_key_file = \"{}\"\nhealth_timeout_secs = 20\nhealth_interval_ms = 500\n\
                  restart_backoff_ms = 200\nrestart_backoff_max_ms = 2000\n\
-                 [auth]\nissuer = \"{issuer}\"\nallowed_clients = [\"client:console\"]\n",
+                 [auth]\nissuer = \"{issuer}\"\nallowed_clients = [\"client:console\"]\n\
+                 [registry_auth]\nissuer = \"{issuer}\"\nclient_id = \"deployd\"\n\
+                 client_secret_file = \"{}\"\n",
                 etcd.endpoint(),
                 secrets_key.display(),
+                deployd_secret.display(),
             ),
             ServerDir::new("e2e-deployd").unwrap(),
         );

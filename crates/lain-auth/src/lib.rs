@@ -33,12 +33,14 @@
 
 mod bearer;
 mod claims;
+mod client;
 mod error;
 mod extract;
 mod verifier;
 
 pub use bearer::{bearer_from_headers, parse_bearer, MAX_TOKEN_LEN};
 pub use claims::Claims;
+pub use client::{ClientCredentials, ClientTokenError, TOKEN_MARGIN, TOKEN_TIMEOUT};
 pub use error::AuthError;
 pub use extract::require_bearer;
 pub use verifier::{Verifier, VerifierConfig};

@@ -7,58 +7,70 @@
 //! expires).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use lain_auth::{ClientCredentials, ClientTokenError};
 use lain_store::{ElectionKey, Store};
-use serde::Deserialize;
-use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::config::DeploydConfig;
 
 /// The election deployd replicas campaign in.
 pub const ELECTION: &str = "deployd";
-/// Bound of a token request (discovery and token endpoint).
-pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// A cached token is replaced this long before it expires.
-pub const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 /// Bound of connecting to a deployd replica.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// console's client of deployd's API. Cheap to share (`Arc` it).
+#[derive(Debug)]
 pub struct DeploydClient {
-    client_id: String,
-    secret: Zeroizing<String>,
-    issuer: String,
-    /// For sso (bounded calls).
-    sso: reqwest::Client,
+    credentials: ClientCredentials,
     /// For deployd: no overall timeout (a followed log stream is
     /// unbounded), only a connect timeout.
     http: reqwest::Client,
-    token: Mutex<Option<CachedToken>>,
 }
 
-struct CachedToken {
-    value: Zeroizing<String>,
-    refresh_at: Instant,
-}
-
-impl std::fmt::Debug for DeploydClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeploydClient")
-            .field("client_id", &self.client_id)
-            .field("issuer", &self.issuer)
-            .finish_non_exhaustive()
+impl DeploydClient {
+    fn new(client_id: String, secret: Zeroizing<String>, issuer: String) -> DeploydClient {
+        DeploydClient {
+            credentials: ClientCredentials::new(issuer, client_id, secret),
+            http: reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap_or_default(),
+        }
     }
-}
 
-/// Why a token could not be had.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot get a token for deployd from sso at {issuer}: {detail}")]
-pub struct TokenError {
-    pub issuer: String,
-    pub detail: String,
+    pub fn client_id(&self) -> &str {
+        self.credentials.client_id()
+    }
+
+    /// The HTTP client for calls to deployd.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A token for deployd: the cached one, or a new one from sso.
+    pub async fn token(&self) -> Result<Zeroizing<String>, ClientTokenError> {
+        self.credentials.token().await
+    }
+
+    /// The client for `[deployd]`, with sso at `issuer`; the secret file
+    /// is read (and its mode checked) now.
+    pub fn load(config: &DeploydConfig, issuer: &str) -> anyhow::Result<DeploydClient> {
+        let secret = load_secret(&config.client_secret_file)?;
+        Ok(DeploydClient::new(
+            config.client_id.clone(),
+            secret,
+            issuer.trim_end_matches('/').to_owned(),
+        ))
+    }
+
+    /// Drops the cached token (deployd refused it).
+    pub async fn forget_token(&self) {
+        self.credentials.forget().await
+    }
 }
 
 /// Reads a client secret file: it must not be readable or writable by
@@ -75,125 +87,6 @@ pub fn load_secret(path: &Path) -> anyhow::Result<Zeroizing<String>> {
         );
     }
     Ok(secret)
-}
-
-impl DeploydClient {
-    /// The client for `[deployd]`, with sso at `issuer`; the secret file
-    /// is read (and its mode checked) now.
-    pub fn load(config: &DeploydConfig, issuer: &str) -> anyhow::Result<DeploydClient> {
-        let secret = load_secret(&config.client_secret_file)?;
-        Ok(DeploydClient::new(
-            config.client_id.clone(),
-            secret,
-            issuer.trim_end_matches('/').to_owned(),
-        ))
-    }
-
-    fn new(client_id: String, secret: Zeroizing<String>, issuer: String) -> DeploydClient {
-        DeploydClient {
-            client_id,
-            secret,
-            issuer,
-            sso: reqwest::Client::builder()
-                .timeout(TOKEN_TIMEOUT)
-                .build()
-                .unwrap_or_default(),
-            http: reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap_or_default(),
-            token: Mutex::new(None),
-        }
-    }
-
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
-    /// The HTTP client for calls to deployd.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    /// A token for deployd: the cached one, or a new one from sso.
-    pub async fn token(&self) -> Result<Zeroizing<String>, TokenError> {
-        let mut cached = self.token.lock().await;
-        if let Some(t) = cached.as_ref() {
-            if Instant::now() < t.refresh_at {
-                return Ok(t.value.clone());
-            }
-        }
-        let (value, lifetime) = self.fetch().await?;
-        let margin = TOKEN_MARGIN.min(lifetime / 2);
-        *cached = Some(CachedToken {
-            value: value.clone(),
-            refresh_at: Instant::now() + lifetime.saturating_sub(margin),
-        });
-        Ok(value)
-    }
-
-    /// Drops the cached token (deployd refused it).
-    pub async fn forget_token(&self) {
-        *self.token.lock().await = None;
-    }
-
-    async fn fetch(&self) -> Result<(Zeroizing<String>, Duration), TokenError> {
-        let err = |detail: String| TokenError {
-            issuer: self.issuer.clone(),
-            detail,
-        };
-        #[derive(Deserialize)]
-        struct Discovery {
-            token_endpoint: String,
-        }
-        #[derive(Deserialize)]
-        struct TokenAnswer {
-            access_token: String,
-            #[serde(default)]
-            expires_in: Option<u64>,
-        }
-        let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let discovery: Discovery = self
-            .sso
-            .get(&url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| err(format!("discovery {url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| err(format!("discovery {url}: {e}")))?;
-        let r = self
-            .sso
-            .post(&discovery.token_endpoint)
-            .basic_auth(&self.client_id, Some(self.secret.as_str()))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .map_err(|e| err(format!("token endpoint: {e}")))?;
-        let status = r.status();
-        if !status.is_success() {
-            // sso's OAuth error body names the problem; no secret in it.
-            let text: String = r
-                .text()
-                .await
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect();
-            return Err(err(format!(
-                "the token endpoint answered {status} for client {:?}: {text}",
-                self.client_id
-            )));
-        }
-        let answer: TokenAnswer = r
-            .json()
-            .await
-            .map_err(|e| err(format!("token endpoint: {e}")))?;
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
-        Ok((Zeroizing::new(answer.access_token), lifetime))
-    }
 }
 
 /// A deployd replica as etcd lists it.

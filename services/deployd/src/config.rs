@@ -17,6 +17,11 @@
 //! crash_loop_restarts = 5               # restarts within the window that
 //! crash_loop_window_secs = 600          #   make a crash loop
 //!
+//! [registry_auth]                       # pulls from a registry with token auth
+//! issuer = "https://sso.lain.local"
+//! client_id = "deployd"                 # sso client: client_credentials, audience "console"
+//! client_secret_file = "/etc/lain/deployd-registry.secret"  # mode 0600
+//!
 //! [auth]                                # the operational API (/api/v1/...)
 //! issuer = "https://sso.lain.local"     # sso's issuer URL
 //! audience = "deployd"                  # default "deployd"
@@ -93,6 +98,23 @@ pub struct Config {
     /// answers 503 and nothing else changes.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// Credentials for pulls from a registry with token auth. Absent:
+    /// pulls are anonymous.
+    #[serde(default)]
+    pub registry_auth: Option<RegistryAuthConfig>,
+}
+
+/// `[registry_auth]`: deployd's own sso client (client credentials,
+/// audience `console`), whose token is the password the engines give the
+/// registry's token server (console grants pulls to daemons).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuthConfig {
+    /// sso's issuer URL.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client's secret (mode 0600).
+    pub client_secret_file: std::path::PathBuf,
 }
 
 /// `[auth]`: how the operational API checks bearer tokens from sso.

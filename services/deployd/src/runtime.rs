@@ -1115,7 +1115,12 @@ impl Engine {
     /// Pulls `image`, calling `progress` with each message. Bounded by
     /// [`RuntimeTimeouts::pull`] overall and [`RuntimeTimeouts::pull_idle`]
     /// between messages; an error in the stream names the image.
-    pub async fn pull(&self, image: &str, mut progress: impl FnMut(PullProgress)) -> Result<()> {
+    pub async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<bollard::auth::DockerCredentials>,
+        mut progress: impl FnMut(PullProgress),
+    ) -> Result<()> {
         let t = *self.timeouts();
         let (from_image, tag) = split_image(image);
         let docker = self.client(t.pull_idle);
@@ -1126,7 +1131,7 @@ impl Engine {
                 ..Default::default()
             }),
             None,
-            None,
+            credentials,
         );
         let deadline = tokio::time::Instant::now() + t.pull;
         loop {
@@ -2275,7 +2280,7 @@ mod tests {
 
         // A pull that hears nothing ends at its idle bound, naming the image.
         let started = Instant::now();
-        let e = engine.pull("reg/app:1", |_| {}).await.unwrap_err();
+        let e = engine.pull("reg/app:1", None, |_| {}).await.unwrap_err();
         assert!(matches!(e, RuntimeError::Pull { .. }), "{e}");
         assert!(e.to_string().contains("reg/app:1"), "{e}");
         assert!(

@@ -665,7 +665,7 @@ async fn container_lifecycle_against_a_real_engine() {
     assert!(!engine.image_present(&pushed).await.unwrap());
     let mut progress = Vec::new();
     engine
-        .pull(&pushed, |p| progress.push(p))
+        .pull(&pushed, None, |p| progress.push(p))
         .await
         .expect("pull");
     assert!(engine.image_present(&pushed).await.unwrap());
@@ -689,7 +689,7 @@ async fn container_lifecycle_against_a_real_engine() {
         "{progress:?}"
     );
     let missing = registry.image("lain-busybox:missing");
-    match engine.pull(&missing, |_| {}).await {
+    match engine.pull(&missing, None, |_| {}).await {
         Err(e @ RuntimeError::Pull { .. }) => {
             let text = e.to_string();
             assert!(text.contains(&missing), "{text}");

@@ -73,6 +73,7 @@ pub struct Settings {
     /// Bound of one engine call (not pulls or stops).
     pub call_timeout: Duration,
     pub secrets_key_file: Option<std::path::PathBuf>,
+    pub registry_auth: Option<crate::config::RegistryAuthConfig>,
 }
 
 impl Settings {
@@ -91,6 +92,7 @@ impl Settings {
             crash_loop_window: Duration::from_secs(c.crash_loop_window_secs),
             call_timeout: Duration::from_secs(10),
             secrets_key_file: c.secrets_key_file.clone(),
+            registry_auth: c.registry_auth.clone(),
         }
     }
 }
@@ -126,6 +128,8 @@ pub struct Ctx {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub secrets_key: Option<SecretsKey>,
+    /// deployd's sso client for registry pulls (`[registry_auth]`).
+    pub registry: Option<lain_auth::ClientCredentials>,
     pub http: reqwest::Client,
     /// When this leader started reconciling (unix ms).
     pub leading_since_ms: u64,
@@ -438,6 +442,18 @@ pub async fn run(
         },
         None => None,
     };
+    let registry = settings.registry_auth.as_ref().and_then(|r| {
+        match lain_service::read_private_file(&r.client_secret_file, "client_secret_file", 4096) {
+            Ok(raw) => {
+                let secret = zeroize::Zeroizing::new(String::from_utf8_lossy(&raw).trim().to_owned());
+                Some(lain_auth::ClientCredentials::new(r.issuer.clone(), r.client_id.clone(), secret))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read [registry_auth] client_secret_file; pulls are anonymous");
+                None
+            }
+        }
+    });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -451,6 +467,7 @@ pub async fn run(
         settings,
         metrics,
         secrets_key,
+        registry,
         http,
         leading_since_ms: lain_store::unix_millis(),
         closed: Default::default(),

@@ -295,6 +295,13 @@ async fn secrets_for(
     container_spec(ctx, node, record, d).await.map(Some)
 }
 
+/// The registry part of an image reference (`host[:port]` before the
+/// first `/`), when it names one.
+fn registry_of(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
 /// Pulls the image if needed, resolves secrets and creates the container;
 /// on a name conflict adopts the existing one. Returns it with its spec
 /// (whose secrets it needs at start). `Err` is the message for `lain ps`.
@@ -317,9 +324,24 @@ async fn create_container(
         .map_err(|e| format!("cannot check for image {}: {e}", d.image))?;
     if !present {
         tracing::info!(image = %d.image, node = %record.obs.node, "pulling image");
+        let credentials = match &ctx.registry {
+            Some(c) => {
+                let token = c
+                    .token()
+                    .await
+                    .map_err(|e| format!("cannot get a token to pull {}: {e}", d.image))?;
+                Some(bollard::auth::DockerCredentials {
+                    username: Some(c.client_id().to_owned()),
+                    password: Some(token.to_string()),
+                    serveraddress: registry_of(&d.image).map(str::to_owned),
+                    ..Default::default()
+                })
+            }
+            None => None,
+        };
         let mut last = std::time::Instant::now();
         engine
-            .pull(&d.image, |p| {
+            .pull(&d.image, credentials, |p| {
                 if last.elapsed() > Duration::from_secs(2) {
                     last = std::time::Instant::now();
                     tracing::info!(status = %p.status, current = ?p.current, total = ?p.total, "pull progress");
@@ -783,4 +805,23 @@ pub async fn stop_and_remove(
 ) -> Result<(), RuntimeError> {
     node.engine.stop(id, kill_timeout).await?;
     node.engine.remove(id).await
+}
+
+#[cfg(test)]
+mod registry_tests {
+    #[test]
+    fn the_registry_of_an_image() {
+        use super::registry_of;
+        assert_eq!(
+            registry_of("10.0.0.1:5000/hello:release-1"),
+            Some("10.0.0.1:5000")
+        );
+        assert_eq!(
+            registry_of("registry.lain.local/hello:1"),
+            Some("registry.lain.local")
+        );
+        assert_eq!(registry_of("localhost/x"), Some("localhost"));
+        assert_eq!(registry_of("library/busybox"), None);
+        assert_eq!(registry_of("busybox"), None);
+    }
 }
