@@ -19,7 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{device_login, write_app_with, TestCluster};
+use common::{write_app_with, TestCluster};
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -34,32 +34,7 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(rounds);
     let c = TestCluster::start();
-    let home = c.home.path();
-    c.ok(
-        home,
-        &["cluster", "add", "bench", "--console", &c.console.url()],
-    );
-    device_login(&c, "lain", "admin");
-    let socket = format!("unix://{}", c.docker.socket_path().display());
-    c.ok(
-        home,
-        &[
-            "node",
-            "add",
-            "node-1",
-            "--docker",
-            &socket,
-            "--address",
-            "127.0.0.1",
-            "--cpu",
-            "2",
-            "--memory",
-            "4g",
-        ],
-    );
-    c.wait("node-1 alive", Duration::from_secs(30), || {
-        c.ok(home, &["node", "list"]).contains("alive")
-    });
+    c.admin_with_node("bench");
     let app = tempfile::tempdir().unwrap();
     let dir = app.path();
     write_app_with(dir, 1, 3);

@@ -48,14 +48,26 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> anyhow::Result<Ss
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let unreachable = |e: String| {
-        fail(
-            format!("cannot reach sso at {issuer}: {e}"),
-            "check that sso is up and reachable from here",
-        )
-    };
+    well_known(
+        http,
+        &url,
+        &format!("sso at {issuer}"),
+        "check that sso is up and reachable from here",
+    )
+    .await
+}
+
+/// GETs a well-known JSON document of `what` (bounded to 10 s); any
+/// failure is `cannot reach WHAT: ...` with `hint`.
+pub async fn well_known<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    hint: &str,
+) -> anyhow::Result<T> {
+    let unreachable = |e: String| fail(format!("cannot reach {what}: {e}"), hint);
     let r = http
-        .get(&url)
+        .get(url)
         .timeout(Duration::from_secs(10))
         .send()
         .await
@@ -65,7 +77,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> anyhow::Result<Ss
     }
     r.json()
         .await
-        .map_err(|e| unreachable(format!("its discovery document is not usable: {e}")))
+        .map_err(|e| unreachable(format!("{url} is not the expected document: {e}")))
 }
 
 /// A token endpoint answer.

@@ -277,40 +277,8 @@ fn cluster_login_apps_and_error_paths() {
 #[test]
 fn build_push_deploy_scale_rollback_and_logs() {
     let c = TestCluster::start();
-    let home = c.home.path();
-    c.ok(
-        home,
-        &["cluster", "add", "e2e", "--console", &c.console.url()],
-    );
-    device_login(&c, "lain", "admin");
     // The node: this test's dockerd, registered through console.
-    let socket = format!("unix://{}", c.docker.socket_path().display());
-    c.ok(
-        home,
-        &[
-            "node",
-            "add",
-            "node-1",
-            "--docker",
-            &socket,
-            "--address",
-            "127.0.0.1",
-            "--cpu",
-            "2",
-            "--memory",
-            "4g",
-        ],
-    );
-    c.wait(
-        "deployd to see node-1 alive",
-        Duration::from_secs(30),
-        || {
-            let nodes: Value =
-                serde_json::from_str(&c.ok(home, &["node", "list", "-o", "json"])).unwrap();
-            nodes[0]["liveness"] == "alive"
-        },
-    );
-
+    c.admin_with_node("e2e");
     let app = tempfile::tempdir().unwrap();
     let dir = app.path();
     write_app(dir, 1);

@@ -67,24 +67,13 @@ async fn discover(console: &str) -> anyhow::Result<Discovery> {
         "{}/.well-known/oauth-protected-resource",
         console.trim_end_matches('/')
     );
-    let unreachable = |e: String| {
-        fail(
-            format!("cannot reach console at {console}: {e}"),
-            "check the URL (console's base URL, e.g. https://console.example.com) and that console is up",
-        )
-    };
-    let r = crate::auth::http()
-        .get(&url)
-        .timeout(std::time::Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| unreachable(e.without_url().to_string()))?;
-    if !r.status().is_success() {
-        return Err(unreachable(format!("{url} answered {}", r.status())));
-    }
-    r.json()
-        .await
-        .map_err(|e| unreachable(format!("{url} is not a lain console's metadata: {e}")))
+    crate::auth::well_known(
+        &crate::auth::http(),
+        &url,
+        &format!("console at {console}"),
+        "check the URL (console's base URL, e.g. https://console.example.com) and that console is up",
+    )
+    .await
 }
 
 impl ClusterCommand {

@@ -174,68 +174,35 @@ impl TestCluster {
             "--audience",
             "console",
         ]);
-        let out = sso_cli(&[
-            "client",
-            "add",
-            "console",
-            "--kind",
-            "confidential",
-            "--name",
-            "console",
-            "--grant",
-            "client_credentials",
-            "--audience",
-            "deployd",
-        ]);
-        let secret = out
-            .lines()
-            .find_map(|l| l.strip_prefix("client_secret="))
-            .expect("a client secret")
-            .trim()
-            .to_owned();
-        // ci: a daemon/CI client whose tokens are for console.
-        let out = sso_cli(&[
-            "client",
-            "add",
-            "ci",
-            "--kind",
-            "confidential",
-            "--name",
-            "ci",
-            "--grant",
-            "client_credentials",
-            "--audience",
-            "console",
-        ]);
-        let ci_secret = out
-            .lines()
-            .find_map(|l| l.strip_prefix("client_secret="))
-            .expect("a client secret")
-            .trim()
-            .to_owned();
-        // deployd's own client: its token is the password for pulls from
-        // the token-auth registry (console grants daemons pull).
-        let out = sso_cli(&[
-            "client",
-            "add",
-            "deployd",
-            "--kind",
-            "confidential",
-            "--name",
-            "deployd",
-            "--grant",
-            "client_credentials",
-            "--audience",
-            "console",
-        ]);
-        let deployd_secret = home.path().join("deployd-registry.secret");
-        private(
-            &deployd_secret,
+        // A confidential client-credentials client; its secret.
+        let client = |id: &str, audience: &str| {
+            let out = sso_cli(&[
+                "client",
+                "add",
+                id,
+                "--kind",
+                "confidential",
+                "--name",
+                id,
+                "--grant",
+                "client_credentials",
+                "--audience",
+                audience,
+            ]);
             out.lines()
                 .find_map(|l| l.strip_prefix("client_secret="))
                 .expect("a client secret")
-                .trim(),
-        );
+                .trim()
+                .to_owned()
+        };
+        // console's client for deployd's API.
+        let secret = client("console", "deployd");
+        // ci: a daemon/CI client whose tokens are for console.
+        let ci_secret = client("ci", "console");
+        // deployd's own client: its token is the password for pulls from
+        // the token-auth registry (console grants daemons pull).
+        let deployd_secret = home.path().join("deployd-registry.secret");
+        private(&deployd_secret, &client("deployd", "console"));
         let console_secret = home.path().join("console-deployd.secret");
         private(&console_secret, &secret);
         let sso = Service::start("sso", sso_addr, &sso_config, sso_dir);
@@ -385,6 +352,39 @@ impl TestCluster {
         }
         drop(child.stdin.take());
         child.wait_with_output().expect("lain output")
+    }
+
+    /// `lain cluster add NAME`, the admin logged in through the device
+    /// flow, and this test's dockerd registered as `node-1`, alive.
+    pub fn admin_with_node(&self, cluster: &str) {
+        let home = self.home.path();
+        self.ok(
+            home,
+            &["cluster", "add", cluster, "--console", &self.console.url()],
+        );
+        device_login(self, "lain", "admin");
+        let socket = format!("unix://{}", self.docker.socket_path().display());
+        self.ok(
+            home,
+            &[
+                "node",
+                "add",
+                "node-1",
+                "--docker",
+                &socket,
+                "--address",
+                "127.0.0.1",
+                "--cpu",
+                "2",
+                "--memory",
+                "4g",
+            ],
+        );
+        self.wait(
+            "deployd to see node-1 alive",
+            Duration::from_secs(30),
+            || self.ok(home, &["node", "list"]).contains("alive"),
+        );
     }
 
     pub fn lain(&self, args: &[&str]) -> Output {
