@@ -332,6 +332,9 @@ pub async fn access_token(
     name: &str,
     cluster: &Cluster,
 ) -> anyhow::Result<String> {
+    // Read, renewed and saved under the lock: a concurrent `lain` waits,
+    // then finds the renewed token.
+    let _lock = tokio::task::block_in_place(crate::config::lock_credentials)?;
     let mut creds = Credentials::load()?;
     let not_logged_in = || {
         fail(

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -133,8 +133,15 @@ fn write_atomic(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
         )
     };
     let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(err)?;
-    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    if !parent.exists() {
+        // Made private; an existing directory (LAIN_CONFIG_DIR) is left as
+        // it is: the files themselves are 0600.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(err)?;
+    }
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
@@ -150,6 +157,39 @@ fn write_atomic(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
     f.write_all(text.as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Holds `credentials.lock` until dropped, so that two `lain` processes
+/// never renew one login at once (sso rotates refresh tokens: the second
+/// would use a spent one).
+pub struct CredentialsLock(#[allow(dead_code)] std::fs::File);
+
+/// Waits for the credentials lock.
+pub fn lock_credentials() -> anyhow::Result<CredentialsLock> {
+    let dir = dir()?;
+    let path = dir.join("credentials.lock");
+    let err = |e: std::io::Error| {
+        fail(
+            format!("cannot lock {}: {e}", path.display()),
+            "check that the config directory is writable (or set LAIN_CONFIG_DIR)",
+        )
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(err)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err)?;
+    f.lock().map_err(err)?;
+    Ok(CredentialsLock(f))
 }
 
 impl Config {

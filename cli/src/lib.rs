@@ -21,11 +21,16 @@ impl Globals {
     pub fn registry(&self) -> anyhow::Result<String> {
         let config = config::Config::load()?;
         let (name, cluster) = config.cluster(self.cluster.as_deref())?;
-        cluster.registry.clone().ok_or_else(|| {
-            error::fail(
-                format!("cluster `{name}` has no registry"),
-                "ask the cluster's admins to set console's `registry`, then `lain cluster add` it again",
-            )
-        })
+        registry_of(&name, cluster)
     }
+}
+
+/// Cluster `name`'s registry, `host:port`, or why there is none.
+pub fn registry_of(name: &str, cluster: &config::Cluster) -> anyhow::Result<String> {
+    cluster.registry.clone().ok_or_else(|| {
+        error::fail(
+            format!("cluster `{name}` has no registry"),
+            "ask the cluster's admins to set console's `registry`, then `lain cluster add` it again",
+        )
+    })
 }

@@ -118,7 +118,7 @@ pub fn time_ms(ms: i64) -> String {
 pub fn bytes(b: u64) -> String {
     const G: u64 = 1 << 30;
     const M: u64 = 1 << 20;
-    if b >= G && b % G == 0 {
+    if b >= G && b.is_multiple_of(G) {
         format!("{}g", b / G)
     } else if b >= M {
         format!("{}m", b / M)

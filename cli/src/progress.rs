@@ -95,12 +95,6 @@ pub struct Bar {
 }
 
 impl Bar {
-    pub fn set_length(&self, len: u64) {
-        if let Some(pb) = &self.pb {
-            pb.set_length(len);
-        }
-    }
-
     pub fn set_position(&self, pos: u64) {
         if let Some(pb) = &self.pb {
             pb.set_position(pos);

@@ -85,35 +85,26 @@ pub struct ReleasesArgs {
     output: Format,
 }
 
-/// The app: `--app`, or lain.yaml's `appname` here.
+/// The app: `--app`, or the `appname` of the lain.yaml here (read with
+/// lain-spec, as the cluster reads it).
 pub fn app_name(app: Option<String>) -> anyhow::Result<String> {
     if let Some(a) = app {
         return Ok(a);
     }
-    let text = std::fs::read_to_string("lain.yaml").map_err(|_| {
-        fail(
+    let path = std::path::Path::new("lain.yaml");
+    if !path.exists() {
+        return Err(fail(
             "no app given and no lain.yaml here",
             "pass --app NAME, or run the command in the app's directory",
-        )
-    })?;
-    // Just the name: the file is validated where it matters (build, push).
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("appname:") {
-            let v = v
-                .split('#')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches(['"', '\'']);
-            if !v.is_empty() {
-                return Ok(v.to_owned());
-            }
-        }
+        ));
     }
-    Err(fail(
-        "lain.yaml here has no `appname`",
-        "pass --app NAME, or fix lain.yaml (`lain validate`)",
-    ))
+    match lain_spec::parse_file(path, &lain_spec::ParseOptions::default()) {
+        Ok(v) => Ok(v.conf.appname),
+        Err(e) => Err(fail(
+            format!("cannot tell the app from lain.yaml: {e}"),
+            "pass --app NAME, or fix lain.yaml (`lain validate`)",
+        )),
+    }
 }
 
 pub fn release_table(rs: &[Value]) -> Table {
@@ -180,6 +171,16 @@ pub async fn scale(a: ScaleArgs, g: &Globals) -> anyhow::Result<ExitCode> {
         return Err(fail(
             "nothing to scale",
             "give --num-instances, --cpu or --memory",
+        ));
+    }
+    if let Some(m) = a
+        .memory
+        .as_deref()
+        .filter(|m| lain_spec::memory_bytes(m).is_none())
+    {
+        return Err(fail(
+            format!("`{m}` is not a memory size"),
+            "give it as in lain.yaml, e.g. --memory 256m or --memory 2g",
         ));
     }
     let app = app_name(a.app)?;
@@ -285,7 +286,8 @@ async fn follow(
         .await?;
     let mut bars: BTreeMap<String, (Bar, String)> = BTreeMap::new();
     let mut body = r.bytes_stream();
-    let mut buf = String::new();
+    // Bytes until a frame is whole: a character may span two chunks.
+    let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
             fail(
@@ -293,10 +295,10 @@ async fn follow(
                 format!("the rollout goes on; follow it with `lain ps --app {app}`"),
             )
         })?;
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let (event, data) = parse_frame(&frame);
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = frame_end(&buf) {
+            let frame: Vec<u8> = buf.drain(..end).collect();
+            let (event, data) = parse_frame(&String::from_utf8_lossy(&frame));
             let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
             match event.as_str() {
                 "status" => show_status(g, &data, &mut bars),
@@ -325,6 +327,17 @@ async fn follow(
         "console closed the deployment's event stream before it finished",
         format!("the rollout goes on; follow it with `lain ps --app {app}`"),
     ))
+}
+
+/// Where the first whole SSE frame ends (after its blank line, `\n\n`
+/// or `\r\n\r\n`).
+fn frame_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// One SSE frame's event name and data.
@@ -379,6 +392,8 @@ fn show_status(g: &Globals, status: &Value, bars: &mut BTreeMap<String, (Bar, St
 async fn wait_gone(console: &Console, g: &Globals, app: &str) -> anyhow::Result<()> {
     let spinner = g.progress.spinner(format!("{app}:"));
     let mut last = usize::MAX;
+    // kill_timeout is at most 60 s; leave room for a slow engine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     loop {
         let s: Value = console
             .get(&format!("/api/v1/apps/{}/status", enc(app)))
@@ -396,6 +411,14 @@ async fn wait_gone(console: &Console, g: &Globals, app: &str) -> anyhow::Result<
         if left != last {
             spinner.message(format!("waiting for {left} instance(s) to stop"));
             last = left;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(fail(
+                format!("{left} instance(s) of `{app}` are still stopping after 3 minutes"),
+                format!(
+                    "the undeploy stands; see `lain ps --app {app}` and `lain events --app {app}`"
+                ),
+            ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }

@@ -62,6 +62,8 @@ fn read_stdin(what: &str) -> anyhow::Result<String> {
 pub async fn login(args: LoginArgs, g: &Globals) -> anyhow::Result<ExitCode> {
     let config = Config::load()?;
     let (name, cluster) = config.cluster(g.cluster.as_deref())?;
+    // Read (and mode-checked) before the user approves anything.
+    let mut creds = Credentials::load()?;
     let http = auth::http();
     let cred = if args.token_stdin {
         let token = read_stdin("access token")?;
@@ -91,7 +93,6 @@ pub async fn login(args: LoginArgs, g: &Globals) -> anyhow::Result<ExitCode> {
     let me: Value = Console::with_token(&name, cluster, token)
         .get("/api/v1/whoami")
         .await?;
-    let mut creds = Credentials::load()?;
     creds.clusters.insert(name.clone(), cred);
     creds.save()?;
     g.progress.line(format!(

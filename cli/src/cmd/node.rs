@@ -47,22 +47,6 @@ pub enum NodeCommand {
     Rm { name: String },
 }
 
-/// `512m`, `8g`, `1024k` or bytes.
-pub fn parse_memory(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
-        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
-        't' | 'T' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()?
-        .checked_mul(mult)
-        .filter(|b| *b > 0)
-}
-
 fn docker_endpoint(s: &str) -> anyhow::Result<Value> {
     if let Some(socket) = s.strip_prefix("unix://") {
         return Ok(json!({"kind": "unix", "socket": socket}));
@@ -125,7 +109,7 @@ impl NodeCommand {
                 labels,
             } => {
                 let docker = docker_endpoint(&docker)?;
-                let memory_bytes = parse_memory(&memory).ok_or_else(|| {
+                let memory_bytes = lain_spec::memory_bytes(&memory).ok_or_else(|| {
                     fail(format!("`{memory}` is not a memory size"), "give e.g. 8g or 512m")
                 })?;
                 if !(cpu.is_finite() && cpu > 0.0 && cpu <= 4096.0) {
@@ -194,13 +178,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_sizes() {
-        assert_eq!(parse_memory("8g"), Some(8 << 30));
-        assert_eq!(parse_memory("512M"), Some(512 << 20));
-        assert_eq!(parse_memory("100"), Some(100));
-        for bad in ["", "g", "-1g", "0", "1.5g", "99999999999999t"] {
-            assert_eq!(parse_memory(bad), None, "{bad}");
-        }
+    fn docker_endpoints() {
         assert!(docker_endpoint("ssh://x").is_err());
         assert_eq!(docker_endpoint("unix:///s").unwrap()["socket"], "/s");
     }

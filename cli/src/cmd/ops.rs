@@ -171,8 +171,6 @@ async fn first_instance(console: &Console, app: &str, proc: &str) -> anyhow::Res
         .collect();
     let pick = instances
         .iter()
-        .filter(|i| i["state"] == "running")
-        .chain(instances.iter())
         .min_by_key(|i| {
             (
                 i["state"] != "running",

@@ -30,22 +30,10 @@ pub async fn push(a: PushArgs, g: &Globals) -> anyhow::Result<ExitCode> {
     let version = local::release_version(&a.dir, a.allow_dirty)?;
     let app = conf.appname.clone();
     let docker = local::docker().await?;
-    let local_image = format!("{app}:release-{version}");
-    if !local::image_exists(&docker, &local_image).await? {
-        return Err(fail(
-            format!("release {version} of `{app}` is not built (no image {local_image})"),
-            "run `lain build` first",
-        ));
-    }
     let console = Console::connect(g).await?;
-    let Some(registry) = console.cluster.registry.clone() else {
-        return Err(fail(
-            format!("cluster `{}` has no registry", console.name),
-            "ask the cluster's admins to set console's `registry`, then `lain cluster add` it again",
-        ));
-    };
+    let registry = crate::registry_of(&console.name, &console.cluster)?;
+    // Refuses a release that is not built, with the hint to build it.
     let image = local::tag_release(&docker, &registry, &app, &version).await?;
-    g.progress.line(format!("Pushing {image}"));
     // The registry sends the engine to console's token endpoint with
     // these: the sso access token as the password.
     let credentials = DockerCredentials {

@@ -82,20 +82,9 @@ pub fn load_conf(dir: &Path) -> anyhow::Result<LainConf> {
     }
 }
 
-/// Builds the app in `dir`: its prepare image (unless one for this
-/// prepare version and recipe exists), build image and release image.
-pub async fn build(
-    docker: &Docker,
-    dir: &Path,
-    allow_dirty: bool,
-    progress: &Progress,
-) -> anyhow::Result<Built> {
-    let conf = load_conf(dir)?;
-    let version = release_version(dir, allow_dirty)?;
-    build_conf(docker, dir, &conf, &version, progress).await
-}
-
-/// [`build`] with lain.yaml and the version already known.
+/// Builds the app in `dir` from `conf` as release `version`: its prepare
+/// image (unless one for this prepare version and recipe exists), build
+/// image and release image.
 pub async fn build_conf(
     docker: &Docker,
     dir: &Path,

@@ -2,7 +2,7 @@
 //! test, tag and push release images.
 //!
 //! `lain push` (and anything else that needs an image) reuses these:
-//! [`connect_docker`] / [`docker`], [`release_version`], [`build`] and
+//! [`docker`], [`release_version`], [`build_conf`] and
 //! [`push_image`].
 
 pub mod build;
@@ -13,8 +13,8 @@ pub mod init;
 pub mod push;
 pub mod version;
 
-pub use build::{build, build_conf, load_conf, run_tests, Built};
-pub use docker::{connect_docker, docker, docker_host, image_exists, image_id, ping};
+pub use build::{build_conf, load_conf, run_tests, Built};
+pub use docker::{docker, image_exists, image_id};
 pub use push::push_image;
 pub use version::release_version;
 

@@ -880,14 +880,6 @@ impl RolloutKey {
         let app = Name::parse("app name", app)?;
         Ok(KeyPrefix::new(format!("{}{app}/", Self::PREFIX.path())))
     }
-
-    /// The desired proc this rollout is about.
-    pub fn desired(&self) -> DesiredKey {
-        DesiredKey {
-            app: self.app.clone(),
-            proc: self.proc.clone(),
-        }
-    }
 }
 
 impl StoreKey for RolloutKey {
@@ -945,16 +937,6 @@ impl SecretKey {
     pub fn of_app(app: &str) -> Result<KeyPrefix<Self>, KeyError> {
         let app = Name::parse("app name", app)?;
         Ok(KeyPrefix::new(format!("{}{app}/", Self::PREFIX.path())))
-    }
-
-    /// All versions of one secret.
-    pub fn versions(app: &str, name: &str) -> Result<KeyPrefix<Self>, KeyError> {
-        let app = Name::parse("app name", app)?;
-        let name = Name::parse("secret name", name)?;
-        Ok(KeyPrefix::new(format!(
-            "{}{app}/{name}/",
-            Self::PREFIX.path()
-        )))
     }
 }
 

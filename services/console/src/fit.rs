@@ -66,13 +66,13 @@ pub fn fmt_memory(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
     if bytes >= GIB {
-        if bytes % GIB == 0 {
+        if bytes.is_multiple_of(GIB) {
             format!("{}g", bytes / GIB)
         } else {
             let g = format!("{:.2}", bytes as f64 / GIB as f64);
             format!("{}g", g.trim_end_matches('0').trim_end_matches('.'))
         }
-    } else if bytes % MIB == 0 || bytes >= MIB {
+    } else if bytes.is_multiple_of(MIB) || bytes >= MIB {
         format!("{}m", bytes / MIB)
     } else {
         format!("{bytes} bytes")
@@ -81,7 +81,7 @@ pub fn fmt_memory(bytes: u64) -> String {
 
 /// Thousandths of a core as cores: `2 CPU`, `0.5 CPU`.
 pub fn fmt_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{} CPU", millis / 1000)
     } else {
         let c = format!("{:.3}", millis as f64 / 1000.0);

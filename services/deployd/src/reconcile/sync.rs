@@ -655,7 +655,8 @@ pub async fn keep_running(
         (InstanceState::Starting, Err(e)) => {
             probe.last_error = Some(e.clone());
             let message = format!("starting: health check not passing yet: {e}");
-            if obs.message.as_deref() != Some(message.as_str()) && probe.failures % 10 == 0 {
+            if obs.message.as_deref() != Some(message.as_str()) && probe.failures.is_multiple_of(10)
+            {
                 let mut next = obs.clone();
                 next.message = Some(message);
                 out.put = Some(next);
