@@ -31,6 +31,8 @@ pub struct ClientCredentials {
     issuer: String,
     http: reqwest::Client,
     token: Mutex<Option<(Zeroizing<String>, Instant)>>,
+    /// From sso's discovery document, fetched with the first token.
+    token_endpoint: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -59,6 +61,7 @@ impl ClientCredentials {
                 .build()
                 .unwrap_or_default(),
             token: Mutex::new(None),
+            token_endpoint: Mutex::new(None),
         }
     }
 
@@ -108,20 +111,28 @@ impl ClientCredentials {
             #[serde(default)]
             expires_in: Option<u64>,
         }
-        let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let discovery: Discovery = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| err(format!("discovery {url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| err(format!("discovery {url}: {e}")))?;
+        let endpoint = self.token_endpoint.lock().await.clone();
+        let endpoint = match endpoint {
+            Some(e) => e,
+            None => {
+                let url = format!("{}/.well-known/openid-configuration", self.issuer);
+                let discovery: Discovery = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| err(format!("discovery {url}: {e}")))?
+                    .json()
+                    .await
+                    .map_err(|e| err(format!("discovery {url}: {e}")))?;
+                *self.token_endpoint.lock().await = Some(discovery.token_endpoint.clone());
+                discovery.token_endpoint
+            }
+        };
         let r = self
             .http
-            .post(&discovery.token_endpoint)
+            .post(&endpoint)
             .basic_auth(&self.client_id, Some(self.secret.as_str()))
             .form(&[("grant_type", "client_credentials")])
             .send()

@@ -42,10 +42,6 @@ pub struct Applied {
     pub procs: Vec<String>,
     /// Procs removed because the release no longer has them.
     pub removed: Vec<String>,
-    /// Every desired proc of the app after the write (for
-    /// [`Scope::One`], the others as they were read), by proc name: what
-    /// a deployment records as its snapshot.
-    pub desired: Vec<DesiredProc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,23 +76,12 @@ pub fn merged(current: &[DesiredProc], procs: &[DesiredProc], scope: &Scope) -> 
     desired
 }
 
-/// Writes `procs` (all of one app) as the app's desired state.
+/// Writes `procs` (all of one app) as the app's desired state, with a
+/// generation above both the app's desired procs and `floor`: the newest
+/// generation console ever wrote for the app, so that a deploy after an
+/// undeploy (which leaves no desired key to count from) never reuses a
+/// generation whose instances deployd may still be stopping.
 pub async fn apply(
-    store: &Store,
-    key: &SecretsKey,
-    app: &str,
-    procs: Vec<DesiredProc>,
-    scope: &Scope,
-    secrets: &[SecretValue],
-) -> Result<Applied, DeployError> {
-    apply_after(store, key, app, procs, scope, secrets, 0).await
-}
-
-/// [`apply`] with a generation above `floor` too: the newest generation
-/// console ever wrote for the app, so that a deploy after an undeploy
-/// (which leaves no desired key to count from) never reuses a generation
-/// whose instances deployd may still be stopping.
-pub async fn apply_after(
     store: &Store,
     key: &SecretsKey,
     app: &str,
@@ -181,8 +166,6 @@ pub async fn apply_after(
         txn.put(&DesiredKey::new(app, &p.proc)?, p)?;
         names.push(p.proc.clone());
     }
-    let current: Vec<DesiredProc> = listing.items.iter().map(|e| e.value.clone()).collect();
-    let desired = merged(&current, &procs, scope);
     let revision = match store.commit(txn).await {
         Ok(r) => r,
         Err(StoreError::Conflict { .. }) => {
@@ -197,7 +180,6 @@ pub async fn apply_after(
         revision,
         procs: names,
         removed,
-        desired,
     })
 }
 

@@ -69,11 +69,11 @@ pub async fn run_on(
 pub async fn open(config: &Config) -> anyhow::Result<Api> {
     let key = SecretsKey::load(&config.secrets_key_file)
         .with_context(|| "cannot load secrets_key_file".to_string())?;
-    let db = db::Db::open(&config.database, key.clone())
+    let db = db::Db::open(&config.database, key)
         .await
         .context("cannot open the database")?;
     tracing::info!(backend = ?db.backend(), key_id = db.secrets_key_id(), "database open");
-    let mut api = Api::new(config, db, key)?;
+    let mut api = Api::new(config, db)?;
     if let Some(r) = &config.registry_auth {
         let signer =
             registry::TokenSigner::load_or_create(r).context("invalid [registry_auth] section")?;

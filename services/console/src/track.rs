@@ -4,7 +4,8 @@
 //! the app written with G has a rollout of generation G that `converged`;
 //! `rolled_back` or `failed` (with deployd's message) as soon as one of
 //! them has that phase. Level-triggered: each rollout change re-evaluates
-//! its app from etcd and the database, so a restart of console (or
+//! its app from etcd (its desired procs and rollouts, one read each) and
+//! the database, so a restart of console (or
 //! several replicas doing the same) changes nothing twice. The ten
 //! newest `progressing` deployments of the app are looked at; one that a
 //! newer deployment superseded (no desired proc has its generation any
@@ -39,50 +40,63 @@ pub async fn run(api: Api) {
     }
 }
 
-/// Where the deployment of `generation` stands, from the rollouts of the
-/// procs written with it. `None`: still progressing (or superseded).
-pub async fn outcome(
-    store: &Store,
-    app: &str,
-    generation: u64,
-) -> anyhow::Result<Option<(DeploymentState, Option<String>)>> {
-    let desired = store.list(&DesiredKey::of_app(app)?).await?;
-    let procs: Vec<&str> = desired
-        .items
-        .iter()
-        .filter(|e| e.value.generation == generation)
-        .map(|e| e.key.proc())
-        .collect();
-    if procs.is_empty() {
-        return Ok(None);
+/// An app's desired procs and rollouts, read together (two range reads).
+pub struct AppRollouts {
+    desired: Vec<lain_store::Entry<DesiredKey>>,
+    rollouts: Vec<lain_store::Entry<RolloutKey>>,
+}
+
+impl AppRollouts {
+    pub async fn read(store: &Store, app: &str) -> anyhow::Result<AppRollouts> {
+        let (d, r) = (DesiredKey::of_app(app)?, RolloutKey::of_app(app)?);
+        let (desired, rollouts) = tokio::try_join!(store.list(&d), store.list(&r))?;
+        Ok(AppRollouts {
+            desired: desired.items,
+            rollouts: rollouts.items,
+        })
     }
-    let mut done = true;
-    for proc in procs {
-        let Some(r) = store.get(&RolloutKey::new(app, proc)?).await? else {
-            done = false;
-            continue;
-        };
-        if r.value.generation != generation {
-            done = false;
-            continue;
+
+    /// Where the deployment of `generation` stands, from the rollouts of
+    /// the procs written with it. `None`: still progressing (or
+    /// superseded).
+    pub fn outcome(&self, generation: u64) -> Option<(DeploymentState, Option<String>)> {
+        let procs: Vec<&str> = self
+            .desired
+            .iter()
+            .filter(|e| e.value.generation == generation)
+            .map(|e| e.key.proc())
+            .collect();
+        if procs.is_empty() {
+            return None;
         }
-        let why = || {
-            Some(format!(
-                "proc {proc}: {}",
-                r.value
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "no detail".into())
-            ))
-        };
-        match r.value.phase {
-            RolloutPhase::Converged => {}
-            RolloutPhase::RolledBack => return Ok(Some((DeploymentState::RolledBack, why()))),
-            RolloutPhase::Failed => return Ok(Some((DeploymentState::Failed, why()))),
-            _ => done = false,
+        let mut done = true;
+        for proc in procs {
+            let Some(r) = self.rollouts.iter().find(|r| r.key.proc() == proc) else {
+                done = false;
+                continue;
+            };
+            if r.value.generation != generation {
+                done = false;
+                continue;
+            }
+            let why = || {
+                Some(format!(
+                    "proc {proc}: {}",
+                    r.value
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "no detail".into())
+                ))
+            };
+            match r.value.phase {
+                RolloutPhase::Converged => {}
+                RolloutPhase::RolledBack => return Some((DeploymentState::RolledBack, why())),
+                RolloutPhase::Failed => return Some((DeploymentState::Failed, why())),
+                _ => done = false,
+            }
         }
+        done.then_some((DeploymentState::Succeeded, None))
     }
-    Ok(done.then_some((DeploymentState::Succeeded, None)))
 }
 
 async fn evaluate(api: &Api, store: &Store, app: &str) -> anyhow::Result<()> {
@@ -104,11 +118,16 @@ async fn evaluate(api: &Api, store: &Store, app: &str) -> anyhow::Result<()> {
         Err(DbError::NotFound { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
+    if list.is_empty() {
+        return Ok(());
+    }
+    // Read once for all of the app's progressing deployments.
+    let rollouts = AppRollouts::read(store, app).await?;
     for d in &list {
         let Some(generation) = d.generation else {
             continue;
         };
-        let Some((state, error)) = outcome(store, app, generation as u64).await? else {
+        let Some((state, error)) = rollouts.outcome(generation as u64) else {
             continue;
         };
         let update = DeploymentUpdate {

@@ -112,6 +112,7 @@ fn deploys_write_desired_state_in_one_transaction() {
             procs(V1, "a", None, 1),
             &Scope::All,
             &secret(1),
+            0,
         )
         .await
         .unwrap();
@@ -138,6 +139,7 @@ fn deploys_write_desired_state_in_one_transaction() {
             procs(V2, "b", None, 1),
             &Scope::All,
             &secret(1),
+            0,
         )
         .await
         .unwrap();
@@ -154,6 +156,7 @@ fn deploys_write_desired_state_in_one_transaction() {
             procs(V1, "a", None, 1),
             &Scope::All,
             &secret(1),
+            0,
         )
         .await
         .unwrap();
@@ -165,6 +168,7 @@ fn deploys_write_desired_state_in_one_transaction() {
             only,
             &Scope::One("web".into()),
             &secret(2),
+            0,
         )
         .await
         .unwrap();
@@ -181,6 +185,7 @@ fn deploys_write_desired_state_in_one_transaction() {
             procs(V2, "d", None, 9),
             &Scope::All,
             &secret(2),
+            0,
         )
         .await
         .unwrap_err();
@@ -200,6 +205,7 @@ fn deploys_write_desired_state_in_one_transaction() {
                     procs(yaml, &format!("r{i}"), None, 1),
                     &Scope::All,
                     &secret(1),
+                    0,
                 )
                 .await
             }));
@@ -248,7 +254,7 @@ fn deploys_write_desired_state_in_one_transaction() {
         // the floor (the newest generation console wrote) keeps the
         // generation from going back to 1.
         let last = 4 + landed;
-        let applied = deploy::apply_after(
+        let applied = deploy::apply(
             &store,
             &key,
             "hello",

@@ -267,7 +267,7 @@ async fn read_etcd(store: &Store) -> Result<EtcdParts, lain_store::StoreError> {
         .map(|n| {
             let (name, r, o) = (n.name, n.registration, n.observed.as_ref());
             NodeView {
-                liveness: o.map_or_else(|| "unknown".to_owned(), |o| name_of(&o.liveness)),
+                liveness: o.map_or_else(|| "unknown".to_owned(), |o| super::enum_name(&o.liveness)),
                 last_seen_ms: o.map(|o| o.last_seen_ms),
                 instances: o.map_or(0, |o| o.instances),
                 docker_version: o.and_then(|o| o.docker_version.clone()),
@@ -283,12 +283,4 @@ async fn read_etcd(store: &Store) -> Result<EtcdParts, lain_store::StoreError> {
         .collect();
     let leader = candidates.iter().find(|c| c.leader).cloned();
     Ok((revision, DeploydView { leader, candidates }, routers, nodes))
-}
-
-/// The snake_case name a serde enum is stored as.
-pub(super) fn name_of<T: Serialize>(t: &T) -> String {
-    match serde_json::to_value(t) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "unknown".into(),
-    }
 }

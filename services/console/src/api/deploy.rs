@@ -309,7 +309,7 @@ impl Write<'_> {
             .await?;
         let store = api.store()?;
         let floor = api.db().deployments().max_generation(self.app).await?;
-        let applied = writer::apply_after(
+        let applied = writer::apply(
             store,
             api.secrets_key(),
             self.app,
@@ -797,7 +797,7 @@ async fn deployment_events(
     ApiError,
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    use lain_store::{KeyPrefix, ObservedKey, RolloutKey};
+    use lain_store::{ObservedKey, RolloutKey};
 
     ctx.caller()?;
     let store = api.store()?.clone();
@@ -834,32 +834,35 @@ async fn deployment_events(
             Err(_) => return,
         };
         let mut observed = store.watch(&prefix);
-        let mut rollouts = store.watch(&KeyPrefix::<RolloutKey>::all());
+        let Ok(rollout_prefix) = RolloutKey::of_app(&app) else {
+            return;
+        };
+        let mut rollouts = store.watch(&rollout_prefix);
         let mut last: Option<String> = None;
         loop {
             let changed = tokio::select! {
                 _ = tx.closed() => return,
                 e = observed.next() => match e { Some(_) => true, None => return },
-                e = rollouts.next() => match e {
-                    Some(lain_store::WatchEvent::Put(r)) => r.key.app() == app,
-                    Some(_) => true,
-                    None => return,
-                },
+                e = rollouts.next() => match e { Some(_) => true, None => return },
                 _ = tokio::time::sleep(EVENTS_RECHECK) => false,
             };
             if changed {
                 if let Ok(status) = super::status::collect(&store, &app).await {
                     let text = json!(status);
+                    let rendered = text.to_string();
                     // Only what changed for the watcher.
-                    if last.as_deref() != Some(text.to_string().as_str()) {
-                        last = Some(text.to_string());
+                    if last.as_deref() != Some(rendered.as_str()) {
+                        last = Some(rendered);
                         if tx.send(event("status", text)).await.is_err() {
                             return;
                         }
                     }
                 }
             }
-            match crate::track::outcome(&store, &app, generation).await {
+            let outcome = crate::track::AppRollouts::read(&store, &app)
+                .await
+                .map(|r| r.outcome(generation));
+            match outcome {
                 Ok(Some((state, error))) => {
                     let _ = tx.send(done(state.to_string(), error)).await;
                     return;

@@ -279,14 +279,6 @@ pub struct EventView {
     pub at_ms: u64,
 }
 
-/// The snake_case name a serde enum is stored as.
-fn name<T: Serialize>(t: &T) -> String {
-    match serde_json::to_value(t) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "other".into(),
-    }
-}
-
 /// An app's recent events (deployd keeps them an hour), oldest first.
 /// Any caller.
 #[utoipa::path(get, path = "/api/v1/apps/{app}/events", tag = "logs",
@@ -314,8 +306,8 @@ async fn events(
         .filter(|e| q.proc.is_none() || e.value.proc == q.proc)
         .map(|e| EventView {
             id: e.key.event().to_owned(),
-            kind: name(&e.value.kind),
-            severity: name(&e.value.severity),
+            kind: super::enum_name(&e.value.kind),
+            severity: super::enum_name(&e.value.severity),
             message: e.value.message,
             proc: e.value.proc,
             instance: e.value.instance,

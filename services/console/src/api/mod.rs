@@ -86,9 +86,6 @@ struct Inner {
     spec: lain_spec::ParseOptions,
     metrics: Metrics,
     openapi_json: String,
-    /// The cluster secrets key: secret versions are re-sealed with it
-    /// for etcd.
-    key: SecretsKey,
     etcd: Vec<String>,
     store: OnceLock<Store>,
     /// sso's issuer (cluster status checks it answers).
@@ -114,7 +111,7 @@ impl std::fmt::Debug for Api {
 impl Api {
     /// Sets the API up from the config and an open database. Nothing is
     /// fetched from sso yet.
-    pub fn new(config: &Config, db: Db, key: SecretsKey) -> Result<Api, AuthError> {
+    pub fn new(config: &Config, db: Db) -> Result<Api, AuthError> {
         let verifier = Verifier::new(VerifierConfig::new(
             config.auth.issuer.clone(),
             config.auth.audience.clone(),
@@ -129,7 +126,6 @@ impl Api {
                 metrics: Metrics::default(),
                 openapi_json: serde_json::to_string_pretty(&openapi())
                     .unwrap_or_else(|_| "{}".into()),
-                key,
                 etcd: config.etcd.clone(),
                 store: OnceLock::new(),
                 issuer: config.auth.issuer.clone(),
@@ -237,8 +233,9 @@ impl Api {
         })
     }
 
+    /// The cluster secrets key, the database's (one copy in memory).
     pub(crate) fn secrets_key(&self) -> &SecretsKey {
-        &self.inner.key
+        self.inner.db.secrets_key()
     }
 
     /// The whole HTTP surface but `/healthz` (lain_service adds it).
@@ -662,6 +659,15 @@ async fn whoami(State(api): State<Api>, ctx: Ctx) -> Result<Json<WhoAmI>, ApiErr
         groups: c.groups.clone(),
         maintains,
     }))
+}
+
+/// The name a serde enum is stored under (`running`, `rolled_back`), as
+/// the API shows it; `unknown` for anything that is not a plain name.
+pub(crate) fn enum_name<T: Serialize>(t: &T) -> String {
+    match serde_json::to_value(t) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "unknown".into(),
+    }
 }
 
 /// Parses a JSON body taken as `Result<Json<T>, JsonRejection>`, after the

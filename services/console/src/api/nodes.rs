@@ -168,10 +168,7 @@ impl RegisteredNode {
             schedulable: r.schedulable,
             draining: r.draining,
             registered_at_ms: r.registered_at_ms,
-            liveness: o.map_or_else(
-                || "unknown".to_owned(),
-                |o| super::cluster::name_of(&o.liveness),
-            ),
+            liveness: o.map_or_else(|| "unknown".to_owned(), |o| super::enum_name(&o.liveness)),
             last_seen_ms: o.map(|o| o.last_seen_ms),
             instances: o.map_or(0, |o| o.instances),
         }

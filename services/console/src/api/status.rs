@@ -85,14 +85,6 @@ pub struct InstanceStatus {
     pub message: Option<String>,
 }
 
-/// The snake_case name a serde enum is stored as.
-fn name<T: Serialize>(t: &T) -> String {
-    match serde_json::to_value(t) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "unknown".into(),
-    }
-}
-
 /// An app's procs (desired state and rollout) and instances, from etcd.
 /// Any caller.
 #[utoipa::path(get, path = "/api/v1/apps/{app}/status", tag = "deployments",
@@ -158,8 +150,8 @@ pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
                 generation: o.generation,
                 release: o.release.clone(),
                 node: o.node.clone(),
-                state: name(&o.state),
-                health: name(&o.health),
+                state: super::enum_name(&o.state),
+                health: super::enum_name(&o.health),
                 address: o.address.clone(),
                 restarts: o.restarts,
                 message: o.message.clone(),
@@ -171,7 +163,7 @@ pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
             let r = &e.value;
             p.rollout = Some(RolloutView {
                 generation: r.generation,
-                phase: name(&r.phase),
+                phase: super::enum_name(&r.phase),
                 message: r.message.clone(),
                 updated_at_ms: r.updated_at_ms,
             });

@@ -64,6 +64,12 @@ impl Db {
         &self.pool
     }
 
+    /// The secrets key this handle seals with (console re-seals secret
+    /// versions with it for etcd).
+    pub fn secrets_key(&self) -> &SecretsKey {
+        &self.key
+    }
+
     /// The id of the secrets key this handle seals with.
     pub fn secrets_key_id(&self) -> &str {
         self.key.id()
