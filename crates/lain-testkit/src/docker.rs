@@ -484,6 +484,9 @@ impl Dockerd {
         if self.is_running() {
             self.stop();
         }
+        // The engine brings its networks' bridges back: they are its
+        // again, not leftovers of the kill.
+        self.killed_bridges.clear();
         self.spawn()
     }
 }

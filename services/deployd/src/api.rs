@@ -296,12 +296,6 @@ impl Api {
         }
     }
 
-    /// Uses `store` instead of connecting (for embedding and tests).
-    pub fn with_store(self, store: Store) -> Api {
-        let _ = self.inner.store.set(store);
-        self
-    }
-
     fn store(&self) -> Result<&Store, ApiError> {
         self.inner.store.get().ok_or_else(|| {
             ApiError::EtcdUnavailable("deployd has not connected to etcd yet".into())

@@ -407,6 +407,8 @@ fn below_the_map_routing_threshold_every_proc_keeps_its_upstream() {
     small.map_routing_min_procs = 1_000_000;
     let r = render(&sample_state(), &small);
     assert!(!r.http_conf.contains("$lain_backend"), "{}", r.http_conf);
+    // The production default below 2,000 procs, in full.
+    check("full_https_upstreams.conf", &r.http_conf);
     let mapped = render(&sample_state(), &opts(true));
     assert!(mapped.http_conf.contains("$lain_backend"));
     // Every proc routed by the maps has an upstream below the threshold.

@@ -81,8 +81,7 @@ impl Settings {
         Settings {
             policy: Policy {
                 health_timeout_ms: c.health_timeout_secs.saturating_mul(1000),
-                max_surge: 1,
-                drain_timeout_ms: 30_000,
+                ..Policy::default()
             },
             health_interval: Duration::from_millis(c.health_interval_ms),
             unhealthy_after_failures: c.unhealthy_after_failures,
@@ -864,11 +863,10 @@ fn sync_inventories(ctx: &Arc<Ctx>) {
 async fn inventory(ctx: Arc<Ctx>, node: String, endpoint: DockerEndpoint) {
     let mut delay = Duration::from_millis(200);
     loop {
-        let engine = match Engine::connect(&endpoint, ctx.settings.call_timeout) {
-            Ok(e) => e.with_timeouts(RuntimeTimeouts {
-                call: ctx.settings.call_timeout,
-                ..RuntimeTimeouts::default()
-            }),
+        // The workers' cached client for the node (not a new one per
+        // relist).
+        let engine = match ctx.access(&node, &endpoint, "") {
+            Ok(a) => a.engine,
             Err(e) => {
                 tracing::warn!(node = %node, error = %e, "cannot set up a client for the node; check the docker endpoint and TLS files in its registration (/lain/nodes/{node}, `lain node add`)");
                 tokio::time::sleep(Duration::from_secs(5)).await;

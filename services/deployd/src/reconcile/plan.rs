@@ -314,6 +314,16 @@ pub fn plan(input: &Input<'_>) -> Plan {
         }
         let taken: std::collections::HashSet<&str> =
             input.records.iter().map(|r| r.slot.as_str()).collect();
+        // Once per round, not per instance.
+        let (homes, recorded): (BTreeMap<u32, String>, std::collections::HashSet<u32>) = if stateful
+        {
+            (
+                homes(input),
+                input.records.iter().map(|r| r.obs.instance).collect(),
+            )
+        } else {
+            Default::default()
+        };
         for n in 1..=want {
             if keep.contains_key(&n) || moving.contains_key(&n) {
                 continue;
@@ -327,15 +337,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
                     retire.extend(olds.iter().copied());
                     continue;
                 }
-                if input.records.iter().any(|r| r.obs.instance == n) {
+                if recorded.contains(&n) {
                     continue;
                 }
             }
-            let home = if stateful {
-                homes(input).get(&n).cloned()
-            } else {
-                None
-            };
+            let home = homes.get(&n).cloned();
             if !olds.is_empty() {
                 if surging >= input.policy.max_surge {
                     continue;

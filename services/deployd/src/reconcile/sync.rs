@@ -596,7 +596,7 @@ pub async fn keep_running(
                 out.container = Some(Ok(c));
                 return out;
             }
-            let mut restarted = restart(ctx, node, record, &c, target, true).await;
+            let mut restarted = restart(ctx, node, record, &c, target).await;
             // Only a start that worked is a restart.
             let started = matches!(restarted.container, Some(Ok(_)));
             if let (true, Some(next)) = (started, restarted.put.as_mut()) {
@@ -699,7 +699,6 @@ async fn restart(
     record: &Record,
     c: &LainContainer,
     target: Option<&DesiredProc>,
-    count: bool,
 ) -> Outcome {
     let obs = &record.obs;
     let mut out = Outcome::default();
@@ -712,9 +711,7 @@ async fn restart(
     match started {
         Ok(fresh) => {
             let mut next = with_state(obs, InstanceState::Starting, Health::Starting, None);
-            if count {
-                next.restarts += 1;
-            }
+            next.restarts += 1;
             next.container_id = Some(fresh.id.clone());
             next.started_at_ms = Some(fresh.started_at_ms.unwrap_or_else(now_ms));
             if let Some(p) = fresh.host_port {

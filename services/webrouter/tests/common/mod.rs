@@ -113,8 +113,10 @@ pub fn router_config(etcd: &Etcd, id: &str, dir: &tempfile::TempDir) -> Config {
         worker_processes: 1,
         worker_shutdown_timeout_secs: 30,
         // The integration tests exercise the catch-all's map routing; the
-        // per-proc upstreams are covered by domains with paths and by the
-        // snapshot tests.
+        // per-proc upstreams (the default below 2,000 procs) are covered by
+        // domains with paths, by the snapshot tests (both modes) and, with
+        // the default threshold, by the CLI's end-to-end tests through
+        // nginx.
         map_routing_min_procs: 0,
     }
 }
