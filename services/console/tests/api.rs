@@ -326,16 +326,30 @@ impl Answer {
 
 impl Env {
     async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Body) -> Answer {
-        let mut req = http().request(method, format!("{}{path}", self.console.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req = match body {
-            Body::None => req,
-            Body::Json(v) => req.json(&v),
-            Body::Raw(b, ct) => req.header("content-type", ct).body(b),
+        // An oversize body is refused before it is read: console answers
+        // and closes while the client may still be sending, and a loaded
+        // machine can then see the connection reset before the answer.
+        // Such a transport error is retried; the answer is what counts.
+        let mut tries = 0;
+        let r = loop {
+            let mut req = http().request(method.clone(), format!("{}{path}", self.console.base));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req = match body.clone() {
+                Body::None => req,
+                Body::Json(v) => req.json(&v),
+                Body::Raw(b, ct) => req.header("content-type", ct).body(b),
+            };
+            match req.send().await {
+                Ok(r) => break r,
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    eprintln!("{method} {path}: {e}; retrying");
+                }
+                Err(e) => panic!("{method} {path}: {e}"),
+            }
         };
-        let r = req.send().await.expect("request");
         Answer {
             status: r.status().as_u16(),
             text: r.text().await.unwrap_or_default(),

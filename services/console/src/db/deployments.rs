@@ -278,11 +278,35 @@ impl Deployments<'_> {
         if rows.is_empty() && !app_exists(&mut *tx, app).await? {
             return Err(DbError::no_app(app));
         }
+        // The page's secret versions in one query, not one per row: the
+        // page's ids lie between its first and last (newest first).
+        let mut secrets: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let (hi, lo): (i64, i64) = (first.try_get("id")?, last.try_get("id")?);
+            let found = sqlx::query(
+                "SELECT s.deployment_id, s.name, s.version FROM deployment_secrets s \
+                 JOIN deployments d ON d.id = s.deployment_id \
+                 WHERE d.app = $1 AND s.deployment_id BETWEEN $2 AND $3",
+            )
+            .bind(app)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &found {
+                secrets
+                    .entry(r.try_get("deployment_id")?)
+                    .or_default()
+                    .insert(r.try_get("name")?, r.try_get("version")?);
+            }
+        }
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: i64 = row.try_get("id")?;
-            let secrets = secrets_of(&mut tx, id).await?;
-            out.push(deployment_row(row, secrets)?);
+            out.push(deployment_row(
+                row,
+                secrets.remove(&id).unwrap_or_default(),
+            )?);
         }
         tx.commit().await?;
         Ok(out)
