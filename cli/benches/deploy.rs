@@ -7,9 +7,12 @@
 //! deploy` has returned (the rollout converged: every instance healthy)
 //! and the router serves the app; each raw round runs the release image
 //! three times at once (`docker run -d`, the docker CLI, three threads)
-//! with a published port and polls each container's health
+//! with a published port, on a user-defined bridge network as lain's
+//! instances are (each app has its own), and polls each container's health
 //! path every 200 ms (deployd's probe interval for starting instances)
-//! until all answer 200, then removes them.
+//! until all answer 200, then removes them. For reference, the same raw
+//! round also runs on docker's default bridge, which starts a little
+//! faster (no embedded DNS server).
 //!
 //! `cargo bench -p lain-cli --bench deploy` for the figures (7 rounds
 //! each); under `cargo test` one round each, as a smoke test.
@@ -49,7 +52,14 @@ fn main() {
         c.through_router("hello.lain.local", "/index.html")
             .is_some_and(|(code, _)| code == 200)
     };
-    let (mut lain, mut raw, mut returned) = (Vec::new(), Vec::new(), Vec::new());
+    // The same containers as lain's: on a user-defined bridge network of
+    // their own, as each app's instances are (not docker's default bridge,
+    // which skips the embedded DNS and starts faster).
+    c.docker
+        .docker(&["network", "create", "raw-bench"])
+        .expect("docker network create");
+    let (mut lain, mut returned) = (Vec::new(), Vec::new());
+    let (mut raw, mut raw_default) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         // lain: from nothing to 3 healthy, routed instances.
         let t = Instant::now();
@@ -75,69 +85,88 @@ fn main() {
             || !serves(),
         );
 
-        // raw: docker run x3, then poll each until healthy.
-        let t = Instant::now();
-        // The three `docker run`s at once: the baseline at its fastest.
-        let ports: Vec<(String, std::net::SocketAddr)> = std::thread::scope(|scope| {
-            let runs: Vec<_> = (0..3)
-                .map(|i| {
-                    let (docker, image) = (&c.docker, &image);
-                    scope.spawn(move || {
-                        let name = format!("raw-{round}-{i}");
-                        docker
-                            .docker(&[
-                                "run",
-                                "-d",
-                                "--name",
-                                &name,
-                                "-p",
-                                "127.0.0.1::8080",
-                                "--memory",
-                                "32m",
-                                image,
-                                "sh",
-                                "-c",
-                                "echo web-started; exec httpd -f -v -p 8080 -h /www",
-                            ])
-                            .expect("docker run");
-                        let port = docker
-                            .docker(&["port", &name, "8080"])
-                            .expect("docker port");
-                        let addr = port.lines().next().unwrap().trim().parse().unwrap();
-                        (name, addr)
-                    })
-                })
-                .collect();
-            runs.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let mut pending: Vec<std::net::SocketAddr> = ports.iter().map(|(_, a)| *a).collect();
-        while !pending.is_empty() {
-            pending.retain(|a| {
-                lain_testkit::http::get(*a, "127.0.0.1", "/index.html")
-                    .is_none_or(|(code, _)| code != 200)
-            });
-            if !pending.is_empty() {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "raw containers never became healthy"
-            );
-        }
-        raw.push(t.elapsed());
-        for (name, _) in &ports {
-            let _ = c.docker.docker(&["rm", "-f", name]);
-        }
+        // raw: docker run x3 on the same kind of network, then on docker's
+        // default bridge (for reference).
+        raw.push(raw_round(
+            &c,
+            &image,
+            &format!("{round}"),
+            Some("raw-bench"),
+        ));
+        raw_default.push(raw_round(&c, &image, &format!("{round}d"), None));
     }
     let (l, r, back) = (median(&mut lain), median(&mut raw), median(&mut returned));
+    let d = median(&mut raw_default);
     println!(
         "deploy of 3 instances, median of {rounds}: lain deploy (healthy and routed) {l:?}, \
          docker run + health waiting {r:?}, ratio {:.2}x (goal <= 1.25x)",
         l.as_secs_f64() / r.as_secs_f64()
     );
+    println!(
+        "on docker's default bridge instead: docker run + health waiting {d:?}, ratio {:.2}x",
+        l.as_secs_f64() / d.as_secs_f64()
+    );
     println!("lain deploy returned (every instance healthy) after {back:?} (median)");
-    println!("lain rounds: {lain:?}\nraw rounds: {raw:?}");
+    println!("lain rounds: {lain:?}\nraw rounds: {raw:?}\ndefault-bridge rounds: {raw_default:?}");
     if std::env::var("TIMELINE").is_ok() {
         eprintln!("{}\n{}", c.deployd.log(), c.console.log());
     }
+}
+
+/// Three `docker run -d` at once (the docker CLI from three threads, the
+/// baseline at its fastest) on `network` (docker's default bridge when
+/// `None`), then each container's health path polled every 200 ms until
+/// all answer 200; the containers are removed after. The time taken.
+fn raw_round(c: &TestCluster, image: &str, tag: &str, network: Option<&str>) -> Duration {
+    let t = Instant::now();
+    let ports: Vec<(String, std::net::SocketAddr)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..3)
+            .map(|i| {
+                scope.spawn(move || {
+                    let name = format!("raw-{tag}-{i}");
+                    let mut args = vec!["run", "-d", "--name", &name];
+                    if let Some(n) = network {
+                        args.extend(["--network", n]);
+                    }
+                    args.extend([
+                        "-p",
+                        "127.0.0.1::8080",
+                        "--memory",
+                        "32m",
+                        image,
+                        "sh",
+                        "-c",
+                        "echo web-started; exec httpd -f -v -p 8080 -h /www",
+                    ]);
+                    c.docker.docker(&args).expect("docker run");
+                    let port = c
+                        .docker
+                        .docker(&["port", &name, "8080"])
+                        .expect("docker port");
+                    let addr = port.lines().next().unwrap().trim().parse().unwrap();
+                    (name, addr)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut pending: Vec<std::net::SocketAddr> = ports.iter().map(|(_, a)| *a).collect();
+    while !pending.is_empty() {
+        pending.retain(|a| {
+            lain_testkit::http::get(*a, "127.0.0.1", "/index.html")
+                .is_none_or(|(code, _)| code != 200)
+        });
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "raw containers never became healthy"
+        );
+    }
+    let took = t.elapsed();
+    for (name, _) in &ports {
+        let _ = c.docker.docker(&["rm", "-f", name]);
+    }
+    took
 }

@@ -148,6 +148,8 @@ pub enum RuntimeError {
     NotFound { endpoint: String, id: String },
     #[error("image {image} is not present on {endpoint}; pull it before creating the container")]
     ImageMissing { endpoint: String, image: String },
+    #[error("network {network} does not exist on {endpoint}; create it before the container")]
+    NetworkMissing { endpoint: String, network: String },
     #[error("pulling {image} on {endpoint} failed: {detail} (check that the image exists in the registry, that the node reaches the registry, and for a plain-HTTP registry that dockerd has --insecure-registry for it)")]
     Pull {
         endpoint: String,
@@ -1014,7 +1016,11 @@ impl Engine {
     /// and duplicates deployd made are removed, keeping the one with the
     /// lowest id (the same one for every caller).
     pub async fn ensure_network(&self, name: &str) -> Result<()> {
+        if self.network_known(name) {
+            return Ok(());
+        }
         if self.networks_named(name).await?.len() == 1 {
+            self.set_network_known(name, true);
             return Ok(());
         }
         let lock = network_lock(self.endpoint());
@@ -1064,6 +1070,9 @@ impl Engine {
                     tracing::warn!(endpoint = %self.endpoint(), network = name, id, error = %crate::docker::with_causes(&e), "cannot remove a duplicate network");
                 }
             }
+        }
+        if !found.is_empty() {
+            self.set_network_known(name, true);
         }
         Ok(())
     }
@@ -1264,6 +1273,14 @@ impl Engine {
                     endpoint: self.endpoint().to_owned(),
                     image: spec.image.clone(),
                 })
+            }
+            Err(e) if status_of(&e) == Some(404) && e.to_string().contains("network") => {
+                // Removed behind our back: look for it again next time.
+                self.set_network_known(&spec.network, false);
+                return Err(RuntimeError::NetworkMissing {
+                    endpoint: self.endpoint().to_owned(),
+                    network: spec.network.clone(),
+                });
             }
             Err(e) => return Err(self.call_error("container create", &spec.name, &e)),
         };

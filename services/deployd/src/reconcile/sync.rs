@@ -149,6 +149,7 @@ pub async fn create(
         }
         other => other,
     };
+    let t0 = std::time::Instant::now();
     let made = match found {
         Some(c) if c.state == ContainerState::Running => Ok((c.clone(), None)),
         Some(c) => secrets_for(ctx, node, record, c, Some(target))
@@ -172,6 +173,7 @@ pub async fn create(
             return out;
         }
     };
+    let t1 = t0.elapsed();
     let running = if container.state == ContainerState::Running {
         container.clone()
     } else {
@@ -216,6 +218,13 @@ pub async fn create(
             }
         }
     };
+    tracing::debug!(
+        slot = %record.slot,
+        node = %obs.node,
+        made_ms = t1.as_millis() as u64,
+        running_ms = t0.elapsed().as_millis() as u64,
+        "container running"
+    );
     let mut next = with_state(obs, InstanceState::Starting, Health::Starting, None);
     next.container_id = Some(running.id.clone());
     next.address = address_of(&node.address, &running, Some(target));
@@ -318,61 +327,47 @@ async fn create_container(
         .ensure_network(&spec.network)
         .await
         .map_err(|e| format!("cannot set up the app network: {e}"))?;
-    let present = engine
-        .image_present(&d.image)
-        .await
-        .map_err(|e| format!("cannot check for image {}: {e}", d.image))?;
-    if !present {
-        tracing::info!(image = %d.image, node = %record.obs.node, "pulling image");
-        let credentials = match &ctx.registry {
-            Some(c) => {
-                let token = c
-                    .token()
+    // Create first: the image and network are nearly always there, and
+    // each check up front is one more engine call on every start.
+    let (mut pulled, mut networked, mut conflicts) = (false, false, 0);
+    let id = loop {
+        match engine.create(&spec).await {
+            Ok(id) => break id,
+            Err(RuntimeError::ImageMissing { .. }) if !pulled => {
+                pulled = true;
+                pull(ctx, engine, &record.obs.node, &d.image).await?;
+            }
+            Err(RuntimeError::NetworkMissing { .. }) if !networked => {
+                networked = true;
+                engine
+                    .ensure_network(&spec.network)
                     .await
-                    .map_err(|e| format!("cannot get a token to pull {}: {e}", d.image))?;
-                Some(bollard::auth::DockerCredentials {
-                    username: Some(c.client_id().to_owned()),
-                    password: Some(token.to_string()),
-                    serveraddress: registry_of(&d.image).map(str::to_owned),
-                    ..Default::default()
-                })
+                    .map_err(|e| format!("cannot set up the app network: {e}"))?;
             }
-            None => None,
-        };
-        let mut last = std::time::Instant::now();
-        engine
-            .pull(&d.image, credentials, |p| {
-                if last.elapsed() > Duration::from_secs(2) {
-                    last = std::time::Instant::now();
-                    tracing::info!(status = %p.status, current = ?p.current, total = ?p.total, "pull progress");
+            Err(RuntimeError::NameConflict { .. }) if conflicts < 2 => {
+                conflicts += 1;
+                // deployd made it and died before recording it: adopt.
+                match engine.inspect(&name).await {
+                    Ok(Some(c))
+                        if c.slot == record.slot && c.state == ContainerState::Created =>
+                    {
+                        // Half made (see `create`): remove it and try again.
+                        engine.remove(&c.id).await.map_err(|e| e.to_string())?;
+                    }
+                    Ok(Some(c)) if c.slot == record.slot && c.spec_hash == record.obs.spec => {
+                        return Ok((c, spec))
+                    }
+                    Ok(_) => {
+                        return Err(format!(
+                            "a container named {name} exists on node {} and is not this instance's; remove it there with `docker rm -f {name}`",
+                            record.obs.node
+                        ))
+                    }
+                    Err(e) => return Err(e.to_string()),
                 }
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let id = match engine.create(&spec).await {
-        Ok(id) => id,
-        Err(RuntimeError::NameConflict { .. }) => {
-            // deployd made it and died before recording it: adopt.
-            match engine.inspect(&name).await {
-                Ok(Some(c)) if c.slot == record.slot && c.state == ContainerState::Created => {
-                    // Half made (see `create`): remove it and try again.
-                    engine.remove(&c.id).await.map_err(|e| e.to_string())?;
-                    engine.create(&spec).await.map_err(|e| e.to_string())?
-                }
-                Ok(Some(c)) if c.slot == record.slot && c.spec_hash == record.obs.spec => {
-                    return Ok((c, spec))
-                }
-                Ok(_) => {
-                    return Err(format!(
-                        "a container named {name} exists on node {} and is not this instance's; remove it there with `docker rm -f {name}`",
-                        record.obs.node
-                    ))
-                }
-                Err(e) => return Err(e.to_string()),
             }
+            Err(e) => return Err(e.to_string()),
         }
-        Err(e) => return Err(e.to_string()),
     };
     match engine.inspect(&id).await {
         Ok(Some(c)) => Ok((c, spec)),
@@ -381,6 +376,41 @@ async fn create_container(
         )),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Pulls `image` onto `node` with the registry credentials deployd has.
+async fn pull(
+    ctx: &Ctx,
+    engine: &crate::docker::Engine,
+    node: &str,
+    image: &str,
+) -> Result<(), String> {
+    tracing::info!(image = %image, node = %node, "pulling image");
+    let credentials = match &ctx.registry {
+        Some(c) => {
+            let token = c
+                .token()
+                .await
+                .map_err(|e| format!("cannot get a token to pull {image}: {e}"))?;
+            Some(bollard::auth::DockerCredentials {
+                username: Some(c.client_id().to_owned()),
+                password: Some(token.to_string()),
+                serveraddress: registry_of(image).map(str::to_owned),
+                ..Default::default()
+            })
+        }
+        None => None,
+    };
+    let mut last = std::time::Instant::now();
+    engine
+        .pull(image, credentials, |p| {
+            if last.elapsed() > Duration::from_secs(2) {
+                last = std::time::Instant::now();
+                tracing::info!(status = %p.status, current = ?p.current, total = ?p.total, "pull progress");
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The container for a record: env, limits, port, network, volumes and
