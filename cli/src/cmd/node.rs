@@ -31,6 +31,21 @@ pub enum NodeCommand {
         /// A label `constraint:` filters match, `KEY=VALUE` (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// The CA certificate that signed the engine's TLS certificate: a
+        /// path on deployd's hosts (with `--tls-cert` and `--tls-key`, for
+        /// `tcp://` endpoints).
+        #[arg(long, value_name = "PATH", requires_all = ["tls_cert", "tls_key"])]
+        tls_ca: Option<String>,
+        /// deployd's client certificate for the engine (a path on deployd's hosts).
+        #[arg(long, value_name = "PATH", requires_all = ["tls_ca", "tls_key"])]
+        tls_cert: Option<String>,
+        /// deployd's client key for the engine (a path on deployd's hosts).
+        #[arg(long, value_name = "PATH", requires_all = ["tls_ca", "tls_cert"])]
+        tls_key: Option<String>,
+        /// Register a new node cordoned: nothing runs there until `lain node
+        /// uncordon` (check it first). An existing node keeps its flags.
+        #[arg(long)]
+        cordoned: bool,
     },
     /// List the nodes with their health.
     List {
@@ -47,12 +62,18 @@ pub enum NodeCommand {
     Rm { name: String },
 }
 
-fn docker_endpoint(s: &str) -> anyhow::Result<Value> {
+fn docker_endpoint(s: &str, tls: Option<Value>) -> anyhow::Result<Value> {
     if let Some(socket) = s.strip_prefix("unix://") {
+        if tls.is_some() {
+            return Err(fail(
+                "TLS files were given for a unix socket",
+                "--tls-ca, --tls-cert and --tls-key are for tcp:// endpoints",
+            ));
+        }
         return Ok(json!({"kind": "unix", "socket": socket}));
     }
     if let Some(address) = s.strip_prefix("tcp://") {
-        return Ok(json!({"kind": "tcp", "address": address}));
+        return Ok(json!({"kind": "tcp", "address": address, "tls": tls}));
     }
     Err(fail(
         format!("`{s}` is not a Docker endpoint"),
@@ -107,8 +128,18 @@ impl NodeCommand {
                 cpu,
                 memory,
                 labels,
+                tls_ca,
+                tls_cert,
+                tls_key,
+                cordoned,
             } => {
-                let docker = docker_endpoint(&docker)?;
+                let tls = match (tls_ca, tls_cert, tls_key) {
+                    (Some(ca), Some(cert), Some(key)) => {
+                        Some(json!({"ca_cert": ca, "client_cert": cert, "client_key": key}))
+                    }
+                    _ => None,
+                };
+                let docker = docker_endpoint(&docker, tls)?;
                 let memory_bytes = lain_spec::memory_bytes(&memory).ok_or_else(|| {
                     fail(format!("`{memory}` is not a memory size"), "give e.g. 8g or 512m")
                 })?;
@@ -130,10 +161,15 @@ impl NodeCommand {
                         &json!({
                             "docker": docker, "address": address, "labels": label_map,
                             "cpu_millis": (cpu * 1000.0).round() as u64, "memory_bytes": memory_bytes,
+                            "cordoned": cordoned,
                         }),
                     )
                     .await?;
-                g.progress.line(format!("Registered node `{name}`; deployd will start using it once it answers"));
+                if cordoned {
+                    g.progress.line(format!("Registered node `{name}`, cordoned; `lain node uncordon {name}` once it is ready"));
+                } else {
+                    g.progress.line(format!("Registered node `{name}`; deployd will start using it once it answers"));
+                }
             }
             NodeCommand::List { output } => {
                 let console = Console::connect(g).await?;
@@ -179,7 +215,12 @@ mod tests {
 
     #[test]
     fn docker_endpoints() {
-        assert!(docker_endpoint("ssh://x").is_err());
-        assert_eq!(docker_endpoint("unix:///s").unwrap()["socket"], "/s");
+        assert!(docker_endpoint("ssh://x", None).is_err());
+        let tls = json!({"ca_cert": "/c", "client_cert": "/d", "client_key": "/k"});
+        let tcp = docker_endpoint("tcp://10.0.0.5:2376", Some(tls.clone())).unwrap();
+        assert_eq!(tcp["address"], "10.0.0.5:2376");
+        assert_eq!(tcp["tls"], tls);
+        assert!(docker_endpoint("unix:///s", Some(tls)).is_err());
+        assert_eq!(docker_endpoint("unix:///s", None).unwrap()["socket"], "/s");
     }
 }

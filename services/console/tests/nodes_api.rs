@@ -301,6 +301,41 @@ async fn node_mutations_authorization_matrix() {
         }
     );
 
+    // Registered cordoned (a new node that is not ready yet): nothing is
+    // placed there until it is uncordoned; an update keeps the flag.
+    let mut cordoned = put_body();
+    cordoned["cordoned"] = json!(true);
+    let v = call(
+        base,
+        Method::PUT,
+        "/api/v1/nodes/node-3",
+        Some(&t.root),
+        Body::Json(cordoned),
+    )
+    .await
+    .ok(201);
+    assert_eq!(v["schedulable"], false);
+    assert!(!node(&plain, "node-3").await.unwrap().schedulable);
+    let v = call(
+        base,
+        Method::PUT,
+        "/api/v1/nodes/node-3",
+        Some(&t.root),
+        Body::Json(put_body()),
+    )
+    .await
+    .ok(200);
+    assert_eq!(v["schedulable"], false, "an update keeps the cordon");
+    let v = call(
+        base,
+        Method::DELETE,
+        "/api/v1/nodes/node-3",
+        Some(&t.root),
+        Body::None,
+    )
+    .await;
+    assert_eq!(v.status, 204, "{}", v.text);
+
     // Cordon, drain, uncordon node-1: the flags, each read back.
     let flags = |r: &NodeRegistration| (r.schedulable, r.draining);
     for (action, want) in [
@@ -428,11 +463,15 @@ async fn node_mutations_authorization_matrix() {
             "{action} not audited ok: {log}"
         );
     }
-    let add = node_entries
+    let added: Vec<&Value> = node_entries
         .iter()
-        .find(|e| e["action"] == "node.add" && e["result"] == "ok")
-        .unwrap();
-    assert_eq!(add["target"], "node-2");
+        .filter(|e| e["action"] == "node.add" && e["result"] == "ok")
+        .map(|e| &e["target"])
+        .collect();
+    assert!(
+        added.contains(&&json!("node-2")) && added.contains(&&json!("node-3")),
+        "{added:?}"
+    );
     // The 404s are audited as errors.
     assert_eq!(
         node_entries

@@ -190,6 +190,11 @@ pub struct PutNode {
     pub cpu_millis: u64,
     /// More than 0.
     pub memory_bytes: u64,
+    /// Registers a new node cordoned: nothing is placed on it until it is
+    /// uncordoned (an operator's check that it is ready). Ignored on an
+    /// update, which keeps the node's scheduling flags.
+    #[serde(default)]
+    pub cordoned: bool,
 }
 
 // ---------------------------------------------------------------------
@@ -466,7 +471,9 @@ async fn put_node(
                 let caller = ctx.caller()?;
                 require_admin(caller)?;
                 let key = node_key(&name)?;
-                let (docker, address, labels, capacity) = validate(body(b)?)?;
+                let b = body(b)?;
+                let cordoned = b.cordoned;
+                let (docker, address, labels, capacity) = validate(b)?;
                 let store = writer(&api)?;
                 // Read, then write conditionally; one retry after a race
                 // (e.g. two `lain node add` at once).
@@ -482,7 +489,7 @@ async fn put_node(
                                 address: address.clone(),
                                 labels: labels.clone(),
                                 capacity,
-                                schedulable: true,
+                                schedulable: !cordoned,
                                 draining: false,
                                 registered_at_ms: unix_millis(),
                             },
