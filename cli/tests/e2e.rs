@@ -329,6 +329,16 @@ fn build_push_deploy_scale_rollback_and_logs() {
         .filter(|i| i["state"] == "running")
         .count();
     assert_eq!(running, 3, "{ps}");
+    // The node list counts them (deployd publishes each node's count).
+    c.wait(
+        "node-1 counted 3 instances",
+        Duration::from_secs(10),
+        || {
+            let nodes: Value =
+                serde_json::from_str(&c.ok(dir, &["node", "list", "-o", "json"])).unwrap();
+            nodes[0]["instances"] == 3
+        },
+    );
 
     // v2, deployed; then rolled back to v1.
     write_app(dir, 2);

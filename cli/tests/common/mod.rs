@@ -19,7 +19,7 @@ pub const ADMIN_GROUP: &str = "lain-admins";
 pub const PASSWORD: &str = "e2e-password-correct-horse";
 
 /// Where this workspace's binaries are: beside `lain`.
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let lain = Path::new(env!("CARGO_BIN_EXE_lain"));
     let path = lain.with_file_name(name);
     if !path.is_file() {

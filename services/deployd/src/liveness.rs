@@ -72,6 +72,14 @@ impl NodeHealth {
         self.liveness
     }
 
+    /// Sets the instances the reconciler counts on the node; true when
+    /// that changed what is to be stored.
+    pub fn set_instances(&mut self, n: u32) -> bool {
+        let changed = self.instances != n;
+        self.instances = n;
+        changed
+    }
+
     pub fn misses(&self) -> u32 {
         self.misses
     }

@@ -25,6 +25,10 @@ pub struct Metrics {
     reconcile_micros: AtomicU64,
     /// Instances by state, in [`INSTANCE_STATES`] order.
     instances: [AtomicU64; INSTANCE_STATES.len()],
+    /// Instances per node (leader only): not rendered (one series per
+    /// node), but shared with the monitor, which publishes each node's
+    /// count in its observed value (`lain node list`).
+    node_instances: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// The instance states `/metrics` counts, as labelled.
@@ -99,10 +103,17 @@ impl Metrics {
         }
     }
 
-    /// The states of every instance deployd manages (leader only).
-    pub fn set_instances(&self, states: impl Iterator<Item = InstanceState>) {
+    /// The node and state of every instance deployd manages (leader only).
+    pub fn set_instances<'a>(&self, instances: impl Iterator<Item = (&'a str, InstanceState)>) {
         let mut counts = [0u64; INSTANCE_STATES.len()];
-        for s in states {
+        let mut per_node: std::collections::HashMap<String, u32> = Default::default();
+        for (node, s) in instances {
+            match per_node.get_mut(node) {
+                Some(n) => *n += 1,
+                None => {
+                    per_node.insert(node.to_owned(), 1);
+                }
+            }
             let i = INSTANCE_STATES
                 .iter()
                 .position(|(k, _)| *k == s)
@@ -112,6 +123,20 @@ impl Metrics {
         for (slot, n) in self.instances.iter().zip(counts) {
             slot.store(n, Ordering::Relaxed);
         }
+        *self
+            .node_instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = per_node;
+    }
+
+    /// How many instances deployd last counted on `node`.
+    pub fn node_instances(&self, node: &str) -> u32 {
+        self.node_instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The text exposition format (version 0.0.4).

@@ -133,6 +133,7 @@ pub async fn run(
                 None => return MonitorError::WatchEnded,
             },
             _ = tick.tick(), if monitor.synced => {
+                monitor.count_instances();
                 let r = if monitor.dirty {
                     flush_at = None;
                     monitor.flush().await
@@ -385,6 +386,16 @@ impl Monitor<'_> {
                 error = error.as_deref().unwrap_or(""),
                 "node missed pings"
             ),
+        }
+    }
+
+    /// Takes the reconciler's instance count of each node into its
+    /// observed value (written with the next flush when it changed).
+    fn count_instances(&mut self) {
+        for (name, t) in self.tracked.iter_mut() {
+            if t.health.set_instances(self.metrics.node_instances(name)) {
+                self.dirty = true;
+            }
         }
     }
 

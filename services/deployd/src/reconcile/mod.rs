@@ -546,7 +546,13 @@ pub async fn run(
             }
             _ = gauges.tick() => {
                 let state = ctx.state();
-                ctx.metrics.set_instances(state.records.values().flat_map(|r| r.values()).map(|r| r.obs.state));
+                ctx.metrics.set_instances(
+                    state
+                        .records
+                        .values()
+                        .flat_map(|r| r.values())
+                        .map(|r| (r.obs.node.as_str(), r.obs.state)),
+                );
             }
         }
         if !was_ready && listed.iter().all(|l| *l) {

@@ -1,0 +1,313 @@
+//! `scripts/quickstart` as a new user runs it: up (a whole one-node
+//! cluster serving examples/hello through the router), up again (nothing
+//! restarted, nothing redeployed), up with `--nodes 3` (two more Docker
+//! nodes in network namespaces, used by the scheduler), then down, after
+//! which nothing of it runs and no namespace, interface or mount is left.
+//!
+//! The script uses this build's binaries (`LAIN_BIN_DIR`), its own state
+//! dir, port range, interface prefix and subnets, so it never meets a
+//! quickstart the machine's user runs.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lain_testkit::http;
+
+/// The quickstart's settings for this run, and `down` on drop.
+struct Quickstart {
+    dir: tempfile::TempDir,
+    name: String,
+    base: u16,
+    net: String,
+    bin: PathBuf,
+}
+
+impl Quickstart {
+    fn new() -> Quickstart {
+        // The daemons beside `lain`, built if this test runs alone.
+        for daemon in ["sso", "console", "deployd", "webrouter"] {
+            common::bin(daemon);
+        }
+        let bin = Path::new(env!("CARGO_BIN_EXE_lain"))
+            .parent()
+            .unwrap()
+            .to_owned();
+        let id = std::process::id();
+        Quickstart {
+            dir: tempfile::Builder::new()
+                .prefix("lain-quickstart-test-")
+                .tempdir()
+                .unwrap(),
+            // Interface names: NAME0, NAME1, NAMEv9 (at most 6 + 2 chars).
+            name: format!("qt{}", id % 10_000),
+            base: free_port_range(),
+            // Above the test kit's 10.16-10.239 range.
+            net: format!("10.{}.{}", 240 + id % 8, id % 250),
+            bin,
+        }
+    }
+
+    fn state(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/{}", self.name))
+    }
+
+    fn script(&self, args: &[&str]) -> (Output, Duration) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/quickstart");
+        let t = Instant::now();
+        let out = Command::new(script)
+            .args(args)
+            .env("LAIN_BIN_DIR", &self.bin)
+            .env("LAIN_QUICKSTART_DIR", self.state())
+            .env("LAIN_QUICKSTART_NAME", &self.name)
+            .env("LAIN_QUICKSTART_PORT_BASE", self.base.to_string())
+            .env("LAIN_QUICKSTART_NET", &self.net)
+            .env("LAIN_QUICKSTART_BRIDGE_NET", self.bridge_net())
+            .env("LAIN_CONFIG_DIR", self.state().join("cli"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/quickstart");
+        (out, t.elapsed())
+    }
+
+    fn bridge_net(&self) -> String {
+        // The next /24 up.
+        let (head, last) = self.net.rsplit_once('.').unwrap();
+        format!("{head}.{}", last.parse::<u16>().unwrap() + 1)
+    }
+
+    /// Runs the script, which must succeed; its output.
+    fn ok(&self, args: &[&str]) -> (String, Duration) {
+        let (out, took) = self.script(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "scripts/quickstart {args:?} failed ({}):\n{text}\n{}",
+            out.status,
+            self.logs()
+        );
+        (text, took)
+    }
+
+    /// The tail of every daemon's log, for a failure message.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.state().join("logs")) {
+            for e in entries.flatten() {
+                all += &format!(
+                    "--- {} ---\n{}\n",
+                    e.path().display(),
+                    lain_testkit::process::tail(&e.path(), 20)
+                );
+            }
+        }
+        all
+    }
+
+    fn lain(&self, dir: &Path, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_lain"))
+            .args(["--cluster", "quickstart"])
+            .args(args)
+            .current_dir(dir)
+            .env("LAIN_CONFIG_DIR", self.state().join("cli"))
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/node-1.sock", self.run_dir().display()),
+            )
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lain {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn http_port(&self) -> u16 {
+        self.base + 80
+    }
+
+    fn console(&self) -> std::net::SocketAddr {
+        format!("{}.1:{}", self.net, self.base + 5).parse().unwrap()
+    }
+
+    /// The daemons' pids, by name, from the script's pid files.
+    fn pids(&self) -> Vec<(String, String)> {
+        let mut pids: Vec<(String, String)> = std::fs::read_dir(self.run_dir())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let name = name.strip_suffix(".pid")?.to_owned();
+                        Some((name, std::fs::read_to_string(e.path()).ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        pids.sort();
+        pids
+    }
+
+    /// What of this quickstart is left on the machine: processes naming
+    /// its paths, namespaces and interfaces with its prefix, mounts under
+    /// its paths.
+    fn leftovers(&self) -> Vec<String> {
+        let state = self.state().to_string_lossy().into_owned();
+        let run = self.run_dir().to_string_lossy().into_owned();
+        let mut left = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let ours = cmdline.contains(&state)
+                || cmdline.contains(&run)
+                || cmdline.contains(&format!("-namespace {}-", self.name));
+            if ours {
+                left.push(format!("process {}: {cmdline}", e.file_name().to_string_lossy()));
+            }
+        }
+        let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        for line in String::from_utf8_lossy(&netns.stdout).lines() {
+            if line.starts_with(&format!("{}-", self.name)) {
+                left.push(format!("namespace {line}"));
+            }
+        }
+        let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
+        for line in String::from_utf8_lossy(&links.stdout).lines() {
+            if line.starts_with(&self.name) {
+                left.push(format!("interface {line}"));
+            }
+        }
+        for line in std::fs::read_to_string("/proc/mounts").unwrap().lines() {
+            let target = line.split(' ').nth(1).unwrap_or("");
+            if target.starts_with(&state) || target.starts_with(&run) {
+                left.push(format!("mount {target}"));
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        // Even when the test fails: stop whatever the script started.
+        let (out, _) = self.script(&["down"]);
+        if !out.status.success() {
+            eprintln!(
+                "scripts/quickstart down failed while cleaning up:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// A base port whose next 99 ports are free on loopback.
+fn free_port_range() -> u16 {
+    for attempt in 0..50u16 {
+        let base = 20_000 + (std::process::id() as u16 % 300 + attempt * 97) % 400 * 100;
+        let held: Vec<_> = (1..100)
+            .map_while(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == 99 {
+            return base;
+        }
+    }
+    panic!("no free range of 100 ports on 127.0.0.1");
+}
+
+fn serves(q: &Quickstart) -> Option<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], q.http_port()));
+    http::get(addr, "hello.lain.local", "/")
+        .filter(|(code, _)| *code == 200)
+        .map(|(_, body)| body)
+}
+
+#[test]
+fn quickstart_up_again_three_nodes_and_down() {
+    let q = Quickstart::new();
+
+    // Up from nothing: the app answers through the router.
+    let (out, first) = q.ok(&[]);
+    assert!(out.contains("lain quickstart is up"), "{out}");
+    let body = serves(&q).expect("hello answers through the router");
+    assert!(body.contains("Hello from lain"), "{body}");
+    // The console answers, and the CLI is logged in as the admin.
+    let (code, _) = http::get(q.console(), "127.0.0.1", "/api/v1/openapi.json").unwrap();
+    assert_eq!(code, 200);
+    let who = q.lain(q.state(), &["whoami"]);
+    assert!(who.contains("admin"), "{who}");
+    let status = q.lain(q.state(), &["cluster", "status"]);
+    assert!(status.contains("node-1"), "{status}");
+    // The admin's password: generated, only root reads it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(q.state().join("admin.password"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "admin.password is {mode:o}");
+
+    // Again: safe and quick, nothing restarted or redeployed.
+    let pids = q.pids();
+    assert!(pids.len() >= 7, "{pids:?}");
+    let (out, again) = q.ok(&[]);
+    assert!(out.contains("already runs"), "{out}");
+    assert_eq!(q.pids(), pids, "a second run restarted something");
+    assert!(serves(&q).is_some());
+
+    // Three nodes: two more engines in namespaces, registered and alive;
+    // scaled out, instances land there and the app still answers.
+    let (_, grow) = q.ok(&["--nodes", "3"]);
+    let app = q.state().join("apps/hello");
+    let nodes: serde_json::Value =
+        serde_json::from_str(&q.lain(&app, &["node", "list", "-o", "json"])).unwrap();
+    for n in ["node-1", "node-2", "node-3"] {
+        let node = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == n)
+            .unwrap_or_else(|| panic!("{n} is not registered: {nodes}"));
+        assert_eq!(node["liveness"], "alive", "{node}");
+        assert_eq!(node["schedulable"], true, "{node}");
+    }
+    q.lain(&app, &["scale", "web", "--num-instances", "4"]);
+    let ps: serde_json::Value =
+        serde_json::from_str(&q.lain(&app, &["ps", "-o", "json"])).unwrap();
+    let on: std::collections::BTreeSet<&str> = ps["procs"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] == "running")
+        .filter_map(|i| i["node"].as_str())
+        .collect();
+    assert!(
+        on.len() >= 2,
+        "4 instances should spread over the nodes: {ps}"
+    );
+    assert!(serves(&q).is_some());
+
+    // Down: nothing of it is left.
+    let (_, down) = q.ok(&["down"]);
+    assert!(serves(&q).is_none(), "the router still answers");
+    let left = q.leftovers();
+    assert!(left.is_empty(), "left after down: {left:#?}");
+    println!(
+        "quickstart: up {first:?} (binaries built), again {again:?}, --nodes 3 {grow:?}, down {down:?}"
+    );
+}
