@@ -1,6 +1,7 @@
 //! `scripts/quickstart` as a new user runs it: up (a whole one-node
 //! cluster serving examples/hello through the router), up again (nothing
-//! restarted, nothing redeployed), up with `--nodes 3` (two more Docker
+//! restarted, nothing redeployed), examples/notes deployed on it, up with
+//! `--nodes 3` (two more Docker
 //! nodes in network namespaces, used by the scheduler), then down, after
 //! which nothing of it runs and no namespace, interface or mount is left.
 //!
@@ -116,7 +117,13 @@ impl Quickstart {
     }
 
     fn lain(&self, dir: &Path, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_lain"))
+        self.lain_with(dir, args, b"")
+    }
+
+    /// `lain ARGS` in `dir` with `stdin`, which must succeed; its stdout.
+    fn lain_with(&self, dir: &Path, args: &[&str], stdin: &[u8]) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lain"))
             .args(["--cluster", "quickstart"])
             .args(args)
             .current_dir(dir)
@@ -126,8 +133,13 @@ impl Quickstart {
                 format!("unix://{}/node-1.sock", self.run_dir().display()),
             )
             .env("NO_COLOR", "1")
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "lain {args:?}: {}{}",
@@ -178,7 +190,10 @@ impl Quickstart {
                 || cmdline.contains(&run)
                 || cmdline.contains(&format!("-namespace {}-", self.name));
             if ours {
-                left.push(format!("process {}: {cmdline}", e.file_name().to_string_lossy()));
+                left.push(format!(
+                    "process {}: {cmdline}",
+                    e.file_name().to_string_lossy()
+                ));
             }
         }
         let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
@@ -232,10 +247,90 @@ fn free_port_range() -> u16 {
 }
 
 fn serves(q: &Quickstart) -> Option<String> {
+    routed(q, "hello.lain.local", "/")
+}
+
+/// The body of `host` `path` through the quickstart's router, if 200.
+fn routed(q: &Quickstart, host: &str, path: &str) -> Option<String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], q.http_port()));
-    http::get(addr, "hello.lain.local", "/")
+    http::get(addr, host, path)
         .filter(|(code, _)| *code == 200)
         .map(|(_, body)| body)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// examples/notes on the quickstart cluster, as its README says: its
+/// secret set, built, pushed, deployed; both mountpoints answer and the
+/// worker finds its secret file.
+fn deploy_notes(q: &Quickstart) {
+    let dir = q.state().join("apps/notes");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/notes"),
+        &dir,
+    );
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "notes",
+        ],
+    ] {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+    q.lain(&dir, &["app", "create", "notes"]);
+    let secret = b"quickstart-test-token";
+    q.lain_with(&dir, &["secret", "set", "token"], secret);
+    q.lain(&dir, &["build"]);
+    q.lain(&dir, &["push"]);
+    q.lain(&dir, &["deploy"]);
+    for (host, path) in [
+        ("notes.lain.local", "/"),
+        ("notes.example.com", "/"),
+        ("www.example.com", "/notes/"),
+    ] {
+        let body = routed(q, host, path).unwrap_or_else(|| panic!("{host}{path} is not routed"));
+        assert!(body.contains("<h1>Notes</h1>"), "{host}{path}: {body}");
+        // From the cached prepare layer.
+        assert!(body.contains("<style>"), "{host}{path}: {body}");
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = q.lain(&dir, &["logs", "tidy", "--tail", "5"]);
+        assert!(
+            !logs.contains("quickstart-test-token"),
+            "the secret was logged: {logs}"
+        );
+        if logs.contains(&format!("token present ({} bytes)", secret.len())) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the worker never found its secret: {logs}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -245,7 +340,14 @@ fn quickstart_up_again_three_nodes_and_down() {
     // Up from nothing: the app answers through the router.
     let (out, first) = q.ok(&[]);
     assert!(out.contains("lain quickstart is up"), "{out}");
-    let body = serves(&q).expect("hello answers through the router");
+    let body = serves(&q).unwrap_or_else(|| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], q.http_port()));
+        panic!(
+            "hello does not answer through the router: {:?}\n{out}\n{}",
+            http::get(addr, "hello.lain.local", "/"),
+            q.logs()
+        )
+    });
     assert!(body.contains("Hello from lain"), "{body}");
     // The console answers, and the CLI is logged in as the admin.
     let (code, _) = http::get(q.console(), "127.0.0.1", "/api/v1/openapi.json").unwrap();
@@ -261,6 +363,10 @@ fn quickstart_up_again_three_nodes_and_down() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0, "admin.password is {mode:o}");
+
+    // The second example: prepare, release copy, a worker with a secret
+    // file, two mountpoints.
+    deploy_notes(&q);
 
     // Again: safe and quick, nothing restarted or redeployed.
     let pids = q.pids();
@@ -287,8 +393,7 @@ fn quickstart_up_again_three_nodes_and_down() {
         assert_eq!(node["schedulable"], true, "{node}");
     }
     q.lain(&app, &["scale", "web", "--num-instances", "4"]);
-    let ps: serde_json::Value =
-        serde_json::from_str(&q.lain(&app, &["ps", "-o", "json"])).unwrap();
+    let ps: serde_json::Value = serde_json::from_str(&q.lain(&app, &["ps", "-o", "json"])).unwrap();
     let on: std::collections::BTreeSet<&str> = ps["procs"][0]["instances"]
         .as_array()
         .unwrap()

@@ -44,7 +44,7 @@ pub struct UndeployArgs {
 /// Change a proc's instances, CPU or memory.
 #[derive(Debug, clap::Args)]
 pub struct ScaleArgs {
-    /// The proc, e.g. `web` or `worker.queue`.
+    /// The proc, e.g. `web` or `worker.queue` (or just `queue`).
     proc: String,
     #[arg(long)]
     app: Option<String>,
@@ -185,10 +185,12 @@ pub async fn scale(a: ScaleArgs, g: &Globals) -> anyhow::Result<ExitCode> {
     }
     let app = app_name(a.app)?;
     let console = Console::connect(g).await?;
+    let status = crate::cmd::ops::app_status(&console, &app).await?;
+    let proc = crate::cmd::ops::proc_in(&status, &a.proc);
     let out: Value = console
         .call(
             Method::POST,
-            &format!("/api/v1/apps/{}/procs/{}/scale", enc(&app), enc(&a.proc)),
+            &format!("/api/v1/apps/{}/procs/{}/scale", enc(&app), enc(&proc)),
             &json!({"instances": a.num_instances, "cpu": a.cpu, "memory": a.memory}),
         )
         .await?;

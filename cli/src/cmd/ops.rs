@@ -24,7 +24,7 @@ pub struct PsArgs {
 /// A proc's output, from one instance (default the first).
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
-    /// The proc, e.g. `web` or `worker.queue`.
+    /// The proc, e.g. `web` or `worker.queue` (or just `queue`).
     proc: String,
     #[arg(long)]
     app: Option<String>,
@@ -120,9 +120,11 @@ pub async fn ps(a: PsArgs, g: &Globals) -> anyhow::Result<ExitCode> {
 pub async fn logs(a: LogsArgs, g: &Globals) -> anyhow::Result<ExitCode> {
     let app = app_name(a.app)?;
     let console = Console::connect(g).await?;
+    let status = app_status(&console, &app).await?;
+    let proc = proc_in(&status, &a.proc);
     let instance = match a.instance {
         Some(i) => i,
-        None => first_instance(&console, &app, &a.proc).await?,
+        None => first_instance(&status, &app, &proc)?,
     };
     let mut query = vec![
         format!("follow={}", a.follow),
@@ -136,7 +138,7 @@ pub async fn logs(a: LogsArgs, g: &Globals) -> anyhow::Result<ExitCode> {
         .stream(&format!(
             "/api/v1/apps/{}/procs/{}/logs?{}",
             enc(&app),
-            enc(&a.proc),
+            enc(&proc),
             query.join("&")
         ))
         .await?;
@@ -157,11 +159,39 @@ pub async fn logs(a: LogsArgs, g: &Globals) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The proc's lowest-numbered instance, preferring a running one.
-async fn first_instance(console: &Console, app: &str, proc: &str) -> anyhow::Result<String> {
-    let s: Value = console
+/// The app's status as console reports it (procs and instances).
+pub async fn app_status(console: &Console, app: &str) -> anyhow::Result<Value> {
+    console
         .get(&format!("/api/v1/apps/{}/status", enc(app)))
-        .await?;
+        .await
+}
+
+/// The proc id `given` names among the app's deployed procs: itself, or
+/// the one proc whose name after its kind is `given` (`tidy` for
+/// `worker.tidy`, as `lain validate` shows it). Otherwise `given`, for
+/// console to judge.
+pub fn proc_in(status: &Value, given: &str) -> String {
+    let procs: Vec<&str> = status["procs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["proc"].as_str())
+        .collect();
+    if procs.contains(&given) {
+        return given.to_owned();
+    }
+    let short: Vec<&str> = procs
+        .into_iter()
+        .filter(|p| p.split_once('.').is_some_and(|(_, name)| name == given))
+        .collect();
+    match short.as_slice() {
+        [one] => (*one).to_owned(),
+        _ => given.to_owned(),
+    }
+}
+
+/// The proc's lowest-numbered instance, preferring a running one.
+fn first_instance(s: &Value, app: &str, proc: &str) -> anyhow::Result<String> {
     let instances: Vec<&Value> = s["procs"]
         .as_array()
         .into_iter()
@@ -214,4 +244,22 @@ pub async fn events(a: EventsArgs, g: &Globals) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn procs_are_named_in_full_or_by_their_name() {
+        let status = json!({"procs": [{"proc": "web"}, {"proc": "worker.tidy"},
+            {"proc": "worker.a"}, {"proc": "web.a"}]});
+        assert_eq!(proc_in(&status, "web"), "web");
+        assert_eq!(proc_in(&status, "tidy"), "worker.tidy");
+        assert_eq!(proc_in(&status, "worker.tidy"), "worker.tidy");
+        // Ambiguous or unknown: left for console to answer.
+        assert_eq!(proc_in(&status, "a"), "a");
+        assert_eq!(proc_in(&status, "nope"), "nope");
+    }
 }
