@@ -89,7 +89,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     }
                     let n = diags.errors().count();
                     eprintln!(
-                        "error: {file} is not valid: {n} problem{}; see docs/reference/lain-yaml.md",
+                        "error: {file} is not valid: {n} problem{}; see docs/lain-yaml.md",
                         if n == 1 { "" } else { "s" }
                     );
                 }

@@ -8,7 +8,7 @@ use crate::error::fail;
 pub fn template(app: &str) -> String {
     format!(
         r#"# lain.yaml of {app}: how LAIN builds, releases and runs it.
-# Reference: docs/reference/lain-yaml.md; check it with `lain validate`.
+# Reference: docs/lain-yaml.md; check it with `lain validate`.
 
 appname: {app}
 

@@ -13,7 +13,7 @@
 //! A rejected file yields every problem at once, each with
 //! `file:line:col`, what was found and what is valid there. The rules, the
 //! YAML 1.1 decisions and the deliberate deviations from LAIN are in
-//! `docs/reference/lain-yaml.md`.
+//! `docs/lain-yaml.md`.
 
 mod derive;
 mod diag;

@@ -3,7 +3,7 @@
 //! LAIN judged a lain.yaml twice: its JSON schema (lain-sdk's
 //! `validator/schema.py`) and its parser (`yaml/parser.py`, which raises on
 //! what it cannot load). A file is valid here when both would accept it,
-//! with the deliberate deviations documented in docs/reference/lain-yaml.md.
+//! with the deliberate deviations documented in docs/lain-yaml.md.
 //! Every check reports and carries on, so one pass finds every problem.
 
 mod fields;
