@@ -55,24 +55,6 @@ fn playbooks_dir() -> PathBuf {
     repo().join("playbooks")
 }
 
-/// A workspace binary beside `lain`, built when missing (as tests/common
-/// does).
-fn workspace_bin(name: &str) -> PathBuf {
-    let lain = Path::new(env!("CARGO_BIN_EXE_lain"));
-    let path = lain.with_file_name(name);
-    if !path.is_file() {
-        let target = lain.parent().and_then(Path::parent).expect("target dir");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--bin", name, "-p", name])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build --bin {name} failed");
-    }
-    path
-}
-
 /// Runs `cmd` with its output (stdout and stderr) in `log`, killing it and
 /// its children after `timeout`. Returns the exit status (None on timeout)
 /// and the output.
@@ -102,17 +84,20 @@ fn run_logged(cmd: &mut Command, log: &Path, timeout: Duration) -> (Option<ExitS
     (status, std::fs::read_to_string(log).unwrap_or_default())
 }
 
-/// Runs a short command that must succeed; its stdout.
+/// Runs a short command that must succeed (bounded to 2 minutes); its
+/// stdout.
 fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    lain_testkit::process::run_timeout(cmd, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `cmd` (bounded by `timeout`): whether it succeeded, and its output
+/// (stdout and stderr).
+fn run_bounded(cmd: &mut Command, timeout: Duration) -> (bool, String) {
+    let log = tempfile::NamedTempFile::new().expect("temp file");
+    let (status, out) = run_logged(cmd, log.path(), timeout);
+    let status = status.unwrap_or_else(|| panic!("{cmd:?} did not finish within {timeout:?}"));
+    (status.success(), out)
 }
 
 /// Waits until `f` holds, or panics naming `what`.
@@ -138,12 +123,13 @@ fn playbooks_lint_and_units_verify() {
     let lint = std::thread::spawn({
         let dir = dir.clone();
         move || {
-            Command::new("ansible-lint")
-                .current_dir(&dir)
-                .env("NO_COLOR", "1")
-                .env("ANSIBLE_NOCOLOR", "1")
-                .output()
-                .expect("run ansible-lint (Debian package ansible-lint)")
+            run_bounded(
+                Command::new("ansible-lint")
+                    .current_dir(&dir)
+                    .env("NO_COLOR", "1")
+                    .env("ANSIBLE_NOCOLOR", "1"),
+                Duration::from_secs(300),
+            )
         }
     });
 
@@ -175,13 +161,8 @@ fn playbooks_lint_and_units_verify() {
 
     verify_units();
 
-    let lint = lint.join().expect("lint thread");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&lint.stdout),
-        String::from_utf8_lossy(&lint.stderr)
-    );
-    assert!(lint.status.success(), "ansible-lint failed:\n{text}");
+    let (ok, text) = lint.join().expect("lint thread");
+    assert!(ok, "ansible-lint failed:\n{text}");
     assert!(
         text.contains("0 failure(s), 0 warning(s)"),
         "ansible-lint reported something:\n{text}"
@@ -210,11 +191,8 @@ fn verify_units() {
                 let f = f.unwrap();
                 std::fs::copy(f.path(), copy.join(&name).join(f.file_name())).unwrap();
             }
-            std::fs::copy(
-                Path::new("/lib/systemd/system").join(base),
-                copy.join(base),
-            )
-            .unwrap_or_else(|e| panic!("Debian's {base} (is its package installed?): {e}"));
+            std::fs::copy(Path::new("/lib/systemd/system").join(base), copy.join(base))
+                .unwrap_or_else(|e| panic!("Debian's {base} (is its package installed?): {e}"));
             lain_units.push(base.to_owned());
             continue;
         }
@@ -222,7 +200,7 @@ fn verify_units() {
         for daemon in ["sso", "console", "deployd", "webrouter"] {
             let from = format!("/usr/local/bin/{daemon} ");
             if text.contains(&from) {
-                let built = workspace_bin(daemon);
+                let built = common::bin(daemon);
                 text = text.replace(&from, &format!("{} ", built.display()));
             }
         }
@@ -243,28 +221,34 @@ fn verify_units() {
         "lain-sso.service",
         "lain-webrouter.service",
     ] {
-        assert!(lain_units.iter().any(|u| u == want), "no {want} in deploy/systemd");
+        assert!(
+            lain_units.iter().any(|u| u == want),
+            "no {want} in deploy/systemd"
+        );
     }
     // docker.service needs docker.socket beside it.
-    std::fs::copy("/lib/systemd/system/docker.socket", copy.join("docker.socket")).unwrap();
+    std::fs::copy(
+        "/lib/systemd/system/docker.socket",
+        copy.join("docker.socket"),
+    )
+    .unwrap();
 
-    let verify = |extra: &[&str]| {
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .args(extra)
-            .args(lain_units.iter().map(|u| copy.join(u)))
-            // The copy dir first, then the defaults (trailing colon): the
-            // drop-ins beside the units are read.
-            .env("SYSTEMD_UNIT_PATH", format!("{}:", copy.display()))
-            .output()
-            .expect("run systemd-analyze");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+    let verify = || {
+        run_bounded(
+            Command::new("systemd-analyze")
+                .arg("verify")
+                .args(lain_units.iter().map(|u| copy.join(u)))
+                // The copy dir first, then the defaults (trailing colon):
+                // the drop-ins beside the units are read.
+                .env("SYSTEMD_UNIT_PATH", format!("{}:", copy.display())),
+            Duration::from_secs(60),
         )
     };
-    let (ok, stderr) = verify(&[]);
-    assert!(ok && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
+    let (ok, out) = verify();
+    assert!(
+        ok && out.trim().is_empty(),
+        "systemd-analyze verify:\n{out}"
+    );
 
     // The drop-ins were read: one with an unknown key is reported.
     std::fs::write(
@@ -272,8 +256,8 @@ fn verify_units() {
         "[Service]\nNoSuchKeyForTheTest=1\n",
     )
     .unwrap();
-    let (_, stderr) = verify(&[]);
-    assert!(stderr.contains("NoSuchKeyForTheTest"), "{stderr}");
+    let (_, out) = verify();
+    assert!(out.contains("NoSuchKeyForTheTest"), "{out}");
 }
 
 // ---------------------------------------------------------------------
@@ -464,10 +448,7 @@ impl Host {
         if !left.is_empty() {
             eprintln!("playbooks test: could not unmount {left:?}");
         }
-        let _ = std::fs::remove_dir(format!(
-            "/run/containerd/runc/{}",
-            fp.containerd_namespace
-        ));
+        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", fp.containerd_namespace));
     }
 }
 
@@ -520,7 +501,11 @@ fn make_host(
     std::fs::create_dir_all(&run_dir).unwrap();
     let data_root = dir.path().join("data");
     // Lets the test kit's cleanup of a killed run find the data root.
-    std::fs::write(run_dir.join("data-root"), data_root.as_os_str().as_encoded_bytes()).unwrap();
+    std::fs::write(
+        run_dir.join("data-root"),
+        data_root.as_os_str().as_encoded_bytes(),
+    )
+    .unwrap();
     let mut host = Host {
         name: name.to_owned(),
         ns: ns.clone(),
@@ -779,17 +764,10 @@ fn curl_ping(addr: &str, pki: &Path, with_cert: bool) -> (bool, String) {
             .arg("--key")
             .arg(pki.join("deployd/client.key"));
     }
-    let out = cmd
-        .arg(format!("https://{addr}/_ping"))
-        .output()
-        .expect("run curl");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    // curl's own --max-time bounds it; the outer bound is a safety net.
+    run_bounded(
+        cmd.arg(format!("https://{addr}/_ping")),
+        Duration::from_secs(30),
     )
 }
 
@@ -920,7 +898,8 @@ fn add_and_remove_nodes_with_ansible() {
 
     let nodes = node_list(&c);
     for h in &hosts {
-        let n = node(&nodes, &h.name).unwrap_or_else(|| panic!("{} not registered: {nodes:?}", h.name));
+        let n =
+            node(&nodes, &h.name).unwrap_or_else(|| panic!("{} not registered: {nodes:?}", h.name));
         assert_eq!(n["liveness"], "alive", "{n}");
         assert_eq!(n["schedulable"], true, "{n}");
         assert_eq!(n["docker"]["kind"], "tcp", "{n}");
@@ -929,7 +908,10 @@ fn add_and_remove_nodes_with_ansible() {
             format!("{}:2376", h.ns.addr()),
             "{n}"
         );
-        assert_eq!(n["docker"]["tls"]["ca_cert"], pki.join("docker-ca.crt").to_str().unwrap());
+        assert_eq!(
+            n["docker"]["tls"]["ca_cert"],
+            pki.join("docker-ca.crt").to_str().unwrap()
+        );
         assert_eq!(n["address"], h.ns.addr().to_string());
         assert_eq!(n["cpu_millis"], 2000);
         assert_eq!(n["memory_bytes"], 2u64 << 30);
@@ -964,15 +946,24 @@ fn add_and_remove_nodes_with_ansible() {
         // The engine answers over TLS to deployd's certificate only.
         let addr = format!("{}:2376", h.ns.addr());
         let (ok, out) = curl_ping(&addr, &pki, true);
-        assert!(ok && out == "OK", "TLS ping of {addr} with a client certificate: {out}");
+        assert!(
+            ok && out == "OK",
+            "TLS ping of {addr} with a client certificate: {out}"
+        );
         let (ok, out) = curl_ping(&addr, &pki, false);
-        assert!(!ok && !out.contains("OK"), "{addr} answered without a client certificate: {out}");
+        assert!(
+            !ok && !out.contains("OK"),
+            "{addr} answered without a client certificate: {out}"
+        );
         // dockerd runs inside the host's namespace (not the root one).
         let pid = h.dockerd_pid().expect("dockerd runs");
         let ns_of = |p: &str| std::fs::read_link(p).unwrap();
         assert_eq!(
             ns_of(&format!("/proc/{pid}/ns/net")),
-            ns_of(&format!("/proc/{}/ns/net", h.sshd.as_ref().unwrap().pid().unwrap())),
+            ns_of(&format!(
+                "/proc/{}/ns/net",
+                h.sshd.as_ref().unwrap().pid().unwrap()
+            )),
         );
     }
     eprintln!("nodes added after {:.1} s", started.elapsed().as_secs_f64());
@@ -989,30 +980,55 @@ fn add_and_remove_nodes_with_ansible() {
     c.ok(app, &["push"]);
     c.ok(app, &["deploy"]);
     c.ok(app, &["scale", "web", "--num-instances", "4"]);
-    c.wait("4 healthy instances on node-a and node-b", Duration::from_secs(90), || {
-        let on = healthy_on(&c, app);
-        on.values().sum::<usize>() == 4
-            && on.get("node-a").is_some_and(|n| *n >= 1)
-            && on.get("node-b").is_some_and(|n| *n >= 1)
-            && !on.contains_key("node-1")
-    });
-    c.wait("the app through the router", Duration::from_secs(30), || {
-        c.through_router("hello.lain.local", "/index.html")
-            .is_some_and(|(code, body)| code == 200 && body.starts_with("hello v1"))
-    });
-    let on_a = hosts[0].our_containers().len();
-    assert!(on_a >= 1, "no container of the app on node-a's engine");
-    // What `lain node list` counts on the node (see remove-node.yml).
-    let counted: Vec<(String, u64)> = node_list(&c)
-        .iter()
-        .map(|n| (n["name"].as_str().unwrap_or("").to_owned(), n["instances"].as_u64().unwrap_or(0)))
-        .collect();
-    eprintln!("instances per node as `lain node list` counts them: {counted:?}");
-    eprintln!("app deployed after {:.1} s", started.elapsed().as_secs_f64());
+    c.wait(
+        "4 healthy instances on node-a and node-b",
+        Duration::from_secs(90),
+        || {
+            let on = healthy_on(&c, app);
+            on.values().sum::<usize>() == 4
+                && on.get("node-a").is_some_and(|n| *n >= 1)
+                && on.get("node-b").is_some_and(|n| *n >= 1)
+                && !on.contains_key("node-1")
+        },
+    );
+    c.wait(
+        "the app through the router",
+        Duration::from_secs(30),
+        || {
+            c.through_router("hello.lain.local", "/index.html")
+                .is_some_and(|(code, body)| code == 200 && body.starts_with("hello v1"))
+        },
+    );
+    assert!(
+        !hosts[0].our_containers().is_empty(),
+        "no container of the app on node-a's engine"
+    );
+    // `lain node list` counts them too (what remove-node.yml waits on).
+    c.wait(
+        "`lain node list` to count 4 instances on node-a and node-b",
+        Duration::from_secs(20),
+        || {
+            let nodes = node_list(&c);
+            let count = |name: &str| {
+                node(&nodes, name)
+                    .and_then(|n| n["instances"].as_u64())
+                    .unwrap_or(0)
+            };
+            count("node-a") >= 1 && count("node-a") + count("node-b") == 4 && count("node-1") == 0
+        },
+    );
+    eprintln!(
+        "app deployed after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // cluster-health.yml passes on a healthy cluster.
     let health_run = ansible.playbook("cluster-health.yml", &[], Duration::from_secs(90));
-    assert!(health_run.ok, "cluster-health.yml failed:\n{}", health_run.output);
+    assert!(
+        health_run.ok,
+        "cluster-health.yml failed:\n{}",
+        health_run.output
+    );
 
     // ---- add-node.yml again: nothing changes ------------------------------
     // An operator cordons node-b on purpose; the re-run must leave it so.
@@ -1060,15 +1076,25 @@ fn add_and_remove_nodes_with_ansible() {
         "containers of lain left on node-a's engine"
     );
     // The app kept its instances (moved to node-b) and keeps answering.
-    c.wait("4 healthy instances, all on node-b", Duration::from_secs(60), || {
-        healthy_on(&c, app) == BTreeMap::from([("node-b".to_owned(), 4)])
-    });
+    c.wait(
+        "4 healthy instances, all on node-b",
+        Duration::from_secs(60),
+        || healthy_on(&c, app) == BTreeMap::from([("node-b".to_owned(), 4)]),
+    );
+    c.wait(
+        "`lain node list` to count 4 instances on node-b",
+        Duration::from_secs(20),
+        || node(&node_list(&c), "node-b").is_some_and(|n| n["instances"] == 4),
+    );
     let (code, body) = c
         .through_router("hello.lain.local", "/index.html")
         .expect("the router answers");
     assert_eq!(code, 200, "{body}");
     assert!(body.starts_with("hello v1"), "{body}");
-    assert!(hosts[0].dockerd_pid().is_some(), "the engine was stopped without being asked to");
+    assert!(
+        hosts[0].dockerd_pid().is_some(),
+        "the engine was stopped without being asked to"
+    );
 
     // Again, now asking to stop the engine: the node is already gone, so
     // only the engine stops.
@@ -1098,9 +1124,14 @@ fn add_and_remove_nodes_with_ansible() {
         &["--limit", "control"],
         Duration::from_secs(90),
     );
-    assert!(!sick.ok, "cluster-health.yml passed with node-b cut off:\n{}", sick.output);
     assert!(
-        sick.output.contains("The cluster is unhealthy: node node-b"),
+        !sick.ok,
+        "cluster-health.yml passed with node-b cut off:\n{}",
+        sick.output
+    );
+    assert!(
+        sick.output
+            .contains("The cluster is unhealthy: node node-b"),
         "{}",
         sick.output
     );
