@@ -58,10 +58,15 @@ pub enum SecretError {
 
 /// The cluster secrets key: 32 bytes for AES-256-GCM. Its `Debug` shows
 /// the key id only, and the bytes are wiped on drop.
+///
+/// It may carry retired keys ([`SecretsKey::with_retired`]) while the key
+/// is being rotated: [`seal`] always uses this key, [`open`] also opens
+/// what a retired key sealed.
 #[derive(Clone)]
 pub struct SecretsKey {
     bytes: Zeroizing<[u8; 32]>,
     id: String,
+    retired: Vec<SecretsKey>,
 }
 
 impl SecretsKey {
@@ -69,7 +74,45 @@ impl SecretsKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let bytes = Zeroizing::new(bytes);
         let id = key_id(&bytes);
-        Self { bytes, id }
+        Self {
+            bytes,
+            id,
+            retired: Vec::new(),
+        }
+    }
+
+    /// This key, also opening what the `retired` keys sealed (a rotation:
+    /// the new key seals, the old ones still open until everything is
+    /// sealed again). A retired key equal to this one is dropped.
+    pub fn with_retired(mut self, retired: impl IntoIterator<Item = SecretsKey>) -> Self {
+        for mut k in retired {
+            k.retired.clear();
+            if k.id != self.id && !self.retired.iter().any(|r| r.id == k.id) {
+                self.retired.push(k);
+            }
+        }
+        self
+    }
+
+    /// Loads the key at `path` and the retired keys at `retired` (each as
+    /// [`SecretsKey::load`] reads it).
+    pub fn load_with_retired(path: &Path, retired: &[PathBuf]) -> Result<Self, SecretError> {
+        let old = retired
+            .iter()
+            .map(|p| Self::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::load(path)?.with_retired(old))
+    }
+
+    /// The ids of the retired keys this one still opens for.
+    pub fn retired_ids(&self) -> Vec<&str> {
+        self.retired.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    /// True when `sealed` was sealed under another key than this one (it
+    /// should be sealed again, see [`reseal`]).
+    pub fn is_stale(&self, sealed: &SealedSecret) -> bool {
+        sealed.key_id != self.id
     }
 
     /// A fresh random key (for tools and tests).
@@ -143,6 +186,7 @@ impl fmt::Debug for SecretsKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretsKey")
             .field("id", &self.id)
+            .field("retired", &self.retired_ids())
             .finish_non_exhaustive()
     }
 }
@@ -195,12 +239,15 @@ pub fn open(
             alg: sealed.alg.chars().take(32).collect(),
         });
     }
-    if sealed.key_id != key.id() {
+    let Some(key) = std::iter::once(key)
+        .chain(key.retired.iter())
+        .find(|k| k.id == sealed.key_id)
+    else {
         return Err(SecretError::WrongKey {
             sealed_with: sealed.key_id.chars().take(32).collect(),
             held: key.id().to_owned(),
         });
-    }
+    };
     let nonce = B64
         .decode(&sealed.nonce_b64)
         .map_err(|_| SecretError::Malformed("nonce_b64 is not base64"))?;
@@ -220,6 +267,17 @@ pub fn open(
         )
         .map(Zeroizing::new)
         .map_err(|_| SecretError::Decrypt)
+}
+
+/// `sealed` opened (with `key` or one of its retired keys) and sealed
+/// again under `key` itself, bound to the same `aad`.
+pub fn reseal(
+    key: &SecretsKey,
+    sealed: &SealedSecret,
+    aad: &str,
+) -> Result<SealedSecret, SecretError> {
+    let plaintext = open(key, sealed, aad)?;
+    seal(key, &plaintext, aad)
 }
 
 /// [`seal`] bound to the path of `at`, the key the value will be stored under.
@@ -246,6 +304,62 @@ mod tests {
 
     use super::*;
     use crate::keys::CertKey;
+
+    #[test]
+    fn a_rotated_key_opens_what_the_retired_one_sealed_and_reseals_it() {
+        let (old, new) = (SecretsKey::generate(), SecretsKey::generate());
+        let sealed = seal(&old, b"s3cret", "/lain/secrets/a/b/1").unwrap();
+        // The new key alone does not open it, and says which key it needs.
+        assert!(matches!(
+            open(&new, &sealed, "/lain/secrets/a/b/1"),
+            Err(SecretError::WrongKey { .. })
+        ));
+        let ring = new.clone().with_retired([old.clone(), new.clone()]);
+        assert_eq!(ring.retired_ids(), vec![old.id()]);
+        assert_eq!(ring.id(), new.id());
+        assert!(ring.is_stale(&sealed));
+        assert_eq!(
+            &*open(&ring, &sealed, "/lain/secrets/a/b/1").unwrap(),
+            b"s3cret"
+        );
+        // Bound to its path still.
+        assert_eq!(
+            open(&ring, &sealed, "/lain/secrets/a/b/2"),
+            Err(SecretError::Decrypt)
+        );
+        let again = reseal(&ring, &sealed, "/lain/secrets/a/b/1").unwrap();
+        assert_eq!(again.key_id, new.id());
+        assert!(!ring.is_stale(&again));
+        // Now the new key alone opens it; the old one no longer does.
+        assert_eq!(
+            &*open(&new, &again, "/lain/secrets/a/b/1").unwrap(),
+            b"s3cret"
+        );
+        assert!(open(&old, &again, "/lain/secrets/a/b/1").is_err());
+        // New seals always use the current key.
+        assert_eq!(seal(&ring, b"x", "p").unwrap().key_id, new.id());
+    }
+
+    #[test]
+    fn retired_keys_load_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (SecretsKey::generate(), SecretsKey::generate());
+        let write = |name: &str, k: &SecretsKey| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, k.to_base64().as_bytes()).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        let (o, n) = (write("old", &old), write("new", &new));
+        let ring = SecretsKey::load_with_retired(&n, std::slice::from_ref(&o)).unwrap();
+        assert_eq!((ring.id(), ring.retired_ids()), (new.id(), vec![old.id()]));
+        assert!(format!("{ring:?}").contains(old.id()));
+        std::fs::set_permissions(&o, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            SecretsKey::load_with_retired(&n, &[o]),
+            Err(SecretError::Permissions { .. })
+        ));
+    }
 
     const PEM: &[u8] = b"-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----\n";
 

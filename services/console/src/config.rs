@@ -7,6 +7,7 @@
 //! database = "sqlite:///var/lib/lain/console.db?mode=rwc"  # or postgres://...
 //! etcd = ["http://127.0.0.1:2379"]
 //! secrets_key_file = "/etc/lain/secrets.key"        # the cluster SecretsKey, mode 0600
+//! retired_secrets_key_files = []                    # during a key rotation: the old keys (open only)
 //! cluster_domain = "lain.local"                     # default "lain.local"
 //! extra_domains = ["lain.example.com"]              # default none
 //! registry = "registry.lain.local:5000"             # host:port of the cluster registry
@@ -55,6 +56,10 @@ pub struct Config {
     pub etcd: Vec<String>,
     /// The cluster secrets key (32 bytes, raw or base64, mode 0600).
     pub secrets_key_file: PathBuf,
+    /// Keys being rotated out: they still open what they sealed, and
+    /// console seals it all again under `secrets_key_file` at start.
+    #[serde(default)]
+    pub retired_secrets_key_files: Vec<PathBuf>,
     /// How bearer tokens are checked and who is an admin.
     pub auth: AuthConfig,
     /// The cluster's main domain (lain.yaml's default domains).

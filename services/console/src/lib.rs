@@ -11,6 +11,7 @@ pub mod desired;
 pub mod error;
 pub mod fit;
 pub mod registry;
+pub mod rekey;
 pub mod track;
 
 use std::future::Future;
@@ -58,6 +59,10 @@ pub async fn run_on(
     // Then follow deployd's rollouts to finish deployments.
     let _etcd = tokio::spawn(async move {
         etcd.connect_etcd().await;
+        // After a key rotation: seal again what the retired keys sealed.
+        if !etcd.secrets_key().retired_ids().is_empty() {
+            rekey::run(etcd.db(), etcd.store().ok()).await;
+        }
         track::run(etcd).await
     });
     lain_service::serve_on("console", listener, api.router(), shutdown).await?;
@@ -67,12 +72,15 @@ pub async fn run_on(
 
 /// Loads the secrets key, opens the database and builds the [`Api`].
 pub async fn open(config: &Config) -> anyhow::Result<Api> {
-    let key = SecretsKey::load(&config.secrets_key_file)
-        .with_context(|| "cannot load secrets_key_file".to_string())?;
+    let key =
+        SecretsKey::load_with_retired(&config.secrets_key_file, &config.retired_secrets_key_files)
+            .with_context(|| {
+                "cannot load secrets_key_file or retired_secrets_key_files".to_string()
+            })?;
     let db = db::Db::open(&config.database, key)
         .await
         .context("cannot open the database")?;
-    tracing::info!(backend = ?db.backend(), key_id = db.secrets_key_id(), "database open");
+    tracing::info!(backend = ?db.backend(), key_id = db.secrets_key_id(), retired_key_ids = ?db.secrets_key().retired_ids(), "database open");
     let mut api = Api::new(config, db)?;
     if let Some(r) = &config.registry_auth {
         let signer =

@@ -1406,6 +1406,107 @@ async fn migrations(t: TestDb) {
     ));
 }
 
+/// A rotation of the cluster secrets key: a handle with the new key and
+/// the old one retired opens everything, re-seals the database's versions
+/// and etcd's sealed values (secrets and certificate keys) under the new
+/// key, after which the new key alone opens them all; a version under an
+/// unknown key is reported and left alone; a second run finds nothing.
+async fn key_rotation(t: TestDb) {
+    use lain_store::secret::{open_for, seal_for};
+    use lain_store::{
+        AppSecret, CertKey, Component, SecretKey, Store, StoreOptions, TlsCertificate,
+    };
+
+    let old = t.key.clone();
+    t.app("hello", "alice").await;
+    for v in [b"v1".as_slice(), b"v2"] {
+        t.db.secrets()
+            .set("hello", "token", v, "alice")
+            .await
+            .unwrap();
+    }
+    t.db.secrets()
+        .set("hello", "other", b"o1", "alice")
+        .await
+        .unwrap();
+    // One version sealed under a key nobody has any more.
+    let lost = t.reopen_with(SecretsKey::generate()).await;
+    lost.secrets()
+        .set("hello", "lost", b"gone", "alice")
+        .await
+        .unwrap();
+
+    // etcd: what deploys write (a secret version) and an uploaded
+    // certificate's key, both sealed under the old key.
+    let etcd = tokio::task::spawn_blocking(lain_testkit::Etcd::start)
+        .await
+        .unwrap()
+        .expect("etcd starts");
+    let store = Store::connect_with(
+        &[etcd.endpoint()],
+        StoreOptions {
+            writer: Some(Component::Console),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let sk = SecretKey::new("hello", "token", 2).unwrap();
+    let secret = AppSecret {
+        value: seal_for(&old, &sk, b"v2").unwrap(),
+        updated_at_ms: 1,
+    };
+    store.put(&sk, &secret).await.unwrap();
+    let ck = CertKey::new("example-com").unwrap();
+    let cert = TlsCertificate {
+        domains: vec!["example.com".into()],
+        cert_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+        key: seal_for(&old, &ck, b"private key").unwrap(),
+        not_after_ms: None,
+    };
+    store.put(&ck, &cert).await.unwrap();
+
+    // The new key with the old one retired.
+    let new = SecretsKey::generate();
+    let ring = new.clone().with_retired([old.clone()]);
+    let db = t.reopen_with(ring.clone()).await;
+    assert_eq!(
+        &db.secrets().get_value("hello", "token", 1).await.unwrap()[..],
+        b"v1"
+    );
+    let done = console::rekey::database(&db).await.unwrap();
+    assert_eq!(done.resealed, 3, "{done:?}");
+    assert_eq!(done.failed.len(), 1, "{done:?}");
+    assert!(done.failed[0].starts_with("hello/lost/1: "), "{done:?}");
+    let done = console::rekey::etcd(&store, &ring).await.unwrap();
+    assert_eq!((done.resealed, done.failed.len()), (2, 0), "{done:?}");
+
+    // The new key alone opens everything that was re-sealed.
+    let only_new = t.reopen_with(new.clone()).await;
+    for (name, version, value) in [("token", 1, "v1"), ("token", 2, "v2"), ("other", 1, "o1")] {
+        assert_eq!(
+            &only_new
+                .secrets()
+                .get_value("hello", name, version)
+                .await
+                .unwrap()[..],
+            value.as_bytes()
+        );
+    }
+    let read = store.get(&sk).await.unwrap().unwrap().value;
+    assert_eq!(read.value.key_id, new.id());
+    assert_eq!(&open_for(&new, &sk, &read.value).unwrap()[..], b"v2");
+    let read = store.get(&ck).await.unwrap().unwrap().value;
+    assert_eq!(&open_for(&new, &ck, &read.key).unwrap()[..], b"private key");
+    assert_eq!(read.cert_pem, cert.cert_pem, "only the key is re-sealed");
+
+    // Again: nothing left to do but the lost version, still reported.
+    let done = console::rekey::database(&db).await.unwrap();
+    assert_eq!((done.resealed, done.failed.len()), (0, 1));
+    let done = console::rekey::etcd(&store, &ring).await.unwrap();
+    assert_eq!((done.resealed, done.failed.len()), (0, 0));
+}
+
 /// Runs each scenario on SQLite and on PostgreSQL.
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -1432,7 +1533,8 @@ both!(
     secrets,
     concurrent_writes,
     audit,
-    migrations
+    migrations,
+    key_rotation
 );
 
 /// Compiles only if every repository future can run in a spawned task (as

@@ -9,6 +9,7 @@
 //! lost_after_misses = 3                 # default 3
 //! lease_ttl_secs = 3                    # default 3
 //! secrets_key_file = "/etc/lain/secrets.key"  # needed for procs with secrets
+//! retired_secrets_key_files = []               # during a key rotation: the old keys
 //! health_timeout_secs = 60              # after setup_time, before a rollout fails
 //! health_interval_ms = 2000             # probe interval of healthy instances
 //! unhealthy_after_failures = 3          # consecutive failed probes
@@ -72,6 +73,10 @@ pub struct Config {
     /// Without it, procs that use secrets do not start.
     #[serde(default)]
     pub secrets_key_file: Option<std::path::PathBuf>,
+    /// Keys being rotated out (docs/operations.md): they still open the
+    /// secrets they sealed until console has sealed them all again.
+    #[serde(default)]
+    pub retired_secrets_key_files: Vec<std::path::PathBuf>,
     /// How long after its `setup_time` a new instance may take to become
     /// healthy before its rollout fails and rolls back.
     #[serde(default = "default_health_timeout_secs")]

@@ -47,6 +47,10 @@ pub struct Config {
     /// private keys opened with it.
     #[serde(default)]
     pub secrets_key_file: Option<PathBuf>,
+    /// Keys being rotated out (docs/operations.md): they still open the
+    /// certificates' keys they sealed until console has sealed them again.
+    #[serde(default)]
+    pub retired_secrets_key_files: Vec<PathBuf>,
     /// How often `certs_dir` is re-read.
     #[serde(default = "default_certs_poll_ms")]
     pub certs_poll_ms: u64,

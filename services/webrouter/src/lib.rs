@@ -83,7 +83,7 @@ pub async fn run(
     let secrets_key = config
         .secrets_key_file
         .as_deref()
-        .map(SecretsKey::load)
+        .map(|k| SecretsKey::load_with_retired(k, &config.retired_secrets_key_files))
         .transpose()
         .map_err(WebrouterError::SecretsKey)?;
     if let Some(k) = &secrets_key {

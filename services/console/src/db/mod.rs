@@ -28,7 +28,7 @@ pub use error::DbError;
 pub use lain_db::Backend;
 pub use model::*;
 pub use releases::Releases;
-pub use secrets::Secrets;
+pub use secrets::{Resealed, Secrets};
 
 /// Embedded migrations, applied in order, each once.
 pub const MIGRATIONS: lain_db::Migrations = lain_db::Migrations {

@@ -1,7 +1,7 @@
 //! App secrets: versioned, each value sealed with AES-256-GCM under the
 //! cluster secrets key and bound to (app, name, version).
 
-use lain_store::secret::{open, seal};
+use lain_store::secret::{open, reseal, seal};
 use lain_store::value::SealedSecret;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -31,7 +31,71 @@ fn info_row(row: &AnyRow) -> Result<SecretInfo, DbError> {
     })
 }
 
+/// What sealing the stored secrets again did ([`Secrets::reseal_stale`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resealed {
+    /// Versions now sealed under the current key.
+    pub resealed: u64,
+    /// Versions that could not be opened (`app/name/version: why`): sealed
+    /// under a key that is neither current nor retired, or damaged.
+    pub failed: Vec<String>,
+}
+
 impl Secrets<'_> {
+    /// Seals every stored version that another key sealed (a retired key,
+    /// after a rotation) again under the current key. Each row is updated
+    /// only if it is still as read, so it is safe beside a running console
+    /// and to run again; a version that cannot be opened is reported and
+    /// left as it is.
+    pub async fn reseal_stale(&self) -> Result<Resealed, DbError> {
+        let key = &self.db.key;
+        let rows = sqlx::query(
+            "SELECT app, name, version, alg, key_id, nonce_b64, ciphertext_b64 \
+             FROM secret_versions WHERE key_id <> $1 ORDER BY app, name, version",
+        )
+        .bind(key.id())
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut done = Resealed::default();
+        for row in &rows {
+            let (app, name, version): (String, String, i64) = (
+                row.try_get("app")?,
+                row.try_get("name")?,
+                row.try_get("version")?,
+            );
+            let sealed = SealedSecret {
+                alg: row.try_get("alg")?,
+                key_id: row.try_get("key_id")?,
+                nonce_b64: row.try_get("nonce_b64")?,
+                ciphertext_b64: row.try_get("ciphertext_b64")?,
+            };
+            let again = match reseal(key, &sealed, &associated_data(&app, &name, version)) {
+                Ok(s) => s,
+                Err(e) => {
+                    done.failed.push(format!("{app}/{name}/{version}: {e}"));
+                    continue;
+                }
+            };
+            let updated = sqlx::query(
+                "UPDATE secret_versions SET alg = $1, key_id = $2, nonce_b64 = $3, ciphertext_b64 = $4 \
+                 WHERE app = $5 AND name = $6 AND version = $7 AND key_id = $8 AND nonce_b64 = $9",
+            )
+            .bind(&again.alg)
+            .bind(&again.key_id)
+            .bind(&again.nonce_b64)
+            .bind(&again.ciphertext_b64)
+            .bind(&app)
+            .bind(&name)
+            .bind(version)
+            .bind(&sealed.key_id)
+            .bind(&sealed.nonce_b64)
+            .execute(&self.db.pool)
+            .await?;
+            done.resealed += updated.rows_affected();
+        }
+        Ok(done)
+    }
+
     /// Sets secret `name` of `app` to `value` as a new version (1 for a new
     /// name, the previous version + 1 otherwise, also after a removal:
     /// version numbers are never reused). Returns what `list` shows.

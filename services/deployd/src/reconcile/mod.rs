@@ -73,6 +73,7 @@ pub struct Settings {
     /// Bound of one engine call (not pulls or stops).
     pub call_timeout: Duration,
     pub secrets_key_file: Option<std::path::PathBuf>,
+    pub retired_secrets_key_files: Vec<std::path::PathBuf>,
     pub registry_auth: Option<crate::config::RegistryAuthConfig>,
 }
 
@@ -91,6 +92,7 @@ impl Settings {
             crash_loop_window: Duration::from_secs(c.crash_loop_window_secs),
             call_timeout: Duration::from_secs(10),
             secrets_key_file: c.secrets_key_file.clone(),
+            retired_secrets_key_files: c.retired_secrets_key_files.clone(),
             registry_auth: c.registry_auth.clone(),
         }
     }
@@ -432,13 +434,15 @@ pub async fn run(
     metrics: Arc<Metrics>,
 ) -> Result<(), ReconcileError> {
     let secrets_key = match &settings.secrets_key_file {
-        Some(path) => match SecretsKey::load(path) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot load the secrets key; procs with secrets will not start");
-                None
+        Some(path) => {
+            match SecretsKey::load_with_retired(path, &settings.retired_secrets_key_files) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the secrets key; procs with secrets will not start");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let registry = settings.registry_auth.as_ref().and_then(|r| {

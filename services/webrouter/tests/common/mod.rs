@@ -106,6 +106,7 @@ pub fn router_config(etcd: &Etcd, id: &str, dir: &tempfile::TempDir) -> Config {
         status_listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
         certs_dir: Some(certs),
         secrets_key_file: None,
+        retired_secrets_key_files: Vec::new(),
         certs_poll_ms: 200,
         debounce_ms: 20,
         lease_ttl_secs: 5,
