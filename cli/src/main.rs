@@ -62,6 +62,9 @@ enum Command {
     /// Register, cordon, drain and remove nodes (admins).
     #[command(subcommand)]
     Node(cmd::node::NodeCommand),
+    /// Store, list and remove the routers' TLS certificates (admins).
+    #[command(subcommand)]
+    Cert(cmd::cert::CertCommand),
     /// Add, pick and inspect clusters.
     #[command(subcommand)]
     Cluster(cmd::cluster::ClusterCommand),
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             Command::Events(a) => cmd::ops::events(a, &globals).await,
             Command::Secret(c) => c.run(&globals).await,
             Command::Node(c) => c.run(&globals).await,
+            Command::Cert(c) => c.run(&globals).await,
             Command::Cluster(c) => c.run(&globals).await,
             Command::Completions(args) => cmd::completions::run(&args, &mut Cli::command()),
         }

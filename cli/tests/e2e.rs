@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{device_login, write_app, TestCluster};
@@ -338,6 +340,68 @@ fn build_push_deploy_scale_rollback_and_logs() {
                 serde_json::from_str(&c.ok(dir, &["node", "list", "-o", "json"])).unwrap();
             nodes[0]["instances"] == 3
         },
+    );
+
+    // TLS: an admin stores a certificate for the app's domain; the router
+    // serves HTTPS with it (curl trusts only that certificate).
+    let tls = tempfile::tempdir().unwrap();
+    let (cert, key) = (tls.path().join("cert.pem"), tls.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=hello"])
+        .args(["-addext", "subjectAltName=DNS:hello.lain.local", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    c.ok(
+        dir,
+        &[
+            "cert",
+            "set",
+            "hello-lain-local",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let listed = c.ok(dir, &["cert", "list"]);
+    assert!(listed.contains("hello.lain.local"), "{listed}");
+    let https = |cert: &Path| {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "5", "--cacert"])
+            .arg(cert)
+            .args([
+                "--resolve",
+                &format!("hello.lain.local:{}:127.0.0.1", c.https.port()),
+                &format!("https://hello.lain.local:{}/index.html", c.https.port()),
+            ])
+            .output()
+            .unwrap()
+    };
+    c.wait(
+        "HTTPS with the stored certificate",
+        Duration::from_secs(20),
+        || {
+            let out = https(&cert);
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("hello v1")
+        },
+    );
+    c.ok(dir, &["cert", "rm", "hello-lain-local"]);
+    c.wait(
+        "the certificate no longer served",
+        Duration::from_secs(20),
+        || !https(&cert).status.success(),
     );
 
     // v2, deployed; then rolled back to v1.

@@ -110,6 +110,8 @@ pub struct TestCluster {
     pub home: ServerDir,
     /// Where nginx serves apps.
     pub http: SocketAddr,
+    /// Where nginx serves HTTPS for domains with a certificate (`lain cert set`).
+    pub https: SocketAddr,
     /// The secret of sso client `ci` (client credentials, for console).
     pub ci_secret: String,
 }
@@ -293,6 +295,7 @@ impl TestCluster {
 
         let router_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let router_dir = ServerDir::new("e2e-webrouter").unwrap();
         let webrouter = Service::start(
             "webrouter",
@@ -300,10 +303,12 @@ impl TestCluster {
             &format!(
                 "listen = \"{router_addr}\"\netcd = [\"{}\"]\nrouter_id = \"router-e2e\"\n\
                  advertise_address = \"{http}\"\nnginx_user = \"root\"\n\
-                 state_dir = \"{}\"\nhttp_listen = \"{http}\"\nstatus_listen = \"127.0.0.1:{}\"\n",
+                 state_dir = \"{}\"\nhttp_listen = \"{http}\"\nstatus_listen = \"127.0.0.1:{}\"\n\
+                 https_listen = \"{https}\"\nsecrets_key_file = \"{}\"\n",
                 etcd.endpoint(),
                 router_dir.path().join("state").display(),
                 free_port(),
+                secrets_key.display(),
             ),
             router_dir,
         );
@@ -317,6 +322,7 @@ impl TestCluster {
             etcd,
             home,
             http,
+            https,
             ci_secret,
         }
     }

@@ -1095,3 +1095,181 @@ async fn discovery_document_is_public() {
     assert_eq!(v["lain_registry_service"], Value::Null);
     assert_eq!(v["lain_cluster_domain"], "lain.local");
 }
+
+/// TLS certificates for the routers: only admins list, set and remove
+/// them (audited); an upload is checked before anything is written; the
+/// private key is stored sealed under the cluster secrets key (bound to
+/// its etcd path) and never returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certs_are_checked_sealed_and_admin_only() {
+    use lain_store::secret::{open_for, SecretsKey};
+    use lain_store::CertKey;
+
+    let etcd = block_in_place(Etcd::start).expect("etcd");
+    let sso = TestSso::start().await;
+    let console =
+        block_in_place(|| TestConsole::start(&sso.issuer, &[etcd.endpoint()], "", "", ""));
+    let base = console.base.as_str();
+    let t = tokens(&sso);
+    let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["shop.example.com".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+    let upload = json!({"cert_pem": cert_pem, "key_pem": key_pem});
+
+    // Not an admin: refused, nothing written.
+    let before = plain.current_revision().await.unwrap();
+    for tok in [&t.mallory, &t.daemon] {
+        let a = call(
+            base,
+            Method::PUT,
+            "/api/v1/certs/shop",
+            Some(tok),
+            Body::Json(upload.clone()),
+        )
+        .await;
+        assert_eq!(a.status, 403, "{}", a.text);
+        let a = call(base, Method::GET, "/api/v1/certs", Some(tok), Body::None).await;
+        assert_eq!(a.status, 403, "{}", a.text);
+    }
+    let a = call(
+        base,
+        Method::PUT,
+        "/api/v1/certs/shop",
+        None,
+        Body::Json(upload.clone()),
+    )
+    .await;
+    assert_eq!(a.status, 401, "{}", a.text);
+    // Bad input: 400 with the reason, nothing written.
+    let other = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    for (body, says) in [
+        (
+            json!({"cert_pem": cert_pem, "key_pem": other}),
+            "not the private key",
+        ),
+        (
+            json!({"cert_pem": "nope", "key_pem": key_pem}),
+            "CERTIFICATE",
+        ),
+        (json!({"cert_pem": cert_pem}), "key_pem"),
+        (
+            json!({"cert_pem": cert_pem, "key_pem": key_pem, "x": 1}),
+            "unknown field",
+        ),
+    ] {
+        let a = call(
+            base,
+            Method::PUT,
+            "/api/v1/certs/shop",
+            Some(&t.root),
+            Body::Json(body),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{}", a.text);
+        assert!(a.text.contains(says), "{says}: {}", a.text);
+    }
+    let a = call(
+        base,
+        Method::PUT,
+        "/api/v1/certs/a%2Fb",
+        Some(&t.root),
+        Body::Json(upload.clone()),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert_eq!(plain.current_revision().await.unwrap(), before);
+
+    // The admin: stored, the key sealed; listed without the key.
+    let v = call(
+        base,
+        Method::PUT,
+        "/api/v1/certs/shop",
+        Some(&t.root),
+        Body::Json(upload.clone()),
+    )
+    .await
+    .ok(200);
+    assert_eq!(v["domains"], json!(["shop.example.com"]));
+    let stored = plain
+        .get(&CertKey::new("shop").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(stored.cert_pem, cert_pem);
+    assert!(!serde_json::to_string(&stored)
+        .unwrap()
+        .contains("PRIVATE KEY"));
+    let secrets_key = SecretsKey::load(&console.dir.path().join("secrets.key")).unwrap();
+    let opened = open_for(&secrets_key, &CertKey::new("shop").unwrap(), &stored.key).unwrap();
+    assert_eq!(&opened[..], key_pem.as_bytes());
+    let list = call(
+        base,
+        Method::GET,
+        "/api/v1/certs",
+        Some(&t.root),
+        Body::None,
+    )
+    .await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert!(
+        list.text.contains("shop.example.com") && !list.text.contains("PRIVATE"),
+        "{}",
+        list.text
+    );
+
+    // Removed; a second removal is 404.
+    let a = call(
+        base,
+        Method::DELETE,
+        "/api/v1/certs/shop",
+        Some(&t.root),
+        Body::None,
+    )
+    .await;
+    assert_eq!(a.status, 204, "{}", a.text);
+    assert!(plain
+        .get(&CertKey::new("shop").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    let a = call(
+        base,
+        Method::DELETE,
+        "/api/v1/certs/shop",
+        Some(&t.root),
+        Body::None,
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.text);
+
+    // Audited, never with the key.
+    let log = call(
+        base,
+        Method::GET,
+        "/api/v1/audit?limit=100",
+        Some(&t.root),
+        Body::None,
+    )
+    .await
+    .ok(200);
+    let text = log.to_string();
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    let entries = log.as_array().unwrap();
+    for (action, result) in [
+        ("cert.set", "ok"),
+        ("cert.set", "denied"),
+        ("cert.remove", "ok"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["action"] == action && e["result"] == result && e["target"] == "shop"),
+            "{action} {result} not audited: {text}"
+        );
+    }
+}

@@ -27,6 +27,7 @@
 
 mod apps;
 mod audit;
+mod certs;
 mod cluster;
 mod deploy;
 mod logs;
@@ -330,6 +331,7 @@ fn api_routes() -> OpenApiRouter<Api> {
         .merge(cluster::routes())
         .merge(registry::routes())
         .merge(nodes::routes())
+        .merge(certs::routes())
 }
 
 /// An etcd failure as an API error: 503 while etcd cannot be reached,

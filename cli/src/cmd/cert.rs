@@ -1,0 +1,118 @@
+//! `lain cert set|list|rm` (admins): TLS certificates the routers serve.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::api::{enc, Console};
+use crate::error::fail;
+use crate::output::{cell, print_json, time_ms, Format, Table};
+use crate::Globals;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CertCommand {
+    /// Store a certificate and its private key (sealed) for the routers,
+    /// which serve it for the DNS names it covers; replaces one of the
+    /// same name.
+    Set {
+        /// A name for it, e.g. `example-com`.
+        name: String,
+        /// The PEM chain, leaf first.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The leaf's private key, PKCS#8 PEM (`openssl pkcs8 -topk8 -nocrypt`
+        /// converts others).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// List the certificates: names, DNS names, expiry (never keys).
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Remove a certificate: the routers stop serving it.
+    Rm { name: String },
+}
+
+/// Reads a PEM file of at most 64 KiB.
+fn read_pem(path: &Path, what: &str) -> anyhow::Result<Zeroizing<String>> {
+    let too_big = |n: u64| n > 64 * 1024;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        fail(
+            format!("cannot read the {what} {}: {e}", path.display()),
+            "give the path of a PEM file",
+        )
+    })?;
+    if too_big(meta.len()) {
+        return Err(fail(
+            format!("the {what} {} is larger than 64 KiB", path.display()),
+            "give a PEM file",
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            format!("cannot read the {what} {}: {e}", path.display()),
+            "give the path of a PEM file",
+        )
+    })?;
+    Ok(Zeroizing::new(text))
+}
+
+impl CertCommand {
+    pub async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
+        match self {
+            CertCommand::Set { name, cert, key } => {
+                let cert_pem = read_pem(&cert, "certificate")?;
+                let key_pem = read_pem(&key, "private key")?;
+                let console = Console::connect(g).await?;
+                let v: Value = console
+                    .call(
+                        Method::PUT,
+                        &format!("/api/v1/certs/{}", enc(&name)),
+                        &json!({"cert_pem": cert_pem.as_str(), "key_pem": key_pem.as_str()}),
+                    )
+                    .await?;
+                g.progress.line(format!(
+                    "Stored certificate `{name}` for {} (expires {}); the routers serve it shortly",
+                    v["domains"]
+                        .as_array()
+                        .map(|d| d.iter().map(cell).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default(),
+                    v["not_after_ms"].as_i64().map(time_ms).unwrap_or_default()
+                ));
+            }
+            CertCommand::List { output } => {
+                let console = Console::connect(g).await?;
+                let certs: Vec<Value> = console.get("/api/v1/certs").await?;
+                match output {
+                    Format::Json => print_json(&certs)?,
+                    Format::Text => {
+                        let mut t = Table::new(["NAME", "DOMAINS", "EXPIRES"]);
+                        for c in &certs {
+                            t.row(vec![
+                                cell(&c["name"]),
+                                c["domains"]
+                                    .as_array()
+                                    .map(|d| d.iter().map(cell).collect::<Vec<_>>().join(", "))
+                                    .unwrap_or_default(),
+                                c["not_after_ms"].as_i64().map(time_ms).unwrap_or_default(),
+                            ]);
+                        }
+                        t.print();
+                    }
+                }
+            }
+            CertCommand::Rm { name } => {
+                let console = Console::connect(g).await?;
+                console
+                    .call_empty(Method::DELETE, &format!("/api/v1/certs/{}", enc(&name)))
+                    .await?;
+                g.progress.line(format!("Removed certificate `{name}`"));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
