@@ -310,7 +310,22 @@ fn deploy_notes(q: &Quickstart) {
         ("notes.example.com", "/"),
         ("www.example.com", "/notes/"),
     ] {
-        let body = routed(q, host, path).unwrap_or_else(|| panic!("{host}{path} is not routed"));
+        // `lain deploy` returns once the instances are healthy; the
+        // router follows within moments.
+        let end = Instant::now() + Duration::from_secs(20);
+        let body = loop {
+            if let Some(body) = routed(q, host, path) {
+                break body;
+            }
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], q.http_port()));
+            assert!(
+                Instant::now() < end,
+                "{host}{path} is not routed: {:?}\n{}",
+                http::get(addr, host, path),
+                q.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert!(body.contains("<h1>Notes</h1>"), "{host}{path}: {body}");
         // From the cached prepare layer.
         assert!(body.contains("<style>"), "{host}{path}: {body}");
