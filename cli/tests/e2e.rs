@@ -346,23 +346,7 @@ fn build_push_deploy_scale_rollback_and_logs() {
     // serves HTTPS with it (curl trusts only that certificate).
     let tls = tempfile::tempdir().unwrap();
     let (cert, key) = (tls.path().join("cert.pem"), tls.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=hello"])
-        .args(["-addext", "subjectAltName=DNS:hello.lain.local", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    common::self_signed(&key, &cert, "hello", Some("hello.lain.local"));
     c.ok(
         dir,
         &[

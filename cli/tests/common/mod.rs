@@ -216,27 +216,7 @@ impl TestCluster {
             home.path().join("registry.key"),
             home.path().join("registry.crt"),
         );
-        run_ok(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-days",
-                    "30",
-                    "-subj",
-                    "/CN=lain e2e registry tokens",
-                    "-keyout",
-                ])
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .stderr(Stdio::null()),
-        );
+        self_signed(&key, &cert, "lain e2e registry tokens", None);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let console_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -430,6 +410,30 @@ impl TestCluster {
             lain_testkit::process::tail(self.webrouter.proc.log(), 20),
         );
     }
+}
+
+/// A self-signed P-256 certificate at `cert` and its PKCS#8 key at `key`
+/// (made by openssl), naming `dns` in its subjectAltName when given.
+pub fn self_signed(key: &Path, cert: &Path, cn: &str, dns: Option<&str>) {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ])
+    .args(["-nodes", "-days", "30", "-subj", &format!("/CN={cn}")]);
+    if let Some(d) = dns {
+        cmd.args(["-addext", &format!("subjectAltName=DNS:{d}")]);
+    }
+    cmd.arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .stderr(Stdio::null());
+    run_ok(&mut cmd);
 }
 
 /// A fresh cluster secrets key (32 random bytes, base64).
