@@ -43,8 +43,9 @@ impl Quickstart {
                 .prefix("lain-quickstart-test-")
                 .tempdir()
                 .unwrap(),
-            // Interface names: NAME0, NAME1, NAMEv9 (at most 6 + 2 chars).
-            name: format!("qt{}", id % 10_000),
+            // Interface names: NAME0, NAME1, NAMEv9 (at most 6 + 2 chars);
+            // `l` first, as the script asks.
+            name: format!("lq{}", id % 10_000),
             base: free_port_range(),
             // Above the test kit's 10.16-10.239 range.
             net: format!("10.{}.{}", 240 + id % 8, id % 250),
@@ -57,7 +58,7 @@ impl Quickstart {
     }
 
     fn run_dir(&self) -> PathBuf {
-        PathBuf::from(format!("/run/{}", self.name))
+        PathBuf::from(format!("/run/lain-quickstart/{}", self.name))
     }
 
     fn script(&self, args: &[&str]) -> (Output, Duration) {

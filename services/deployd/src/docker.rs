@@ -49,9 +49,6 @@ pub struct Engine {
     endpoint: String,
     /// Bounds of the container lifecycle calls in [`crate::runtime`].
     timeouts: RuntimeTimeouts,
-    /// Networks seen to exist on this engine: a create on one of them
-    /// skips the network list (a create that finds it gone clears it).
-    networks: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A human-readable form of an endpoint, for logs and errors.
@@ -121,7 +118,6 @@ impl Engine {
             docker: docker.with_timeout(timeout.max(Duration::from_secs(1))),
             endpoint: text,
             timeouts: RuntimeTimeouts::default(),
-            networks: Default::default(),
         })
     }
 
@@ -144,24 +140,6 @@ impl Engine {
     /// The underlying bollard client, for container calls.
     pub fn docker(&self) -> &Docker {
         &self.docker
-    }
-
-    /// True when network `name` was seen to exist on this engine.
-    pub fn network_known(&self, name: &str) -> bool {
-        self.networks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(name)
-    }
-
-    /// Records whether network `name` exists (false: look again next time).
-    pub fn set_network_known(&self, name: &str, known: bool) {
-        let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
-        if known {
-            networks.insert(name.to_owned());
-        } else {
-            networks.remove(name);
-        }
     }
 
     /// `GET /_ping`, bounded by `timeout`.

@@ -1016,11 +1016,10 @@ impl Engine {
     /// and duplicates deployd made are removed, keeping the one with the
     /// lowest id (the same one for every caller).
     pub async fn ensure_network(&self, name: &str) -> Result<()> {
-        if self.network_known(name) {
-            return Ok(());
-        }
+        // Listed every time, not cached: Docker 20.10 creates a container
+        // for a network that is gone and only fails its start, so a cache
+        // would never learn that someone removed the network.
         if self.networks_named(name).await?.len() == 1 {
-            self.set_network_known(name, true);
             return Ok(());
         }
         let lock = network_lock(self.endpoint());
@@ -1070,9 +1069,6 @@ impl Engine {
                     tracing::warn!(endpoint = %self.endpoint(), network = name, id, error = %crate::docker::with_causes(&e), "cannot remove a duplicate network");
                 }
             }
-        }
-        if !found.is_empty() {
-            self.set_network_known(name, true);
         }
         Ok(())
     }
@@ -1268,19 +1264,22 @@ impl Engine {
                     name: spec.name.clone(),
                 })
             }
+            // The network first: an app may be called `imagegen`.
+            Err(e)
+                if status_of(&e) == Some(404)
+                    && e.to_string()
+                        .contains(&format!("network {} not found", spec.network)) =>
+            {
+                return Err(RuntimeError::NetworkMissing {
+                    endpoint: self.endpoint().to_owned(),
+                    network: spec.network.clone(),
+                });
+            }
             Err(e) if status_of(&e) == Some(404) && e.to_string().contains("image") => {
                 return Err(RuntimeError::ImageMissing {
                     endpoint: self.endpoint().to_owned(),
                     image: spec.image.clone(),
                 })
-            }
-            Err(e) if status_of(&e) == Some(404) && e.to_string().contains("network") => {
-                // Removed behind our back: look for it again next time.
-                self.set_network_known(&spec.network, false);
-                return Err(RuntimeError::NetworkMissing {
-                    endpoint: self.endpoint().to_owned(),
-                    network: spec.network.clone(),
-                });
             }
             Err(e) => return Err(self.call_error("container create", &spec.name, &e)),
         };

@@ -95,6 +95,22 @@ fn bad(message: impl Into<String>) -> ApiError {
     )
 }
 
+/// A DNS name routers match on: labels of letters, digits and `-` (not
+/// at either end), or `*` as the whole first label of a longer name.
+fn dns_name(name: &str) -> bool {
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    name.len() <= 253
+        && rest.contains('.') | (rest == name)
+        && !rest.is_empty()
+        && rest.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 /// Checks a chain and its key; what the leaf covers.
 pub fn check(cert_pem: &str, key_pem: &str, now_ms: u64) -> Result<Checked, ApiError> {
     if cert_pem.len() > MAX_CHAIN_BYTES || key_pem.len() > MAX_KEY_BYTES {
@@ -109,6 +125,16 @@ pub fn check(cert_pem: &str, key_pem: &str, now_ms: u64) -> Result<Checked, ApiE
             "cert_pem must hold CERTIFICATE blocks only, leaf first",
         ));
     }
+    // Every block must parse: one bad intermediate would make every
+    // router's `nginx -t` fail.
+    for (i, b) in blocks.iter().enumerate().skip(1) {
+        X509Certificate::from_der(b.contents()).map_err(|e| {
+            bad(format!(
+                "certificate {} of the chain does not parse: {e}",
+                i + 1
+            ))
+        })?;
+    }
     let (_, leaf) = X509Certificate::from_der(blocks[0].contents())
         .map_err(|e| bad(format!("the leaf certificate does not parse: {e}")))?;
     let mut domains = Vec::new();
@@ -118,6 +144,12 @@ pub fn check(cert_pem: &str, key_pem: &str, now_ms: u64) -> Result<Checked, ApiE
                 domains.push(d.to_ascii_lowercase());
             }
         }
+    }
+    if let Some(d) = domains.iter().find(|d| !dns_name(d)) {
+        return Err(bad(format!(
+            "the leaf certificate names {d:?}, which routers cannot serve: give DNS names, \
+             a wildcard only as the first label (*.example.com)"
+        )));
     }
     if domains.is_empty() {
         return Err(bad(
@@ -266,6 +298,34 @@ mod tests {
         let c = check(&cert, &key, unix_millis()).unwrap();
         assert_eq!(c.domains, vec!["a.example.com", "*.b.example.com"]);
         assert!(c.not_after_ms > unix_millis());
+    }
+
+    #[test]
+    fn only_dns_names_are_served() {
+        for ok in [
+            "a.example.com",
+            "*.example.com",
+            "localhost",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(dns_name(ok), "{ok}");
+        }
+        for bad in [
+            "*",
+            "*.com.",
+            "a_b.example.com",
+            "foo*.example.com",
+            "a..b",
+            "-a.b",
+            "",
+            "*.",
+            "a.*.b",
+        ] {
+            assert!(!dns_name(bad), "{bad}");
+        }
+        let (cert, key) = pair(&["a_b.example.com"]);
+        let e = check(&cert, &key, 0).unwrap_err();
+        assert!(e.to_string().contains("routers cannot serve"), "{e}");
     }
 
     #[test]

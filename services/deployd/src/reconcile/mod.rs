@@ -437,10 +437,18 @@ pub async fn run(
         Some(path) => {
             match SecretsKey::load_with_retired(path, &settings.retired_secrets_key_files) {
                 Ok(k) => Some(k),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot load the secrets key; procs with secrets will not start");
-                    None
-                }
+                // A bad retired key must not cost the current one: what
+                // the current key sealed still opens.
+                Err(e) => match SecretsKey::load(path) {
+                    Ok(k) => {
+                        tracing::error!(error = %e, "cannot load a retired secrets key; only secrets sealed under the current key open");
+                        Some(k)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot load the secrets key; procs with secrets will not start");
+                        None
+                    }
+                },
             }
         }
         None => None,

@@ -327,8 +327,8 @@ async fn create_container(
         .ensure_network(&spec.network)
         .await
         .map_err(|e| format!("cannot set up the app network: {e}"))?;
-    // Create first: the image and network are nearly always there, and
-    // each check up front is one more engine call on every start.
+    // Create first: the image is nearly always there, and a check up
+    // front is one more engine call on every start.
     let (mut pulled, mut networked, mut conflicts) = (false, false, 0);
     let id = loop {
         match engine.create(&spec).await {
@@ -357,7 +357,9 @@ async fn create_container(
                     Ok(Some(c)) if c.slot == record.slot && c.spec_hash == record.obs.spec => {
                         return Ok((c, spec))
                     }
-                    Ok(_) => {
+                    // Removed meanwhile: create it again.
+                    Ok(None) => {}
+                    Ok(Some(_)) => {
                         return Err(format!(
                             "a container named {name} exists on node {} and is not this instance's; remove it there with `docker rm -f {name}`",
                             record.obs.node
