@@ -25,6 +25,9 @@ struct Quickstart {
     base: u16,
     net: String,
     bin: PathBuf,
+    /// docker's `br-*` bridges before the run: an app network's bridge
+    /// left after `down` is one more.
+    bridges: Vec<String>,
 }
 
 impl Quickstart {
@@ -50,6 +53,10 @@ impl Quickstart {
             // Above the test kit's 10.16-10.239 range.
             net: format!("10.{}.{}", 240 + id % 8, id % 250),
             bin,
+            bridges: links()
+                .into_iter()
+                .filter(|l| l.starts_with("br-"))
+                .collect(),
         }
     }
 
@@ -203,10 +210,11 @@ impl Quickstart {
                 left.push(format!("namespace {line}"));
             }
         }
-        let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
-        for line in String::from_utf8_lossy(&links.stdout).lines() {
-            if line.starts_with(&self.name) {
-                left.push(format!("interface {line}"));
+        for name in links() {
+            if name.starts_with(&self.name)
+                || (name.starts_with("br-") && !self.bridges.contains(&name))
+            {
+                left.push(format!("interface {name}"));
             }
         }
         for line in std::fs::read_to_string("/proc/mounts").unwrap().lines() {
@@ -231,6 +239,16 @@ impl Drop for Quickstart {
             );
         }
     }
+}
+
+/// The host's network interfaces, by name.
+fn links() -> Vec<String> {
+    let out = Command::new("ip").args(["-br", "link"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .collect()
 }
 
 /// A base port whose next 99 ports are free on loopback.
