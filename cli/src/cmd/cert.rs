@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::api::{enc, Console};
+use crate::cmd::secret::read_bounded;
 use crate::error::fail;
 use crate::output::{cell, print_json, time_ms, Format, Table};
 use crate::Globals;
@@ -37,28 +38,16 @@ pub enum CertCommand {
     Rm { name: String },
 }
 
-/// Reads a PEM file of at most 64 KiB.
+/// A PEM file of at most 64 KiB, as text.
 fn read_pem(path: &Path, what: &str) -> anyhow::Result<Zeroizing<String>> {
-    let too_big = |n: u64| n > 64 * 1024;
-    let meta = std::fs::metadata(path).map_err(|e| {
+    let bytes = read_bounded(Some(path), what)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
         fail(
-            format!("cannot read the {what} {}: {e}", path.display()),
-            "give the path of a PEM file",
+            format!("the {what} {} is not PEM text", path.display()),
+            "give a PEM file (-----BEGIN ...)",
         )
     })?;
-    if too_big(meta.len()) {
-        return Err(fail(
-            format!("the {what} {} is larger than 64 KiB", path.display()),
-            "give a PEM file",
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        fail(
-            format!("cannot read the {what} {}: {e}", path.display()),
-            "give the path of a PEM file",
-        )
-    })?;
-    Ok(Zeroizing::new(text))
+    Ok(Zeroizing::new(text.to_owned()))
 }
 
 impl CertCommand {

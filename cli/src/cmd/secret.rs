@@ -44,7 +44,12 @@ pub enum SecretCommand {
     },
 }
 
-fn read_value(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+/// Reads `what` (a secret, a certificate, ...) from `file`, or from stdin
+/// without one: at most 64 KiB, not empty, kept in zeroed memory.
+pub(crate) fn read_bounded(
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(Vec::new());
     let res = match file {
         Some(p) => std::fs::File::open(p).and_then(|f| f.take(MAX_VALUE + 1).read_to_end(&mut buf)),
@@ -53,23 +58,20 @@ fn read_value(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let from = file
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "stdin".into());
-    res.map_err(|e| {
-        fail(
-            format!("cannot read the secret from {from}: {e}"),
-            "give a readable file with --file, or pipe the value in",
-        )
-    })?;
+    let hint = if file.is_some() {
+        "give the path of a readable file"
+    } else {
+        "pipe the value in (`lain secret set NAME < file`) or use --file"
+    };
+    res.map_err(|e| fail(format!("cannot read the {what} from {from}: {e}"), hint))?;
     if buf.len() as u64 > MAX_VALUE {
         return Err(fail(
-            format!("the secret from {from} is larger than 64 KiB"),
+            format!("the {what} from {from} is larger than 64 KiB"),
             "store large files elsewhere and keep only a key here",
         ));
     }
     if buf.is_empty() {
-        return Err(fail(
-            format!("the secret from {from} is empty"),
-            "pipe the value in (`lain secret set NAME < file`) or use --file",
-        ));
+        return Err(fail(format!("the {what} from {from} is empty"), hint));
     }
     Ok(buf)
 }
@@ -79,7 +81,7 @@ impl SecretCommand {
         match self {
             SecretCommand::Set { name, app, file } => {
                 let app = app_name(app)?;
-                let value = read_value(file.as_ref())?;
+                let value = read_bounded(file.as_deref(), "secret")?;
                 let console = Console::connect(g).await?;
                 let s: Value = console
                     .put_raw(

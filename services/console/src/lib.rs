@@ -58,10 +58,16 @@ pub async fn run_on(
     let etcd = api.clone();
     // Then follow deployd's rollouts to finish deployments.
     let _etcd = tokio::spawn(async move {
-        etcd.connect_etcd().await;
-        // After a key rotation: seal again what the retired keys sealed.
-        if !etcd.secrets_key().retired_ids().is_empty() {
-            rekey::run(etcd.db(), etcd.store().ok()).await;
+        if etcd.secrets_key().retired_ids().is_empty() {
+            etcd.connect_etcd().await;
+        } else {
+            // After a key rotation: seal again what the retired keys
+            // sealed (the database's part does not wait for etcd).
+            rekey::at_start(etcd.db(), async {
+                etcd.connect_etcd().await;
+                etcd.store().ok()
+            })
+            .await;
         }
         track::run(etcd).await
     });

@@ -3,7 +3,7 @@
 //!
 //! When console starts with `retired_secrets_key_files`, it re-seals in
 //! the background what a retired key sealed: the secret versions in its
-//! database, then, once connected to etcd, the secret values and TLS
+//! database at once, then, once connected to etcd, the secret values and TLS
 //! private keys under `/lain/secrets/` and `/lain/certs/` (console is
 //! their only writer). Every write is conditional on the value as read,
 //! so a concurrent change wins and the next start picks up the rest; it
@@ -11,6 +11,7 @@
 //! sealed under a retired key, i.e. whether the retired keys may go.
 
 use lain_store::secret::{reseal, SecretsKey};
+use lain_store::value::SealedSecret;
 use lain_store::{CertKey, KeyPrefix, SecretKey, Store, StoreError, StoreKey};
 
 use crate::db::{Db, DbError, Resealed};
@@ -33,36 +34,10 @@ pub async fn database(db: &Db) -> Result<Resealed, DbError> {
 /// Re-seals the stale sealed values in etcd; logs what it did.
 pub async fn etcd(store: &Store, key: &SecretsKey) -> Result<Resealed, StoreError> {
     let mut done = Resealed::default();
-    let secrets = store.list(&KeyPrefix::<SecretKey>::all()).await?;
-    for e in secrets.items {
-        if !key.is_stale(&e.value.value) {
-            continue;
-        }
-        match reseal(key, &e.value.value, &e.key.path()) {
-            Ok(sealed) => {
-                let mut v = e.value.clone();
-                v.value = sealed;
-                put(store, &e.key, &v, e.mod_revision, &mut done).await?;
-            }
-            Err(err) => done.failed.push(format!("{}: {err}", e.key.path())),
-        }
-    }
-    let certs = store.list(&KeyPrefix::<CertKey>::all()).await?;
-    for e in certs.items {
-        if !key.is_stale(&e.value.key) {
-            continue;
-        }
-        match reseal(key, &e.value.key, &e.key.path()) {
-            Ok(sealed) => {
-                let mut v = e.value.clone();
-                v.key = sealed;
-                put(store, &e.key, &v, e.mod_revision, &mut done).await?;
-            }
-            Err(err) => done.failed.push(format!("{}: {err}", e.key.path())),
-        }
-    }
+    reseal_prefix::<SecretKey>(store, key, |v| &mut v.value, &mut done).await?;
+    reseal_prefix::<CertKey>(store, key, |v| &mut v.key, &mut done).await?;
     for f in &done.failed {
-        tracing::error!(key = %f, "cannot re-seal a value in etcd: it opens with neither the current nor a retired key");
+        tracing::error!(key = %f, "cannot re-seal a value in etcd: it opens with neither the current nor a retired key, or does not decode");
     }
     tracing::info!(
         resealed = done.resealed,
@@ -71,6 +46,38 @@ pub async fn etcd(store: &Store, key: &SecretsKey) -> Result<Resealed, StoreErro
         "sealed values in etcd re-sealed under the current secrets key"
     );
     Ok(done)
+}
+
+/// Re-seals the `sealed` part of every value under `K`'s prefix that
+/// another key sealed; a value that does not decode counts as failed.
+async fn reseal_prefix<K: StoreKey>(
+    store: &Store,
+    key: &SecretsKey,
+    sealed: fn(&mut K::Value) -> &mut SealedSecret,
+    done: &mut Resealed,
+) -> Result<(), StoreError>
+where
+    K::Value: Clone,
+{
+    let listed = store.list(&KeyPrefix::<K>::all()).await?;
+    for bad in listed.invalid {
+        done.failed.push(format!("{}: {}", bad.key, bad.error));
+    }
+    for e in listed.items {
+        let mut value = e.value.clone();
+        let old = sealed(&mut value);
+        if !key.is_stale(old) {
+            continue;
+        }
+        match reseal(key, old, &e.key.path()) {
+            Ok(new) => {
+                *old = new;
+                put(store, &e.key, &value, e.mod_revision, done).await?;
+            }
+            Err(err) => done.failed.push(format!("{}: {err}", e.key.path())),
+        }
+    }
+    Ok(())
 }
 
 /// Writes `value` at `key` if it is still at `revision` (a change made
@@ -90,20 +97,22 @@ async fn put<K: StoreKey>(
     Ok(())
 }
 
-/// Both (etcd's part only with a connection), as console runs them at
-/// start with retired keys configured; the final line says whether the
-/// retired keys can be removed.
-pub async fn run(db: &Db, store: Option<&Store>) {
+/// Console's start after a key rotation: the database's part at once
+/// (it needs no etcd), then `connect` (console's etcd connection), then
+/// etcd's part; the final line says whether the retired keys can go.
+pub async fn at_start<'a, F>(db: &Db, connect: F)
+where
+    F: std::future::Future<Output = Option<&'a Store>>,
+{
     let key = db.secrets_key().clone();
-    let mut clean = true;
-    match database(db).await {
-        Ok(d) => clean &= d.failed.is_empty(),
+    let mut clean = match database(db).await {
+        Ok(d) => d.failed.is_empty(),
         Err(e) => {
-            clean = false;
             tracing::error!(error = %e, "cannot re-seal the database's secrets; restart console to try again");
+            false
         }
-    }
-    match store {
+    };
+    match connect.await {
         Some(store) => match etcd(store, &key).await {
             Ok(d) => clean &= d.failed.is_empty(),
             Err(e) => {

@@ -136,6 +136,31 @@ async fn node(store: &Store, name: &str) -> Option<NodeRegistration> {
         .map(|e| e.value)
 }
 
+/// etcd, sso, console on them, and a plain etcd client (no writer role)
+/// for reading and arranging state; dropped console first.
+struct World {
+    console: TestConsole,
+    sso: TestSso,
+    plain: Store,
+    _etcd: Etcd,
+}
+
+impl World {
+    async fn start() -> World {
+        let etcd = block_in_place(Etcd::start).expect("etcd");
+        let sso = TestSso::start().await;
+        let console =
+            block_in_place(|| TestConsole::start(&sso.issuer, &[etcd.endpoint()], "", "", ""));
+        let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
+        World {
+            console,
+            sso,
+            plain,
+            _etcd: etcd,
+        }
+    }
+}
+
 /// Tokens: admin, a maintainer (non-admin), a daemon, an expired admin
 /// token, and a forged one (the maintainer's with the admin group added).
 struct Tokens {
@@ -193,12 +218,10 @@ fn put_body() -> Value {
 /// etcd holds what was asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn node_mutations_authorization_matrix() {
-    let etcd = block_in_place(Etcd::start).expect("etcd");
-    let sso = TestSso::start().await;
-    let console =
-        block_in_place(|| TestConsole::start(&sso.issuer, &[etcd.endpoint()], "", "", ""));
+    let w = World::start().await;
+    let (sso, console, plain) = (&w.sso, &w.console, &w.plain);
     let base = console.base.as_str();
-    let t = tokens(&sso);
+    let t = tokens(sso);
     // mallory maintains an app: still no node rights.
     call(
         base,
@@ -210,7 +233,6 @@ async fn node_mutations_authorization_matrix() {
     .await
     .ok(201);
 
-    let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
     let nodes = plain.as_writer(Component::NodeManagement);
     nodes
         .put(&NodeKey::new("node-1").unwrap(), &registration("10.0.0.1"))
@@ -272,7 +294,7 @@ async fn node_mutations_authorization_matrix() {
     assert_eq!(v["name"], "node-2");
     assert_eq!(v["schedulable"], true);
     assert_eq!(v["liveness"], "unknown");
-    let reg = node(&plain, "node-2").await.expect("node-2 in etcd");
+    let reg = node(plain, "node-2").await.expect("node-2 in etcd");
     let registered_at = reg.registered_at_ms;
     assert!(registered_at > 0);
     assert_eq!(
@@ -315,7 +337,7 @@ async fn node_mutations_authorization_matrix() {
     .await
     .ok(201);
     assert_eq!(v["schedulable"], false);
-    assert!(!node(&plain, "node-3").await.unwrap().schedulable);
+    assert!(!node(plain, "node-3").await.unwrap().schedulable);
     let v = call(
         base,
         Method::PUT,
@@ -360,7 +382,7 @@ async fn node_mutations_authorization_matrix() {
             (Some(want.0), Some(want.1))
         );
         assert_eq!(
-            flags(&node(&plain, "node-1").await.unwrap()),
+            flags(&node(plain, "node-1").await.unwrap()),
             want,
             "{action}"
         );
@@ -384,7 +406,7 @@ async fn node_mutations_authorization_matrix() {
         v["docker"],
         json!({"kind": "unix", "socket": "/run/docker.sock"})
     );
-    let reg = node(&plain, "node-1").await.unwrap();
+    let reg = node(plain, "node-1").await.unwrap();
     assert_eq!(
         (reg.schedulable, reg.draining, reg.registered_at_ms),
         (false, true, 1)
@@ -417,7 +439,7 @@ async fn node_mutations_authorization_matrix() {
     )
     .await;
     assert_eq!(a.status, 204, "{}", a.text);
-    assert!(node(&plain, "node-1").await.is_none());
+    assert!(node(plain, "node-1").await.is_none());
 
     // The audit log: every refusal `denied` with its action and target,
     // every admin call `ok`.
@@ -485,13 +507,10 @@ async fn node_mutations_authorization_matrix() {
 /// Bad bodies and names: 4xx JSON, etcd unchanged, audited `error`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_node_input_changes_nothing() {
-    let etcd = block_in_place(Etcd::start).expect("etcd");
-    let sso = TestSso::start().await;
-    let console =
-        block_in_place(|| TestConsole::start(&sso.issuer, &[etcd.endpoint()], "", "", ""));
+    let w = World::start().await;
+    let (sso, console, plain) = (&w.sso, &w.console, &w.plain);
     let base = console.base.as_str();
     let root = sso.token("root", &[ADMIN_GROUP]);
-    let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
     plain
         .as_writer(Component::NodeManagement)
         .put(&NodeKey::new("node-1").unwrap(), &registration("10.0.0.1"))
@@ -767,9 +786,9 @@ async fn bad_node_input_changes_nothing() {
             "{what} wrote to etcd"
         );
     }
-    assert!(node(&plain, "node-9").await.is_none());
+    assert!(node(plain, "node-9").await.is_none());
     assert_eq!(
-        node(&plain, "node-1").await.unwrap(),
+        node(plain, "node-1").await.unwrap(),
         registration("10.0.0.1")
     );
     // Bad names on the other routes too.
@@ -820,14 +839,11 @@ async fn bad_node_input_changes_nothing() {
 /// lists the nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn list_joins_observation_and_delete_waits_for_instances() {
-    let etcd = block_in_place(Etcd::start).expect("etcd");
-    let sso = TestSso::start().await;
-    let console =
-        block_in_place(|| TestConsole::start(&sso.issuer, &[etcd.endpoint()], "", "", ""));
+    let w = World::start().await;
+    let (sso, console, plain) = (&w.sso, &w.console, &w.plain);
     let base = console.base.as_str();
     let root = sso.token("root", &[ADMIN_GROUP]);
     let alice = sso.token("alice", &[]);
-    let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
     let deployd = plain.as_writer(Component::Deployd);
 
     for (name, address) in [("node-b", "node-b.lain.local"), ("node-a", "10.0.0.5")] {
@@ -933,7 +949,7 @@ async fn list_joins_observation_and_delete_waits_for_instances() {
     )
     .await
     .ok(200);
-    let reg = node(&plain, "node-a").await.unwrap();
+    let reg = node(plain, "node-a").await.unwrap();
     assert_eq!((reg.schedulable, reg.draining), (false, true));
     deployd.delete(&instance).await.unwrap();
     let a = call(
@@ -945,7 +961,7 @@ async fn list_joins_observation_and_delete_waits_for_instances() {
     )
     .await;
     assert_eq!(a.status, 204, "{}", a.text);
-    assert!(node(&plain, "node-a").await.is_none());
+    assert!(node(plain, "node-a").await.is_none());
     call(
         base,
         Method::DELETE,
@@ -1105,13 +1121,10 @@ async fn certs_are_checked_sealed_and_admin_only() {
     use lain_store::secret::{open_for, SecretsKey};
     use lain_store::CertKey;
 
-    let etcd = block_in_place(Etcd::start).expect("etcd");
-    let sso = TestSso::start().await;
-    let console =
-        block_in_place(|| TestConsole::start(&sso.issuer, &[etcd.endpoint()], "", "", ""));
+    let w = World::start().await;
+    let (sso, console, plain) = (&w.sso, &w.console, &w.plain);
     let base = console.base.as_str();
-    let t = tokens(&sso);
-    let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    let t = tokens(sso);
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["shop.example.com".to_owned()])
         .unwrap()

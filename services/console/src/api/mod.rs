@@ -440,6 +440,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Ok for an admin; otherwise 403 saying the caller may not `what`
+    /// (e.g. "manage nodes").
+    pub fn require_admin(&self, what: &str) -> Result<(), ApiError> {
+        if self.admin {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            format!("`{}` may not {what}: that needs an admin", self.subject),
+            "ask a member of the admin group to do it",
+        ))
+    }
+
     /// True for a daemon (sso's client-credentials tokens).
     pub fn is_daemon(&self) -> bool {
         self.subject.starts_with("client:")

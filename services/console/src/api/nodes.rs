@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{body, store_error, Api, Audited, Caller, Ctx};
+use super::{body, store_error, Api, Audited, Ctx};
 use crate::error::{ApiError, ErrorBody};
 
 pub(super) fn routes() -> OpenApiRouter<Api> {
@@ -383,19 +383,6 @@ fn validate(
     Ok((docker, b.address, b.labels, capacity))
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.admin {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(
-        format!(
-            "`{}` may not manage nodes: that needs an admin",
-            caller.subject
-        ),
-        "ask a member of the admin group to do it",
-    ))
-}
-
 /// The node-management writer on console's etcd connection (503 until
 /// console is connected).
 fn writer(api: &Api) -> Result<Store, ApiError> {
@@ -469,7 +456,7 @@ async fn put_node(
         .run_with(async {
             let outcome = async {
                 let caller = ctx.caller()?;
-                require_admin(caller)?;
+                caller.require_admin("manage nodes")?;
                 let key = node_key(&name)?;
                 let b = body(b)?;
                 let cordoned = b.cordoned;
@@ -546,7 +533,7 @@ async fn set_flags(
         .target(name.clone())
         .run(async {
             let caller = ctx.caller()?;
-            require_admin(caller)?;
+            caller.require_admin("manage nodes")?;
             let key = node_key(&name)?;
             let store = writer(api)?;
             for attempt in 0..2 {
@@ -646,7 +633,7 @@ async fn remove_node(
         .target(name.clone())
         .run(async {
             let caller = ctx.caller()?;
-            require_admin(caller)?;
+            caller.require_admin("manage nodes")?;
             let key = node_key(&name)?;
             let store = writer(&api)?;
             let Some(entry) = store.get(&key).await.map_err(store_error)? else {
