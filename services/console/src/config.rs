@@ -29,6 +29,14 @@
 //! [deployd]                                         # optional: logs (503 without)
 //! client_id = "console"                             # sso client, client_credentials, audience deployd
 //! client_secret_file = "/etc/lain/console-deployd.secret"  # its secret, mode 0600
+//!
+//! [web]                                             # optional: the web console at /ui/ (503 without)
+//! client_id = "console-web"                         # sso confidential client, authorization_code
+//!                                                   #   + refresh_token, audience console, redirect
+//!                                                   #   URI {public_url}/ui/callback (the default)
+//! client_secret_file = "/etc/lain/console-web.secret"  # its secret, mode 0600
+//! session_secs = 28800                              # a session's absolute lifetime (default 8 h)
+//! idle_secs = 1800                                  # ended after this long unused (default 30 min)
 //! ```
 
 use std::net::SocketAddr;
@@ -77,6 +85,41 @@ pub struct Config {
     /// The registry's token server (Docker Distribution token auth).
     #[serde(default)]
     pub registry_auth: Option<crate::registry::RegistryAuthConfig>,
+    /// The web console (`/ui/`): how it signs users in through sso.
+    #[serde(default)]
+    pub web: Option<WebConfig>,
+}
+
+/// The `[web]` section: the web console's sso client and its sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// An sso confidential client with the authorization_code and
+    /// refresh_token grants whose tokens carry console's audience, with
+    /// `{public_url}/ui/callback` as a redirect URI and
+    /// `{public_url}/ui/logged-out` as a post-logout redirect URI.
+    #[serde(default = "default_web_client_id")]
+    pub client_id: String,
+    /// The client's secret (mode 0600).
+    pub client_secret_file: PathBuf,
+    /// A session ends this long after login, used or not.
+    #[serde(default = "default_session_secs")]
+    pub session_secs: u64,
+    /// A session ends after this long without a request.
+    #[serde(default = "default_idle_secs")]
+    pub idle_secs: u64,
+}
+
+fn default_web_client_id() -> String {
+    "console-web".to_owned()
+}
+
+fn default_session_secs() -> u64 {
+    8 * 3600
+}
+
+fn default_idle_secs() -> u64 {
+    1800
 }
 
 /// The `[deployd]` section: console's sso client for deployd's API.
@@ -186,6 +229,25 @@ impl Config {
                 ));
             }
         }
+        if let Some(w) = &self.web {
+            if w.client_id.trim().is_empty() {
+                return Err(bad("[web] client_id is empty: give the sso client the web console signs users in with".into()));
+            }
+            if !(60..=30 * 86400).contains(&w.session_secs) || !(60..=w.session_secs).contains(&w.idle_secs) {
+                return Err(bad(format!(
+                    "[web] session_secs {} or idle_secs {} is out of range: session_secs is 60 to 2592000 and idle_secs 60 to session_secs",
+                    w.session_secs, w.idle_secs
+                )));
+            }
+            // The redirect URI, the cookies' flags and the Origin check
+            // come from public_url, never from a request's Host header.
+            if self.public_url.is_none() && self.listen.ip().is_unspecified() {
+                return Err(bad(format!(
+                    "[web] needs public_url when listen is {}: set it to the URL browsers reach console at, e.g. https://console.lain.local",
+                    self.listen
+                )));
+            }
+        }
         // The same check lain-spec makes on every release, surfaced at
         // start-up instead.
         let domains = std::iter::once(("cluster_domain", &self.cluster_domain))
@@ -260,6 +322,37 @@ mod tests {
         assert_eq!(c.deployd.unwrap().client_id, "console");
         let e = Config::parse(&format!("{MIN}[deployd]\nclient_id = \"console\"\n")).unwrap_err();
         assert!(e.to_string().contains("client_secret_file"), "{e}");
+        assert!(Config::parse(MIN).unwrap().web.is_none());
+        let w = Config::parse(&format!("{MIN}[web]\nclient_secret_file = \"/s\"\n"))
+            .unwrap()
+            .web
+            .unwrap();
+        assert_eq!(
+            (w.client_id.as_str(), w.session_secs, w.idle_secs),
+            ("console-web", 28800, 1800)
+        );
+    }
+
+    #[test]
+    fn web_section_is_checked() {
+        let web = |extra: &str| format!("{MIN}[web]\nclient_secret_file = \"/s\"\n{extra}");
+        for (extra, says) in [
+            ("client_id = \"\"\n", "client_id"),
+            ("session_secs = 10\n", "session_secs"),
+            ("idle_secs = 30000\n", "idle_secs"),
+            ("cookie = \"x\"\n", "cookie"),
+        ] {
+            let e = Config::parse(&web(extra)).unwrap_err();
+            assert!(e.to_string().contains(says), "{extra}: {e}");
+        }
+        let e = Config::parse(&web("").replace("client_secret_file = \"/s\"\n", "")).unwrap_err();
+        assert!(e.to_string().contains("client_secret_file"), "{e}");
+        // Listening everywhere: the public URL must be given.
+        let any = web("").replace("127.0.0.1:1", "0.0.0.0:1");
+        let e = Config::parse(&any).unwrap_err();
+        assert!(e.to_string().contains("public_url"), "{e}");
+        let ok = any.replace("[auth]", "public_url = \"https://c.example\"\n[auth]");
+        assert!(Config::parse(&ok).is_ok());
     }
 
     #[test]

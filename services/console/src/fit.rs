@@ -160,6 +160,55 @@ pub fn check(
     Ok(())
 }
 
+/// What the instance records reserve on each node (each record counts
+/// its proc's desired CPU and memory), leaving out those `skip(app, proc)`
+/// names; records of procs no longer desired count nothing.
+fn used_by<'a>(
+    desired: &'a [lain_store::Entry<DesiredKey>],
+    records: &'a [lain_store::Entry<ObservedKey>],
+    skip: impl Fn(&str, &str) -> bool,
+) -> BTreeMap<&'a str, Capacity> {
+    let each: BTreeMap<(&str, &str), Capacity> = desired
+        .iter()
+        .map(|e| {
+            (
+                (e.key.app(), e.key.proc()),
+                Capacity {
+                    cpu_millis: e.value.cpu_millis,
+                    memory_bytes: e.value.memory_bytes,
+                },
+            )
+        })
+        .collect();
+    let mut used: BTreeMap<&str, Capacity> = BTreeMap::new();
+    for r in records {
+        if skip(r.key.app(), r.key.proc()) {
+            continue;
+        }
+        let Some(c) = each.get(&(r.key.app(), r.key.proc())) else {
+            continue;
+        };
+        let u = used.entry(r.value.node.as_str()).or_insert(Capacity {
+            cpu_millis: 0,
+            memory_bytes: 0,
+        });
+        u.cpu_millis = u.cpu_millis.saturating_add(c.cpu_millis);
+        u.memory_bytes = u.memory_bytes.saturating_add(c.memory_bytes);
+    }
+    used
+}
+
+/// What the instances on each node reserve, by node name (the cluster
+/// page's "used of capacity").
+pub async fn node_usage(store: &Store) -> Result<BTreeMap<String, Capacity>, StoreError> {
+    let desired = store.list(&KeyPrefix::<DesiredKey>::all()).await?;
+    let records = store.list(&KeyPrefix::<ObservedKey>::all()).await?;
+    Ok(used_by(&desired.items, &records.items, |_, _| false)
+        .into_iter()
+        .map(|(n, c)| (n.to_owned(), c))
+        .collect())
+}
+
 /// The ready nodes and what each has free, from etcd. The instance
 /// records of `app`'s proc `replaced` (of every proc of `app` for `None`)
 /// do not count. Also returns how many nodes are registered.
@@ -178,34 +227,9 @@ pub async fn free_nodes(
         .filter(|e| e.value.liveness == Liveness::Alive)
         .map(|e| e.key.node())
         .collect();
-    let each: BTreeMap<(&str, &str), Capacity> = desired
-        .items
-        .iter()
-        .map(|e| {
-            (
-                (e.key.app(), e.key.proc()),
-                Capacity {
-                    cpu_millis: e.value.cpu_millis,
-                    memory_bytes: e.value.memory_bytes,
-                },
-            )
-        })
-        .collect();
-    let mut used: BTreeMap<&str, Capacity> = BTreeMap::new();
-    for r in &records.items {
-        if r.key.app() == app && replaced.is_none_or(|p| p == r.key.proc()) {
-            continue;
-        }
-        let Some(c) = each.get(&(r.key.app(), r.key.proc())) else {
-            continue;
-        };
-        let u = used.entry(r.value.node.as_str()).or_insert(Capacity {
-            cpu_millis: 0,
-            memory_bytes: 0,
-        });
-        u.cpu_millis = u.cpu_millis.saturating_add(c.cpu_millis);
-        u.memory_bytes = u.memory_bytes.saturating_add(c.memory_bytes);
-    }
+    let used = used_by(&desired.items, &records.items, |a, p| {
+        a == app && replaced.is_none_or(|r| r == p)
+    });
     let ready = nodes
         .items
         .iter()

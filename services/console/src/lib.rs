@@ -13,6 +13,7 @@ pub mod fit;
 pub mod registry;
 pub mod rekey;
 pub mod track;
+pub mod web;
 
 use std::future::Future;
 
@@ -53,6 +54,7 @@ pub async fn run_on(
         }
     });
     let _refresh = api.verifier().spawn_periodic_refresh(api::KEY_REFRESH);
+    web::spawn_background(&api);
     // etcd need not be up either: connect in the background; until then
     // the routes that need it answer 503 `etcd_unavailable`.
     let etcd = api.clone();
@@ -102,6 +104,10 @@ pub async fn open(config: &Config) -> anyhow::Result<Api> {
         None => {
             tracing::warn!("no [deployd] section in the config: logs answer 503 until it is set")
         }
+    }
+    match web::load(config).context("invalid [web] section")? {
+        Some(w) => api = api.with_web(w),
+        None => tracing::info!("no [web] section in the config: the web console at /ui/ answers 503 until it is set"),
     }
     Ok(api)
 }

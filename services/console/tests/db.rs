@@ -1278,7 +1278,41 @@ async fn audit(t: TestDb) {
         actor: actor.map(Into::into),
         before,
         limit,
+        ..Default::default()
     };
+    // By action and by result, alone and with the others.
+    let by = |action: Option<&str>, result: Option<AuditResult>, actor: Option<&str>| AuditQuery {
+        action: action.map(Into::into),
+        result,
+        actor: actor.map(Into::into),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(db.audit().list(&by(Some("deploy"), None, None)).await.unwrap()),
+        [b.id]
+    );
+    assert_eq!(
+        ids(db
+            .audit()
+            .list(&by(None, Some(AuditResult::Denied), None))
+            .await
+            .unwrap()),
+        [d.id, b.id]
+    );
+    assert_eq!(
+        ids(db
+            .audit()
+            .list(&by(None, Some(AuditResult::Error), Some("alice")))
+            .await
+            .unwrap()),
+        [c.id]
+    );
+    assert!(db
+        .audit()
+        .list(&by(Some("deploy"), Some(AuditResult::Ok), None))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         ids(db
             .audit()
@@ -1355,19 +1389,19 @@ async fn audit(t: TestDb) {
 
 async fn migrations(t: TestDb) {
     let db = &t.db;
-    assert_eq!(db.schema_version().await.unwrap(), 1);
+    assert_eq!(db.schema_version().await.unwrap(), 2);
     t.app("hello", "alice").await;
     // Running them again, and opening again, changes nothing.
     db.migrate().await.unwrap();
     let again = Db::open(&t.url, t.key.clone()).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 1);
+    assert_eq!(again.schema_version().await.unwrap(), 2);
     assert_eq!(again.apps().list().await.unwrap().len(), 1);
     let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM console_schema_migrations")
         .fetch_one(db.pool())
         .await
         .unwrap()
         .get("n");
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
     // Several handles opening one fresh database at once apply each
     // migration once.
     if let Kind::Postgres = t.kind {
@@ -1377,7 +1411,7 @@ async fn migrations(t: TestDb) {
             tokio::spawn(async move { Db::open(&url, key).await })
         });
         for db in futures_join(opens).await {
-            assert_eq!(db.unwrap().schema_version().await.unwrap(), 1);
+            assert_eq!(db.unwrap().schema_version().await.unwrap(), 2);
         }
     }
     // A database from a newer console is refused, with what to do.
@@ -1388,7 +1422,7 @@ async fn migrations(t: TestDb) {
     let e = Db::open(&t.url, t.key.clone()).await.unwrap_err();
     assert!(
         e.to_string()
-            .contains("schema version 99, newer than the 1"),
+            .contains("schema version 99, newer than the 2"),
         "{e}"
     );
     // The SQLite file is its owner's only.
@@ -1507,6 +1541,78 @@ async fn key_rotation(t: TestDb) {
     assert_eq!((done.resealed, done.failed.len()), (0, 0));
 }
 
+/// The web console's sessions: created, read, touched; a refresh is
+/// claimed by exactly one of many concurrent callers and the tokens are
+/// swapped once; a subject keeps at most `MAX_PER_SUBJECT` sessions;
+/// expired ones go at the next login; delete ends one.
+async fn web_sessions(t: TestDb) {
+    use console::db::{WebSession, MAX_SESSIONS_PER_SUBJECT};
+    let db = &t.db;
+    let session = |id: &str, subject: &str, created: i64, expires: i64| WebSession {
+        id_hash: id.into(),
+        subject: subject.into(),
+        username: subject.into(),
+        groups_json: "[]".into(),
+        tokens_sealed: "{}".into(),
+        access_exp: created + 600,
+        token_version: 0,
+        refreshing_until: 0,
+        created_at: created,
+        last_seen_at: created,
+        expires_at: expires,
+    };
+    let s = session("h1", "alice", 1000, 9000);
+    db.web_sessions().create(&s, 1000).await.unwrap();
+    assert_eq!(db.web_sessions().get("h1").await.unwrap(), Some(s.clone()));
+    assert_eq!(db.web_sessions().get("nope").await.unwrap(), None);
+    db.web_sessions().touch("h1", 1500).await.unwrap();
+    assert_eq!(
+        db.web_sessions().get("h1").await.unwrap().unwrap().last_seen_at,
+        1500
+    );
+
+    // Eight requests race to refresh: one wins.
+    let claims = (0..8).map(|_| {
+        let db = db.clone();
+        tokio::spawn(async move { db.web_sessions().claim_refresh("h1", 0, 1600, 1615).await })
+    });
+    let won = futures_join(claims)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    // The claim holds until it lapses or the tokens are swapped.
+    assert!(!db.web_sessions().claim_refresh("h1", 0, 1610, 1625).await.unwrap());
+    assert!(db.web_sessions().swap_tokens("h1", 0, "{\"v\":1}", 2200).await.unwrap());
+    assert!(!db.web_sessions().swap_tokens("h1", 0, "{\"v\":2}", 2300).await.unwrap(), "a stale version loses");
+    let now = db.web_sessions().get("h1").await.unwrap().unwrap();
+    assert_eq!((now.token_version, now.refreshing_until, now.access_exp), (1, 0, 2200));
+    assert_eq!(now.tokens_sealed, "{\"v\":1}");
+    assert!(!db.web_sessions().claim_refresh("h1", 0, 1700, 1715).await.unwrap());
+    assert!(db.web_sessions().claim_refresh("h1", 1, 1700, 1715).await.unwrap());
+    // A lapsed claim can be taken again.
+    assert!(db.web_sessions().claim_refresh("h1", 1, 1716, 1731).await.unwrap());
+
+    // Bounded per subject: the oldest go; an expired session of anyone
+    // goes at the next login.
+    db.web_sessions().create(&session("bob-old", "bob", 1000, 1200), 1000).await.unwrap();
+    for i in 0..MAX_SESSIONS_PER_SUBJECT + 3 {
+        db.web_sessions()
+            .create(&session(&format!("a{i:03}"), "alice", 2000 + i, 9000), 2000 + i)
+            .await
+            .unwrap();
+    }
+    assert_eq!(db.web_sessions().count_of("alice").await.unwrap(), MAX_SESSIONS_PER_SUBJECT);
+    assert_eq!(db.web_sessions().get("h1").await.unwrap(), None, "the oldest went first");
+    assert_eq!(db.web_sessions().get("a000").await.unwrap(), None);
+    assert!(db.web_sessions().get(&format!("a{:03}", MAX_SESSIONS_PER_SUBJECT + 2)).await.unwrap().is_some());
+    assert_eq!(db.web_sessions().count_of("bob").await.unwrap(), 0, "expired");
+
+    assert!(db.web_sessions().delete("a010").await.unwrap());
+    assert!(!db.web_sessions().delete("a010").await.unwrap());
+}
+
 /// Runs each scenario on SQLite and on PostgreSQL.
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -1534,7 +1640,8 @@ both!(
     concurrent_writes,
     audit,
     migrations,
-    key_rotation
+    key_rotation,
+    web_sessions
 );
 
 /// Compiles only if every repository future can run in a spawned task (as

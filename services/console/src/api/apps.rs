@@ -147,7 +147,7 @@ async fn create_app(
 /// Lists every app.
 #[utoipa::path(get, path = "/api/v1/apps", tag = "apps",
     responses((status = 200, body = [AppView]), (status = 401, body = ErrorBody)))]
-async fn list_apps(State(api): State<Api>, ctx: Ctx) -> Result<Json<Vec<AppView>>, ApiError> {
+pub(crate) async fn list_apps(State(api): State<Api>, ctx: Ctx) -> Result<Json<Vec<AppView>>, ApiError> {
     ctx.caller()?;
     let apps = api.db().apps().list().await?;
     Ok(Json(apps.into_iter().map(Into::into).collect()))
@@ -158,7 +158,7 @@ async fn list_apps(State(api): State<Api>, ctx: Ctx) -> Result<Json<Vec<AppView>
     params(("app" = String, Path, description = "app name")),
     responses((status = 200, body = AppView), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn show_app(
+pub(crate) async fn show_app(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,
@@ -217,7 +217,7 @@ async fn delete_app(
     params(("app" = String, Path, description = "app name")),
     responses((status = 200, body = [MaintainerView]), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn list_maintainers(
+pub(crate) async fn list_maintainers(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,
@@ -235,7 +235,7 @@ async fn list_maintainers(
     responses((status = 200, body = MaintainerView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn add_maintainer(
+pub(crate) async fn add_maintainer(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,
@@ -271,7 +271,7 @@ async fn add_maintainer(
         ("subject" = String, Path, description = "the maintainer's sso subject")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn remove_maintainer(
+pub(crate) async fn remove_maintainer(
     State(api): State<Api>,
     ctx: Ctx,
     Path((app, subject)): Path<(String, String)>,

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Api, Ctx};
-use crate::db::{AuditEntry, AuditQuery};
+use crate::db::{AuditEntry, AuditQuery, AuditResult};
 use crate::error::{ApiError, ErrorBody};
 
 pub(super) fn routes() -> OpenApiRouter<Api> {
@@ -58,6 +58,10 @@ pub struct AuditParams {
     pub app: Option<String>,
     /// Only entries by this actor.
     pub actor: Option<String>,
+    /// Only entries of this action (e.g. `scale`, `node.cordon`).
+    pub action: Option<String>,
+    /// Only entries with this result: `ok`, `denied` or `error`.
+    pub result: Option<String>,
     /// Only entries with a smaller id (the next page).
     pub before: Option<i64>,
     /// At most this many (default 100, at most 1000).
@@ -69,13 +73,22 @@ pub struct AuditParams {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
     responses((status = 200, body = [AuditView]), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_audit(
+pub(crate) async fn list_audit(
     State(api): State<Api>,
     ctx: Ctx,
     q: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     let caller = ctx.caller()?;
     let Query(q) = q?;
+    let result = match q.result.as_deref() {
+        None | Some("") => None,
+        Some(r) => Some(r.parse::<AuditResult>().map_err(|_| {
+            ApiError::invalid(
+                format!("result {:?} is not one of ok, denied, error", r.chars().take(32).collect::<String>()),
+                "give ?result=ok, ?result=denied or ?result=error",
+            )
+        })?),
+    };
     if !caller.admin {
         match &q.app {
             None => {
@@ -93,6 +106,8 @@ async fn list_audit(
         .list(&AuditQuery {
             app: q.app,
             actor: q.actor,
+            action: q.action.filter(|a| !a.is_empty()),
+            result,
             before: q.before,
             limit: q.limit.unwrap_or(0),
         })

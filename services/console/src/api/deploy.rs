@@ -375,7 +375,7 @@ fn outcome_detail(o: &DeployOutcome) -> serde_json::Value {
         (status = 409, body = ErrorBody, description = "another deploy raced this one"),
         (status = 422, body = ErrorBody, description = "`cannot_fit` or `undeployable`"),
         (status = 503, body = ErrorBody, description = "etcd unavailable")))]
-async fn deploy(
+pub(crate) async fn deploy(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,
@@ -541,7 +541,7 @@ fn parse_memory(s: &str) -> Option<u64> {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn scale(
+pub(crate) async fn scale(
     State(api): State<Api>,
     ctx: Ctx,
     Path((app, proc)): Path<(String, String)>,
@@ -637,7 +637,7 @@ async fn scale(
         (status = 404, body = ErrorBody, description = "no deployment to return to"),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn rollback(
+pub(crate) async fn rollback(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,
@@ -729,7 +729,7 @@ async fn rollback(
     params(("app" = String, Path, description = "app name"), DeploymentsQuery),
     responses((status = 200, body = [DeploymentView]), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_deployments(
+pub(crate) async fn list_deployments(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,
@@ -786,7 +786,7 @@ const EVENTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
             description = "`event: deployment|status|done`, `data:` JSON"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn deployment_events(
+pub(crate) async fn deployment_events(
     State(api): State<Api>,
     ctx: Ctx,
     Path((app, id)): Path<(String, i64)>,

@@ -75,7 +75,7 @@ fn dependency(status: StatusCode, code: &'static str, message: String, hint: &st
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn logs(
+pub(crate) async fn logs(
     State(api): State<Api>,
     ctx: Ctx,
     Path((app, proc)): Path<(String, String)>,
@@ -286,7 +286,7 @@ pub struct EventView {
     responses((status = 200, body = [EventView]), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn events(
+pub(crate) async fn events(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,

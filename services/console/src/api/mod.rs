@@ -25,18 +25,18 @@
 //! [`Api::store`] answers 503 `etcd_unavailable` until it is. tests/api.rs
 //! lists every route the document must have.
 
-mod apps;
-mod audit;
-mod certs;
-mod cluster;
-mod deploy;
-mod logs;
-mod metrics;
-mod nodes;
-mod registry;
-mod releases;
-mod secrets;
-mod status;
+pub(crate) mod apps;
+pub(crate) mod audit;
+pub(crate) mod certs;
+pub(crate) mod cluster;
+pub(crate) mod deploy;
+pub(crate) mod logs;
+pub(crate) mod metrics;
+pub(crate) mod nodes;
+pub(crate) mod registry;
+pub(crate) mod releases;
+pub(crate) mod secrets;
+pub(crate) mod status;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -96,6 +96,8 @@ struct Inner {
     deployd: OnceLock<Arc<crate::deployd::DeploydClient>>,
     /// The registry token signer, when `[registry_auth]` is configured.
     registry_signer: OnceLock<Arc<crate::registry::TokenSigner>>,
+    /// The web console, when `[web]` is configured.
+    web: OnceLock<Arc<crate::web::Web>>,
     /// `/.well-known/oauth-protected-resource`, fixed by the config.
     discovery_json: String,
 }
@@ -133,6 +135,7 @@ impl Api {
                 registry: config.registry.clone(),
                 deployd: OnceLock::new(),
                 registry_signer: OnceLock::new(),
+                web: OnceLock::new(),
                 discovery_json: serde_json::to_string_pretty(&discovery(config))
                     .unwrap_or_else(|_| "{}".into()),
             }),
@@ -239,11 +242,33 @@ impl Api {
         self.inner.db.secrets_key()
     }
 
+    /// Serves the web console with `web` (set once, at start).
+    pub fn with_web(self, web: crate::web::Web) -> Api {
+        let _ = self.inner.web.set(Arc::new(web));
+        self
+    }
+
+    /// The web console's settings, or 503 `web_not_configured`.
+    pub(crate) fn web(&self) -> Result<&Arc<crate::web::Web>, ApiError> {
+        self.inner.web.get().ok_or_else(|| ApiError::Dependency {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "web_not_configured",
+            message: "the web console is not configured on this console".into(),
+            hint: "add a [web] section (client_id, client_secret_file) to console's config: an sso confidential client with the authorization_code and refresh_token grants, audience console, and redirect URI {public_url}/ui/callback; then restart console. The CLI (`lain`) works without it".into(),
+        })
+    }
+
     /// The whole HTTP surface but `/healthz` (lain_service adds it).
     pub fn router(&self) -> Router {
         let (api, _) = api_routes().split_for_parts();
+        let web = crate::web::router().layer(middleware::from_fn_with_state(
+            self.clone(),
+            crate::web::view_headers,
+        ));
         Router::new()
             .merge(api)
+            .nest("/ui", web)
+            .route("/", get(crate::web::root))
             .route("/api/v1/openapi.json", get(openapi_json))
             .route(DISCOVERY_PATH, get(discovery_json))
             .route("/metrics", get(metrics::render))
@@ -465,6 +490,8 @@ impl Caller {
 pub struct Ctx {
     pub caller: Result<Caller, AuthError>,
     pub request_id: Option<String>,
+    /// The call comes from the web console (audited with `"via": "web"`).
+    pub via_web: bool,
 }
 
 impl FromRequestParts<Api> for Ctx {
@@ -484,12 +511,16 @@ impl FromRequestParts<Api> for Ctx {
                 Err(e)
             }
         };
-        Ok(Ctx { caller, request_id })
+        Ok(Ctx {
+            caller,
+            request_id,
+            via_web: false,
+        })
     }
 }
 
 impl Api {
-    fn caller_of(&self, claims: &Claims) -> Caller {
+    pub(crate) fn caller_of(&self, claims: &Claims) -> Caller {
         let groups: Vec<String> = match claims.get(&self.inner.groups_claim) {
             Some(serde_json::Value::Array(items)) => items
                 .iter()
@@ -597,7 +628,7 @@ impl<'a> Audited<'a> {
     ) -> Result<T, ApiError> {
         let (action, outcome) = op.await;
         self.action = action;
-        let (result, detail) = match &outcome {
+        let (result, mut detail) = match &outcome {
             Ok((_, detail)) => (AuditResult::Ok, detail.clone()),
             Err(e) => (
                 if e.is_denial() {
@@ -608,6 +639,14 @@ impl<'a> Audited<'a> {
                 serde_json::json!({ "status": e.status().as_u16(), "code": e.code() }),
             ),
         };
+        if self.ctx.via_web {
+            match &mut detail {
+                serde_json::Value::Object(o) => {
+                    o.insert("via".into(), "web".into());
+                }
+                other => *other = serde_json::json!({ "via": "web", "detail": other.take() }),
+            }
+        }
         tracing::info!(
             actor = %self.ctx.actor(),
             action = self.action,
@@ -655,7 +694,7 @@ pub struct WhoAmI {
 /// Who the caller is: subject, kind, admin, groups and maintained apps.
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "auth",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
-async fn whoami(State(api): State<Api>, ctx: Ctx) -> Result<Json<WhoAmI>, ApiError> {
+pub(crate) async fn whoami(State(api): State<Api>, ctx: Ctx) -> Result<Json<WhoAmI>, ApiError> {
     let c = ctx.caller()?;
     let maintains = api
         .db()

@@ -411,7 +411,7 @@ fn raced(name: &str) -> ApiError {
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes",
     responses((status = 200, body = [RegisteredNode]), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn list_nodes(
+pub(crate) async fn list_nodes(
     State(api): State<Api>,
     ctx: Ctx,
 ) -> Result<Json<Vec<RegisteredNode>>, ApiError> {
@@ -569,7 +569,7 @@ async fn set_flags(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn cordon_node(
+pub(crate) async fn cordon_node(
     State(api): State<Api>,
     ctx: Ctx,
     Path(name): Path<String>,
@@ -584,7 +584,7 @@ async fn cordon_node(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn uncordon_node(
+pub(crate) async fn uncordon_node(
     State(api): State<Api>,
     ctx: Ctx,
     Path(name): Path<String>,
@@ -604,7 +604,7 @@ async fn uncordon_node(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn drain_node(
+pub(crate) async fn drain_node(
     State(api): State<Api>,
     ctx: Ctx,
     Path(name): Path<String>,

@@ -51,6 +51,7 @@ async fn registry_token(
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        via_web: false,
     };
     let caller = ctx.caller()?;
     let signer = api.registry_signer()?;

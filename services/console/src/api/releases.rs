@@ -161,7 +161,7 @@ async fn register_release(
     params(("app" = String, Path, description = "app name"), ListQuery),
     responses((status = 200, body = [ReleaseSummary]), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_releases(
+pub(crate) async fn list_releases(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,

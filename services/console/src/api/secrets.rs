@@ -87,7 +87,7 @@ async fn set_secret(
     params(("app" = String, Path, description = "app name")),
     responses((status = 200, body = [SecretView]), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_secrets(
+pub(crate) async fn list_secrets(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,

@@ -83,6 +83,9 @@ pub struct InstanceStatus {
     pub address: Option<String>,
     pub restarts: u32,
     pub message: Option<String>,
+    /// When its container started (unix milliseconds), once it did.
+    #[serde(default)]
+    pub started_at_ms: Option<u64>,
 }
 
 /// An app's procs (desired state and rollout) and instances, from etcd.
@@ -91,7 +94,7 @@ pub struct InstanceStatus {
     params(("app" = String, Path, description = "app name")),
     responses((status = 200, body = AppStatus), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn status(
+pub(crate) async fn status(
     State(api): State<Api>,
     ctx: Ctx,
     Path(app): Path<String>,
@@ -113,7 +116,7 @@ fn entry<'a>(procs: &'a mut BTreeMap<String, ProcStatus>, proc: &str) -> &'a mut
 }
 
 /// An app's status from etcd.
-pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppStatus, ApiError> {
+pub(crate) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppStatus, ApiError> {
     let app = app.to_owned();
     let desired = store
         .list(&DesiredKey::of_app(&app).map_err(|e| store_error(e.into()))?)
@@ -155,6 +158,7 @@ pub(super) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
                 address: o.address.clone(),
                 restarts: o.restarts,
                 message: o.message.clone(),
+                started_at_ms: o.started_at_ms,
             });
     }
     // Rollouts only of procs that have a desired value or instances.

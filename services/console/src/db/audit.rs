@@ -91,7 +91,8 @@ impl Audit<'_> {
         Ok(entry)
     }
 
-    /// Entries newest first, filtered by app and actor, below id `before`.
+    /// Entries newest first, filtered by app, actor, action and result,
+    /// below id `before`.
     pub async fn list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, DbError> {
         let mut conds = Vec::new();
         let mut n = 0;
@@ -104,6 +105,12 @@ impl Audit<'_> {
         }
         if q.actor.is_some() {
             conds.push(format!("actor = ${}", next()));
+        }
+        if q.action.is_some() {
+            conds.push(format!("action = ${}", next()));
+        }
+        if q.result.is_some() {
+            conds.push(format!("result = ${}", next()));
         }
         if q.before.is_some() {
             conds.push(format!("id < ${}", next()));
@@ -123,6 +130,12 @@ impl Audit<'_> {
         }
         if let Some(a) = &q.actor {
             query = query.bind(a);
+        }
+        if let Some(a) = &q.action {
+            query = query.bind(a);
+        }
+        if let Some(r) = q.result {
+            query = query.bind(r.as_str());
         }
         if let Some(b) = q.before {
             query = query.bind(b);

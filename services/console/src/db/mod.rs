@@ -3,7 +3,7 @@
 //!
 //! [`Db`] is a cheap-to-clone handle; its repositories borrow it:
 //! [`Db::apps`], [`Db::maintainers`], [`Db::releases`], [`Db::deployments`],
-//! [`Db::secrets`] and [`Db::audit`]. Every call that changes several rows
+//! [`Db::secrets`], [`Db::audit`] and [`Db::web_sessions`]. Every call that changes several rows
 //! runs in one transaction. Times are unix milliseconds. The schema and the
 //! choices behind it are in docs/reference/console.md ("Storage").
 
@@ -14,6 +14,7 @@ mod error;
 mod model;
 mod releases;
 mod secrets;
+mod sessions;
 pub mod validate;
 
 use sqlx::any::AnyRow;
@@ -29,11 +30,15 @@ pub use lain_db::Backend;
 pub use model::*;
 pub use releases::Releases;
 pub use secrets::{Resealed, Secrets};
+pub use sessions::{WebSession, WebSessions, MAX_SESSIONS_PER_SUBJECT};
 
 /// Embedded migrations, applied in order, each once.
 pub const MIGRATIONS: lain_db::Migrations = lain_db::Migrations {
     table: "console_schema_migrations",
-    steps: &[(1, include_str!("../../migrations/0001_init.sql"))],
+    steps: &[
+        (1, include_str!("../../migrations/0001_init.sql")),
+        (2, include_str!("../../migrations/0002_web_sessions.sql")),
+    ],
 };
 
 /// The database handle (cheap to clone). Its `Debug` shows the backend and
@@ -108,6 +113,10 @@ impl Db {
 
     pub fn audit(&self) -> Audit<'_> {
         Audit { db: self }
+    }
+
+    pub fn web_sessions(&self) -> WebSessions<'_> {
+        WebSessions { db: self }
     }
 
     /// A transaction that writes. On SQLite it is `BEGIN IMMEDIATE`: it

@@ -283,6 +283,10 @@ pub struct NewAuditEntry {
 pub struct AuditQuery {
     pub app: Option<String>,
     pub actor: Option<String>,
+    /// Only this action (`scale`, `node.cordon`, ...).
+    pub action: Option<String>,
+    /// Only this result.
+    pub result: Option<AuditResult>,
     /// Only ids below this one (the next page).
     pub before: Option<i64>,
     /// 0 = 100; at most 1000.

@@ -1,0 +1,158 @@
+//! The web console under `/ui/`: server-rendered pages (askama templates
+//! compiled into the binary), a little plain JavaScript for live updates
+//! over SSE, and sign-in through sso (authorization code with PKCE).
+//!
+//! It has no logic of its own for what it shows or changes: pages read
+//! through the same functions as `/api/v1`, and every action calls the
+//! API's own handler with the signed-in user's [`Ctx`], so authorization
+//! and the audit log are the API's (entries made here carry
+//! `"via": "web"`). The JSON API never accepts the session cookie.
+//!
+//! * [`auth`]: login, callback, logout, sessions, CSRF and Origin checks.
+//! * [`pages`]: the read-only pages; [`actions`]: confirm, then act.
+//! * [`live`]: the SSE streams; [`history`]: the samples the charts draw.
+//!
+//! Design: docs/decisions/0008-web-console.md.
+
+mod actions;
+pub(crate) mod auth;
+pub mod history;
+mod live;
+mod pages;
+mod view;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::api::Api;
+use crate::config::Config;
+
+pub use auth::Web;
+pub use view::WebError;
+pub(crate) use view::headers as view_headers;
+
+/// The routes under `/ui` (nested by [`Api::router`]).
+pub(crate) fn router() -> Router<Api> {
+    Router::new()
+        .route("/", get(pages::apps))
+        .route("/login", get(auth::login))
+        .route("/callback", get(auth::callback))
+        .route("/logout", post(auth::logout))
+        .route("/logged-out", get(auth::logged_out))
+        .route("/static/{file}", get(static_file))
+        .route("/apps/{app}", get(pages::app))
+        .route("/apps/{app}/live", get(live::app))
+        .route("/apps/{app}/releases", get(pages::releases))
+        .route(
+            "/apps/{app}/deployments/{id}",
+            get(pages::deployment),
+        )
+        .route(
+            "/apps/{app}/deployments/{id}/live",
+            get(live::deployment),
+        )
+        .route(
+            "/apps/{app}/procs/{proc}/scale",
+            get(actions::scale_confirm).post(actions::scale),
+        )
+        .route(
+            "/apps/{app}/deploy",
+            get(actions::deploy_confirm).post(actions::deploy),
+        )
+        .route(
+            "/apps/{app}/rollback",
+            get(actions::rollback_confirm).post(actions::rollback),
+        )
+        .route(
+            "/apps/{app}/maintainers",
+            get(actions::maintainer_add_confirm).post(actions::maintainer_add),
+        )
+        .route(
+            "/apps/{app}/maintainers/{subject}/remove",
+            get(actions::maintainer_remove_confirm).post(actions::maintainer_remove),
+        )
+        .route("/apps/{app}/procs/{proc}/logs", get(pages::logs))
+        .route("/apps/{app}/procs/{proc}/logs/stream", get(live::logs))
+        .route("/cluster", get(pages::cluster))
+        .route(
+            "/nodes/{name}/{flag}",
+            get(actions::node_confirm).post(actions::node),
+        )
+        .route("/audit", get(pages::audit))
+        .fallback(|| async {
+            WebError::not_found("no such page", "start from the apps list at /ui/")
+        })
+}
+
+/// `GET /`: the web console.
+pub(crate) async fn root() -> Redirect {
+    Redirect::to("/ui/")
+}
+
+/// Sets up the web console from `[web]`, when there is one.
+pub fn load(config: &Config) -> anyhow::Result<Option<Web>> {
+    config.web.as_ref().map(|w| Web::load(config, w)).transpose()
+}
+
+/// Starts what the web console runs in the background (the sampler the
+/// charts draw from).
+pub fn spawn_background(api: &Api) {
+    if let Ok(web) = api.web() {
+        tokio::spawn(history::run(api.clone(), web.history.clone()));
+    }
+}
+
+const CSS: &str = include_str!("../../static/console.css");
+const JS: &str = include_str!("../../static/console.js");
+
+/// `GET /ui/static/{file}`: the stylesheet and the script, compiled in.
+/// Their URLs carry a hash of their content, so they are cached for good.
+async fn static_file(State(_): State<Api>, Path(file): Path<String>) -> Response {
+    let (body, kind) = match file.as_str() {
+        "console.css" => (CSS, "text/css; charset=utf-8"),
+        "console.js" => (JS, "text/javascript; charset=utf-8"),
+        _ => return WebError::not_found("no such file", "reload the page").into_response(),
+    };
+    (
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(kind)),
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `?v=` of the static files: a short hash of both, so a new build is
+/// never served from a stale cache.
+pub(crate) fn asset_version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(CSS);
+        h.update(JS);
+        h.finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+}
+
+/// What the web console shares with the API handlers.
+pub(crate) type Shared = Arc<Web>;
