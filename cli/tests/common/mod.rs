@@ -176,6 +176,36 @@ impl TestCluster {
             "--audience",
             "console",
         ]);
+        // The web console's client (authorization code with PKCE),
+        // registered for console's address, picked here for that.
+        let console_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let out = sso_cli(&[
+            "client",
+            "add",
+            "console-web",
+            "--kind",
+            "confidential",
+            "--name",
+            "lain console",
+            "--redirect-uri",
+            &format!("http://{console_addr}/ui/callback"),
+            "--post-logout-redirect-uri",
+            &format!("http://{console_addr}/ui/logged-out"),
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--audience",
+            "console",
+        ]);
+        let web_secret = home.path().join("console-web.secret");
+        private(
+            &web_secret,
+            out.lines()
+                .find_map(|l| l.strip_prefix("client_secret="))
+                .expect("a client secret")
+                .trim(),
+        );
         // A confidential client-credentials client; its secret.
         let client = |id: &str, audience: &str| {
             let out = sso_cli(&[
@@ -219,7 +249,6 @@ impl TestCluster {
         self_signed(&key, &cert, "lain e2e registry tokens", None);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let console_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let registry = Registry::start_with_token_auth(
             std::net::Ipv4Addr::LOCALHOST,
             &TokenAuth {
@@ -243,7 +272,8 @@ impl TestCluster {
                  registry = \"{}\"\n\
                  [auth]\nissuer = \"{issuer}\"\nadmin_group = \"{ADMIN_GROUP}\"\n\
                  [registry_auth]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\
-                 [deployd]\nclient_id = \"console\"\nclient_secret_file = \"{}\"\n",
+                 [deployd]\nclient_id = \"console\"\nclient_secret_file = \"{}\"\n\
+                 [web]\nclient_secret_file = \"{}\"\n",
                 console_dir.path().display(),
                 etcd.endpoint(),
                 secrets_key.display(),
@@ -251,6 +281,7 @@ impl TestCluster {
                 key.display(),
                 cert.display(),
                 console_secret.display(),
+                web_secret.display(),
             ),
             console_dir,
         );

@@ -233,7 +233,9 @@ impl Config {
             if w.client_id.trim().is_empty() {
                 return Err(bad("[web] client_id is empty: give the sso client the web console signs users in with".into()));
             }
-            if !(60..=30 * 86400).contains(&w.session_secs) || !(60..=w.session_secs).contains(&w.idle_secs) {
+            if !(60..=30 * 86400).contains(&w.session_secs)
+                || !(60..=w.session_secs).contains(&w.idle_secs)
+            {
                 return Err(bad(format!(
                     "[web] session_secs {} or idle_secs {} is out of range: session_secs is 60 to 2592000 and idle_secs 60 to session_secs",
                     w.session_secs, w.idle_secs

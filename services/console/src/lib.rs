@@ -107,7 +107,9 @@ pub async fn open(config: &Config) -> anyhow::Result<Api> {
     }
     match web::load(config).context("invalid [web] section")? {
         Some(w) => api = api.with_web(w),
-        None => tracing::info!("no [web] section in the config: the web console at /ui/ answers 503 until it is set"),
+        None => tracing::info!(
+            "no [web] section in the config: the web console at /ui/ answers 503 until it is set"
+        ),
     }
     Ok(api)
 }

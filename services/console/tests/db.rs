@@ -1288,7 +1288,11 @@ async fn audit(t: TestDb) {
         ..Default::default()
     };
     assert_eq!(
-        ids(db.audit().list(&by(Some("deploy"), None, None)).await.unwrap()),
+        ids(db
+            .audit()
+            .list(&by(Some("deploy"), None, None))
+            .await
+            .unwrap()),
         [b.id]
     );
     assert_eq!(
@@ -1567,7 +1571,12 @@ async fn web_sessions(t: TestDb) {
     assert_eq!(db.web_sessions().get("nope").await.unwrap(), None);
     db.web_sessions().touch("h1", 1500).await.unwrap();
     assert_eq!(
-        db.web_sessions().get("h1").await.unwrap().unwrap().last_seen_at,
+        db.web_sessions()
+            .get("h1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
         1500
     );
 
@@ -1583,31 +1592,82 @@ async fn web_sessions(t: TestDb) {
         .count();
     assert_eq!(won, 1);
     // The claim holds until it lapses or the tokens are swapped.
-    assert!(!db.web_sessions().claim_refresh("h1", 0, 1610, 1625).await.unwrap());
-    assert!(db.web_sessions().swap_tokens("h1", 0, "{\"v\":1}", 2200).await.unwrap());
-    assert!(!db.web_sessions().swap_tokens("h1", 0, "{\"v\":2}", 2300).await.unwrap(), "a stale version loses");
+    assert!(!db
+        .web_sessions()
+        .claim_refresh("h1", 0, 1610, 1625)
+        .await
+        .unwrap());
+    assert!(db
+        .web_sessions()
+        .swap_tokens("h1", 0, "{\"v\":1}", 2200)
+        .await
+        .unwrap());
+    assert!(
+        !db.web_sessions()
+            .swap_tokens("h1", 0, "{\"v\":2}", 2300)
+            .await
+            .unwrap(),
+        "a stale version loses"
+    );
     let now = db.web_sessions().get("h1").await.unwrap().unwrap();
-    assert_eq!((now.token_version, now.refreshing_until, now.access_exp), (1, 0, 2200));
+    assert_eq!(
+        (now.token_version, now.refreshing_until, now.access_exp),
+        (1, 0, 2200)
+    );
     assert_eq!(now.tokens_sealed, "{\"v\":1}");
-    assert!(!db.web_sessions().claim_refresh("h1", 0, 1700, 1715).await.unwrap());
-    assert!(db.web_sessions().claim_refresh("h1", 1, 1700, 1715).await.unwrap());
+    assert!(!db
+        .web_sessions()
+        .claim_refresh("h1", 0, 1700, 1715)
+        .await
+        .unwrap());
+    assert!(db
+        .web_sessions()
+        .claim_refresh("h1", 1, 1700, 1715)
+        .await
+        .unwrap());
     // A lapsed claim can be taken again.
-    assert!(db.web_sessions().claim_refresh("h1", 1, 1716, 1731).await.unwrap());
+    assert!(db
+        .web_sessions()
+        .claim_refresh("h1", 1, 1716, 1731)
+        .await
+        .unwrap());
 
     // Bounded per subject: the oldest go; an expired session of anyone
     // goes at the next login.
-    db.web_sessions().create(&session("bob-old", "bob", 1000, 1200), 1000).await.unwrap();
+    db.web_sessions()
+        .create(&session("bob-old", "bob", 1000, 1200), 1000)
+        .await
+        .unwrap();
     for i in 0..MAX_SESSIONS_PER_SUBJECT + 3 {
         db.web_sessions()
-            .create(&session(&format!("a{i:03}"), "alice", 2000 + i, 9000), 2000 + i)
+            .create(
+                &session(&format!("a{i:03}"), "alice", 2000 + i, 9000),
+                2000 + i,
+            )
             .await
             .unwrap();
     }
-    assert_eq!(db.web_sessions().count_of("alice").await.unwrap(), MAX_SESSIONS_PER_SUBJECT);
-    assert_eq!(db.web_sessions().get("h1").await.unwrap(), None, "the oldest went first");
+    assert_eq!(
+        db.web_sessions().count_of("alice").await.unwrap(),
+        MAX_SESSIONS_PER_SUBJECT
+    );
+    assert_eq!(
+        db.web_sessions().get("h1").await.unwrap(),
+        None,
+        "the oldest went first"
+    );
     assert_eq!(db.web_sessions().get("a000").await.unwrap(), None);
-    assert!(db.web_sessions().get(&format!("a{:03}", MAX_SESSIONS_PER_SUBJECT + 2)).await.unwrap().is_some());
-    assert_eq!(db.web_sessions().count_of("bob").await.unwrap(), 0, "expired");
+    assert!(db
+        .web_sessions()
+        .get(&format!("a{:03}", MAX_SESSIONS_PER_SUBJECT + 2))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        db.web_sessions().count_of("bob").await.unwrap(),
+        0,
+        "expired"
+    );
 
     assert!(db.web_sessions().delete("a010").await.unwrap());
     assert!(!db.web_sessions().delete("a010").await.unwrap());

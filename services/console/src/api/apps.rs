@@ -147,7 +147,10 @@ async fn create_app(
 /// Lists every app.
 #[utoipa::path(get, path = "/api/v1/apps", tag = "apps",
     responses((status = 200, body = [AppView]), (status = 401, body = ErrorBody)))]
-pub(crate) async fn list_apps(State(api): State<Api>, ctx: Ctx) -> Result<Json<Vec<AppView>>, ApiError> {
+pub(crate) async fn list_apps(
+    State(api): State<Api>,
+    ctx: Ctx,
+) -> Result<Json<Vec<AppView>>, ApiError> {
     ctx.caller()?;
     let apps = api.db().apps().list().await?;
     Ok(Json(apps.into_iter().map(Into::into).collect()))

@@ -84,7 +84,10 @@ pub(crate) async fn list_audit(
         None | Some("") => None,
         Some(r) => Some(r.parse::<AuditResult>().map_err(|_| {
             ApiError::invalid(
-                format!("result {:?} is not one of ok, denied, error", r.chars().take(32).collect::<String>()),
+                format!(
+                    "result {:?} is not one of ok, denied, error",
+                    r.chars().take(32).collect::<String>()
+                ),
                 "give ?result=ok, ?result=denied or ?result=error",
             )
         })?),

@@ -125,7 +125,10 @@ pub struct NodeView {
 /// down (it says so).
 #[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster",
     responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)))]
-pub(crate) async fn cluster_status(State(api): State<Api>, ctx: Ctx) -> Result<Json<ClusterStatus>, ApiError> {
+pub(crate) async fn cluster_status(
+    State(api): State<Api>,
+    ctx: Ctx,
+) -> Result<Json<ClusterStatus>, ApiError> {
     ctx.caller()?;
     let members = async {
         match api.store() {

@@ -267,16 +267,20 @@ impl Api {
         ));
         Router::new()
             .merge(api)
-            .nest("/ui", web)
+            .merge(web)
             .route("/", get(crate::web::root))
             .route("/api/v1/openapi.json", get(openapi_json))
             .route(DISCOVERY_PATH, get(discovery_json))
             .route("/metrics", get(metrics::render))
-            .fallback(|| async {
+            .fallback(|uri: axum::http::Uri| async move {
+                if uri.path().starts_with("/ui/") {
+                    return crate::web::not_found();
+                }
                 ApiError::not_found(
                     "no such route",
                     "the routes are listed in /api/v1/openapi.json",
                 )
+                .into_response()
             })
             .method_not_allowed_fallback(|| async {
                 (

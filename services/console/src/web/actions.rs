@@ -128,7 +128,10 @@ fn instances_of(s: &str) -> Result<u32, ApiError> {
         .filter(|n| *n <= 1000)
         .ok_or_else(|| {
             ApiError::invalid(
-                format!("instances {:?} is not a number from 0 to 1000", s.chars().take(16).collect::<String>()),
+                format!(
+                    "instances {:?} is not a number from 0 to 1000",
+                    s.chars().take(16).collect::<String>()
+                ),
                 "give a whole number of instances, e.g. 3",
             )
         })
@@ -145,7 +148,8 @@ pub async fn scale_confirm(
     let s = req.signed()?;
     api.may_change(&s.caller, &app).await?;
     let n = instances_of(q.as_ref().map(|q| q.instances.as_str()).unwrap_or(""))?;
-    let Json(status) = api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
+    let Json(status) =
+        api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
     let now = status
         .procs
         .iter()
@@ -158,7 +162,10 @@ pub async fn scale_confirm(
             )
         })?;
     let mut lines = vec![format!("{proc_name}: {} → {n} instances", now.instances)];
-    lines.push(format!("release {} stays; image, env and secrets as deployed", now.release));
+    lines.push(format!(
+        "release {} stays; image, env and secrets as deployed",
+        now.release
+    ));
     Ok(Page(Confirm {
         l: req.layout(s, format!("Scale {app} {proc_name}?"), "apps"),
         heading: format!("Scale {proc_name} of {app}?"),
@@ -184,7 +191,16 @@ pub async fn scale(
     Path((app, proc_name)): Path<(String, String)>,
     form: Result<Form<ScaleParams>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let (_, ctx, f) = post_checks(&api, &req, form, |f| &f.csrf, "scale", Some(&app), Some(&proc_name)).await?;
+    let (_, ctx, f) = post_checks(
+        &api,
+        &req,
+        form,
+        |f| &f.csrf,
+        "scale",
+        Some(&app),
+        Some(&proc_name),
+    )
+    .await?;
     let n = match instances_of(&f.instances) {
         Ok(n) => n,
         Err(e) => return Err(refuse(&api, &ctx, "scale", Some(&app), Some(&proc_name), e).await),
@@ -200,7 +216,11 @@ pub async fn scale(
         })),
     )
     .await?;
-    Ok(see_other(&format!("{}/deployments/{}", app_url(&app), out.deployment.id)))
+    Ok(see_other(&format!(
+        "{}/deployments/{}",
+        app_url(&app),
+        out.deployment.id
+    )))
 }
 
 // ---------------------------------------------------------------------
@@ -216,7 +236,8 @@ pub struct DeployParams {
 }
 
 async fn running(api: &Api, req: &WebReq, s: &Signed, app: &str) -> Result<String, WebError> {
-    let Json(status) = api::status::status(State(api.clone()), req.ctx(s), Path(app.to_owned())).await?;
+    let Json(status) =
+        api::status::status(State(api.clone()), req.ctx(s), Path(app.to_owned())).await?;
     Ok(status
         .procs
         .iter()
@@ -236,9 +257,16 @@ pub async fn deploy_confirm(
     api.may_change(&s.caller, &app).await?;
     let version = q.map(|Query(q)| q.version).unwrap_or_default();
     if version.is_empty() {
-        return Err(ApiError::invalid("no release named", "pick a release on the releases page").into());
+        return Err(
+            ApiError::invalid("no release named", "pick a release on the releases page").into(),
+        );
     }
-    let r = api.db().releases().get(&app, &version).await.map_err(ApiError::from)?;
+    let r = api
+        .db()
+        .releases()
+        .get(&app, &version)
+        .await
+        .map_err(ApiError::from)?;
     let now = running(&api, &req, s, &app).await?;
     Ok(Page(Confirm {
         l: req.layout(s, format!("Deploy {app}?"), "apps"),
@@ -266,8 +294,16 @@ pub async fn deploy(
     form: Result<Form<DeployParams>, FormRejection>,
 ) -> Result<Response, WebError> {
     let target = form.as_ref().ok().map(|f| f.version.clone());
-    let (_, ctx, f) =
-        post_checks(&api, &req, form, |f| &f.csrf, "deploy", Some(&app), target.as_deref()).await?;
+    let (_, ctx, f) = post_checks(
+        &api,
+        &req,
+        form,
+        |f| &f.csrf,
+        "deploy",
+        Some(&app),
+        target.as_deref(),
+    )
+    .await?;
     let Json(out) = api::deploy::deploy(
         State(api.clone()),
         ctx,
@@ -278,7 +314,11 @@ pub async fn deploy(
         })),
     )
     .await?;
-    Ok(see_other(&format!("{}/deployments/{}", app_url(&app), out.deployment.id)))
+    Ok(see_other(&format!(
+        "{}/deployments/{}",
+        app_url(&app),
+        out.deployment.id
+    )))
 }
 
 #[derive(Deserialize)]
@@ -311,7 +351,9 @@ pub async fn rollback_confirm(
         heading: format!("Roll {app} back to {target}?"),
         lines: vec![
             format!("running now: {now}"),
-            format!("back to: {target}, with the numbers, env and secret versions it was deployed with"),
+            format!(
+                "back to: {target}, with the numbers, env and secret versions it was deployed with"
+            ),
         ],
         warning: String::new(),
         action: format!("{}/rollback", app_url(&app)),
@@ -330,9 +372,21 @@ pub async fn rollback(
     Path(app): Path<String>,
     form: Result<Form<RollbackParams>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let target = form.as_ref().ok().map(|f| f.to.clone()).filter(|t| !t.is_empty());
-    let (_, ctx, f) =
-        post_checks(&api, &req, form, |f| &f.csrf, "rollback", Some(&app), target.as_deref()).await?;
+    let target = form
+        .as_ref()
+        .ok()
+        .map(|f| f.to.clone())
+        .filter(|t| !t.is_empty());
+    let (_, ctx, f) = post_checks(
+        &api,
+        &req,
+        form,
+        |f| &f.csrf,
+        "rollback",
+        Some(&app),
+        target.as_deref(),
+    )
+    .await?;
     let Json(out) = api::deploy::rollback(
         State(api.clone()),
         ctx,
@@ -342,7 +396,11 @@ pub async fn rollback(
         })),
     )
     .await?;
-    Ok(see_other(&format!("{}/deployments/{}", app_url(&app), out.deployment.id)))
+    Ok(see_other(&format!(
+        "{}/deployments/{}",
+        app_url(&app),
+        out.deployment.id
+    )))
 }
 
 // ---------------------------------------------------------------------
@@ -375,7 +433,11 @@ pub async fn maintainer_add_confirm(
     if subject.is_empty() {
         return Err(ApiError::invalid("no user named", "give the sso user name to add").into());
     }
-    let role = if role == "owner" { "owner" } else { "maintainer" };
+    let role = if role == "owner" {
+        "owner"
+    } else {
+        "maintainer"
+    };
     Ok(Page(Confirm {
         l: req.layout(s, format!("Add a maintainer to {app}?"), "apps"),
         heading: format!("Add {subject} to {app}?"),
@@ -402,8 +464,16 @@ pub async fn maintainer_add(
     form: Result<Form<MaintainerParams>, FormRejection>,
 ) -> Result<Response, WebError> {
     let target = form.as_ref().ok().map(|f| f.subject.clone());
-    let (s, ctx, f) =
-        post_checks(&api, &req, form, |f| &f.csrf, "maintainer.add", Some(&app), target.as_deref()).await?;
+    let (s, ctx, f) = post_checks(
+        &api,
+        &req,
+        form,
+        |f| &f.csrf,
+        "maintainer.add",
+        Some(&app),
+        target.as_deref(),
+    )
+    .await?;
     let Json(m) = api::apps::add_maintainer(
         State(api.clone()),
         ctx,
@@ -434,7 +504,9 @@ pub async fn maintainer_remove_confirm(
     Ok(Page(Confirm {
         l: req.layout(s, format!("Remove a maintainer of {app}?"), "apps"),
         heading: format!("Remove {subject} from {app}?"),
-        lines: vec![format!("{subject} no longer maintains {app}: they see it read-only")],
+        lines: vec![format!(
+            "{subject} no longer maintains {app}: they see it read-only"
+        )],
         warning: if subject == s.caller.subject {
             "This is you: you lose the right to change this app.".into()
         } else {
@@ -472,7 +544,12 @@ pub async fn maintainer_remove(
         Some(&subject),
     )
     .await?;
-    api::apps::remove_maintainer(State(api.clone()), ctx, Path((app.clone(), subject.clone()))).await?;
+    api::apps::remove_maintainer(
+        State(api.clone()),
+        ctx,
+        Path((app.clone(), subject.clone())),
+    )
+    .await?;
     Ok(done(
         &req,
         &s,

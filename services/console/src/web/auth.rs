@@ -216,9 +216,13 @@ impl Web {
                     .send()
                     .await
                     .and_then(|r| r.error_for_status())
-                    .map_err(|e| sso_unreachable(format!("cannot read sso's discovery document: {e}")))?;
+                    .map_err(|e| {
+                        sso_unreachable(format!("cannot read sso's discovery document: {e}"))
+                    })?;
                 r.json::<Endpoints>().await.map_err(|e| {
-                    sso_unreachable(format!("sso's discovery document is not what console expects: {e}"))
+                    sso_unreachable(format!(
+                        "sso's discovery document is not what console expects: {e}"
+                    ))
                 })
             })
             .await
@@ -234,18 +238,28 @@ impl Web {
             .form(form)
             .send()
             .await
-            .map_err(|e| TokenCallError::Other(sso_unreachable(format!("cannot reach sso's token endpoint: {e}"))))?;
+            .map_err(|e| {
+                TokenCallError::Other(sso_unreachable(format!(
+                    "cannot reach sso's token endpoint: {e}"
+                )))
+            })?;
         let status = r.status();
         if status.is_success() {
             return r.json().await.map_err(|e| {
-                TokenCallError::Other(sso_unreachable(format!("sso's token answer is unreadable: {e}")))
+                TokenCallError::Other(sso_unreachable(format!(
+                    "sso's token answer is unreadable: {e}"
+                )))
             });
         }
         #[derive(Deserialize)]
         struct OAuthErr {
             error: String,
         }
-        let e = r.json::<OAuthErr>().await.map(|e| e.error).unwrap_or_default();
+        let e = r
+            .json::<OAuthErr>()
+            .await
+            .map(|e| e.error)
+            .unwrap_or_default();
         if e == "invalid_grant" {
             Err(TokenCallError::InvalidGrant)
         } else {
@@ -257,7 +271,8 @@ impl Web {
     }
 
     fn seal_tokens(&self, api: &Api, id_hash: &str, t: &Tokens) -> Result<String, ApiError> {
-        let plain = Zeroizing::new(serde_json::to_vec(t).map_err(|e| ApiError::Internal(e.to_string()))?);
+        let plain =
+            Zeroizing::new(serde_json::to_vec(t).map_err(|e| ApiError::Internal(e.to_string()))?);
         let sealed = seal(api.secrets_key(), &plain, &session_aad(id_hash))
             .map_err(|e| ApiError::Internal(format!("cannot seal the session: {e}")))?;
         serde_json::to_string(&sealed).map_err(|e| ApiError::Internal(e.to_string()))
@@ -387,7 +402,9 @@ impl FromRequestParts<Api> for WebReq {
             .unwrap_or_else(|| "/ui/".into());
         let web = api.web().cloned().map_err(WebError::from);
         let session = match &web {
-            Ok(w) => resolve(api, w, &parts.headers).await.map_err(WebError::from),
+            Ok(w) => resolve(api, w, &parts.headers)
+                .await
+                .map_err(WebError::from),
             Err(_) => Ok(None),
         };
         Ok(WebReq {
@@ -559,7 +576,12 @@ async fn refresh(
     };
     let sessions = api.db().web_sessions();
     if !sessions
-        .claim_refresh(&row.id_hash, row.token_version, now, now + REFRESH_CLAIM_SECS)
+        .claim_refresh(
+            &row.id_hash,
+            row.token_version,
+            now,
+            now + REFRESH_CLAIM_SECS,
+        )
         .await?
     {
         return Ok(Refreshed::Later);
@@ -582,7 +604,10 @@ async fn refresh(
     let exp = exp_secs(&claims);
     let new = Tokens {
         access: answer.access_token.clone(),
-        refresh: answer.refresh_token.clone().or_else(|| tokens.refresh.clone()),
+        refresh: answer
+            .refresh_token
+            .clone()
+            .or_else(|| tokens.refresh.clone()),
         id_token: answer.id_token.clone().or_else(|| tokens.id_token.clone()),
     };
     let sealed = web.seal_tokens(api, &row.id_hash, &new)?;
@@ -626,13 +651,14 @@ pub async fn login(
         exp: now_secs() + LOGIN_SECS,
     };
     let challenge = sha256_b64(&[login.verifier.as_bytes()]);
-    let plain = Zeroizing::new(serde_json::to_vec(&login).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let plain =
+        Zeroizing::new(serde_json::to_vec(&login).map_err(|e| ApiError::Internal(e.to_string()))?);
     let sealed = seal(api.secrets_key(), &plain, LOGIN_AAD)
         .map_err(|e| ApiError::Internal(format!("cannot seal the login: {e}")))?;
-    let cookie = B64URL.encode(serde_json::to_vec(&sealed).map_err(|e| ApiError::Internal(e.to_string()))?);
-    let mut url = reqwest::Url::parse(&ep.authorization_endpoint).map_err(|e| {
-        sso_unreachable(format!("sso's authorization endpoint is not a URL: {e}"))
-    })?;
+    let cookie =
+        B64URL.encode(serde_json::to_vec(&sealed).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let mut url = reqwest::Url::parse(&ep.authorization_endpoint)
+        .map_err(|e| sso_unreachable(format!("sso's authorization endpoint is not a URL: {e}")))?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &web.client_id)
@@ -699,10 +725,14 @@ pub async fn callback(
         return Err(failed("the sign-in took too long".into()));
     }
     if !q.state.as_deref().is_some_and(|s| ct_eq(s, &login.state)) {
-        return Err(failed("the answer from sso does not belong to this sign-in".into()));
+        return Err(failed(
+            "the answer from sso does not belong to this sign-in".into(),
+        ));
     }
     if q.iss.as_deref().is_some_and(|i| i != web.issuer) {
-        return Err(failed("the answer comes from another issuer than console's sso".into()));
+        return Err(failed(
+            "the answer comes from another issuer than console's sso".into(),
+        ));
     }
     let Some(code) = q.code.as_deref() else {
         return Err(failed("sso sent no code".into()));
@@ -719,7 +749,9 @@ pub async fn callback(
     {
         Ok(a) => a,
         Err(TokenCallError::InvalidGrant) => {
-            return Err(failed("sso did not accept the code (used twice, or expired)".into()))
+            return Err(failed(
+                "sso did not accept the code (used twice, or expired)".into(),
+            ))
         }
         Err(TokenCallError::Other(e)) => return Err(e.into()),
     };
@@ -727,7 +759,11 @@ pub async fn callback(
         .verifier()
         .verify(&answer.access_token)
         .await
-        .map_err(|e| failed(format!("sso's access token is not one console accepts: {e}")))?;
+        .map_err(|e| {
+            failed(format!(
+                "sso's access token is not one console accepts: {e}"
+            ))
+        })?;
     let id_token = answer
         .id_token
         .as_deref()
@@ -796,7 +832,10 @@ pub async fn logout(
 ) -> Result<Response, WebError> {
     let web = req.web.clone()?;
     let Ok(Some(s)) = &req.session else {
-        return Ok(see_other("/ui/logged-out", Some(web.set_cookie(web.session_cookie(), "", 0))));
+        return Ok(see_other(
+            "/ui/logged-out",
+            Some(web.set_cookie(web.session_cookie(), "", 0)),
+        ));
     };
     let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
     req.check_post(s, &csrf)?;
@@ -830,11 +869,10 @@ pub async fn logout(
             })?;
             {
                 let mut q = url.query_pairs_mut();
-                q.append_pair("client_id", &web.client_id)
-                    .append_pair(
-                        "post_logout_redirect_uri",
-                        &format!("{}/ui/logged-out", web.public_url),
-                    );
+                q.append_pair("client_id", &web.client_id).append_pair(
+                    "post_logout_redirect_uri",
+                    &format!("{}/ui/logged-out", web.public_url),
+                );
                 if let Some(id) = tokens.as_ref().and_then(|t| t.id_token.as_deref()) {
                     q.append_pair("id_token_hint", id);
                 }
@@ -881,7 +919,10 @@ mod tests {
 
     #[test]
     fn origin_is_scheme_and_authority() {
-        assert_eq!(origin_of("https://c.example:8443/x"), "https://c.example:8443");
+        assert_eq!(
+            origin_of("https://c.example:8443/x"),
+            "https://c.example:8443"
+        );
         assert_eq!(origin_of("http://127.0.0.1:7000"), "http://127.0.0.1:7000");
     }
 

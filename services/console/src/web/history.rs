@@ -44,20 +44,38 @@ impl History {
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         for (app, ring) in apps.iter_mut() {
             if !counts.contains_key(app) {
-                push(ring, Sample { at_ms, running: 0, healthy: 0, restarts: 0 });
+                push(
+                    ring,
+                    Sample {
+                        at_ms,
+                        running: 0,
+                        healthy: 0,
+                        restarts: 0,
+                    },
+                );
             }
         }
         apps.retain(|_, ring| ring.iter().any(|s| s.running > 0 || s.restarts > 0));
         for (app, (running, healthy, restarts)) in counts {
             let ring = apps.entry(app).or_default();
-            push(ring, Sample { at_ms, running, healthy, restarts });
+            push(
+                ring,
+                Sample {
+                    at_ms,
+                    running,
+                    healthy,
+                    restarts,
+                },
+            );
         }
     }
 
     /// The samples of `app`, oldest first.
     pub fn samples(&self, app: &str) -> Vec<Sample> {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
-        apps.get(app).map(|r| r.iter().copied().collect()).unwrap_or_default()
+        apps.get(app)
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -142,7 +160,11 @@ pub fn charts(samples: &[Sample]) -> Vec<Chart> {
     let x = |t: i64| (t - t0) as f64 / (t1 - t0) as f64 * W;
     let (from, to) = (view::clock(t0), view::clock(t1));
 
-    let peak = samples.iter().map(|s| s.running.max(s.healthy)).max().unwrap_or(0);
+    let peak = samples
+        .iter()
+        .map(|s| s.running.max(s.healthy))
+        .max()
+        .unwrap_or(0);
     let y_max = u64::from(peak.max(1));
     let y = |v: u32| H - f64::from(v) / y_max as f64 * H;
     let line = |class, label, f: &dyn Fn(&Sample) -> u32| Line {
@@ -219,7 +241,9 @@ mod tests {
     use super::*;
 
     fn counts(v: &[(&str, u32, u32, u64)]) -> HashMap<String, (u32, u32, u64)> {
-        v.iter().map(|&(a, r, h, x)| (a.to_owned(), (r, h, x))).collect()
+        v.iter()
+            .map(|&(a, r, h, x)| (a.to_owned(), (r, h, x)))
+            .collect()
     }
 
     #[test]
@@ -241,28 +265,48 @@ mod tests {
         h.record(2, counts(&[("hello", 1, 1, 0)]));
         assert_eq!(
             h.samples("gone").last(),
-            Some(&Sample { at_ms: 2, running: 0, healthy: 0, restarts: 0 })
+            Some(&Sample {
+                at_ms: 2,
+                running: 0,
+                healthy: 0,
+                restarts: 0
+            })
         );
         for t in 3..(KEEP as i64 + 5) {
             h.record(t, counts(&[("hello", 1, 1, 0)]));
         }
-        assert!(h.samples("gone").is_empty(), "dropped after a whole idle window");
+        assert!(
+            h.samples("gone").is_empty(),
+            "dropped after a whole idle window"
+        );
     }
 
     #[test]
     fn charts_scale_into_the_view_box_and_say_what_they_show() {
-        let s = |t, running, healthy, restarts| Sample { at_ms: t, running, healthy, restarts };
+        let s = |t, running, healthy, restarts| Sample {
+            at_ms: t,
+            running,
+            healthy,
+            restarts,
+        };
         let c = charts(&[s(0, 1, 0, 0), s(60_000, 2, 2, 3), s(120_000, 2, 1, 2)]);
         assert_eq!(c.len(), 2);
         assert!(c[0].drawn);
         assert_eq!(c[0].lines[0].points, "0.0,40.0 150.0,0.0 300.0,0.0");
         assert_eq!(c[0].lines[1].points, "0.0,80.0 150.0,0.0 300.0,40.0");
-        assert!(c[0].desc.starts_with("2 running, 1 healthy now; at most 2"), "{}", c[0].desc);
+        assert!(
+            c[0].desc.starts_with("2 running, 1 healthy now; at most 2"),
+            "{}",
+            c[0].desc
+        );
         // 3 restarts in the first interval; the counter going down is none.
         assert_eq!(c[1].bars.len(), 1);
         assert_eq!(c[1].bars[0].h, "80.0");
         assert!(c[1].desc.starts_with("3 restarts"), "{}", c[1].desc);
-        assert!(!charts(&[s(0, 1, 1, 0)])[0].drawn, "one sample draws nothing");
+        assert!(
+            !charts(&[s(0, 1, 1, 0)])[0].drawn,
+            "one sample draws nothing"
+        );
         assert!(!charts(&[])[1].drawn);
     }
 }

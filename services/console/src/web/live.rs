@@ -46,9 +46,11 @@ fn deadline(access_exp: i64) -> tokio::time::Instant {
 fn sse(
     rx: tokio::sync::mpsc::Receiver<Event>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok(e), rx))
-    });
+    let stream =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -85,7 +87,11 @@ pub async fn app(
                 }
             };
             if html != last {
-                if tx.send(Event::default().event("procs").data(&html)).await.is_err() {
+                if tx
+                    .send(Event::default().event("procs").data(&html))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 last = html;
@@ -116,7 +122,10 @@ pub async fn deployment(
 ) -> Result<Response, WebError> {
     let s = req.signed()?;
     let id: i64 = id.parse().map_err(|_| {
-        ApiError::not_found(format!("app `{app}` has no deployment {id:?}"), "pick one from the app's page")
+        ApiError::not_found(
+            format!("app `{app}` has no deployment {id:?}"),
+            "pick one from the app's page",
+        )
     })?;
     let stream = api::deploy::deployment_events(State(api), req.ctx(s), Path((app, id))).await?;
     Ok(stream.into_response())
@@ -205,7 +214,9 @@ fn log_event(raw: &[u8]) -> Option<Event> {
     }
     let cut: String = text.chars().take(MAX_LINE).collect();
     match serde_json::from_str::<serde_json::Value>(&cut) {
-        Ok(v) if v.get("error").is_some() => Some(Event::default().event("error").data(v.to_string())),
+        Ok(v) if v.get("error").is_some() => {
+            Some(Event::default().event("error").data(v.to_string()))
+        }
         Ok(v) => Some(Event::default().event("line").data(v.to_string())),
         // Not JSON (or cut): sent as a plain line.
         Err(_) => Some(

@@ -34,60 +34,61 @@ use crate::api::Api;
 use crate::config::Config;
 
 pub use auth::Web;
-pub use view::WebError;
 pub(crate) use view::headers as view_headers;
+pub use view::WebError;
 
 /// The routes under `/ui` (nested by [`Api::router`]).
+/// The routes under `/ui/` (merged by [`Api::router`]).
 pub(crate) fn router() -> Router<Api> {
     Router::new()
-        .route("/", get(pages::apps))
-        .route("/login", get(auth::login))
-        .route("/callback", get(auth::callback))
-        .route("/logout", post(auth::logout))
-        .route("/logged-out", get(auth::logged_out))
-        .route("/static/{file}", get(static_file))
-        .route("/apps/{app}", get(pages::app))
-        .route("/apps/{app}/live", get(live::app))
-        .route("/apps/{app}/releases", get(pages::releases))
+        .route("/ui/", get(pages::apps))
+        .route("/ui", get(root))
+        .route("/ui/login", get(auth::login))
+        .route("/ui/callback", get(auth::callback))
+        .route("/ui/logout", post(auth::logout))
+        .route("/ui/logged-out", get(auth::logged_out))
+        .route("/ui/static/{file}", get(static_file))
+        .route("/ui/apps/{app}", get(pages::app))
+        .route("/ui/apps/{app}/live", get(live::app))
+        .route("/ui/apps/{app}/releases", get(pages::releases))
+        .route("/ui/apps/{app}/deployments/{id}", get(pages::deployment))
         .route(
-            "/apps/{app}/deployments/{id}",
-            get(pages::deployment),
-        )
-        .route(
-            "/apps/{app}/deployments/{id}/live",
+            "/ui/apps/{app}/deployments/{id}/live",
             get(live::deployment),
         )
         .route(
-            "/apps/{app}/procs/{proc}/scale",
+            "/ui/apps/{app}/procs/{proc}/scale",
             get(actions::scale_confirm).post(actions::scale),
         )
         .route(
-            "/apps/{app}/deploy",
+            "/ui/apps/{app}/deploy",
             get(actions::deploy_confirm).post(actions::deploy),
         )
         .route(
-            "/apps/{app}/rollback",
+            "/ui/apps/{app}/rollback",
             get(actions::rollback_confirm).post(actions::rollback),
         )
         .route(
-            "/apps/{app}/maintainers",
+            "/ui/apps/{app}/maintainers",
             get(actions::maintainer_add_confirm).post(actions::maintainer_add),
         )
         .route(
-            "/apps/{app}/maintainers/{subject}/remove",
+            "/ui/apps/{app}/maintainers/{subject}/remove",
             get(actions::maintainer_remove_confirm).post(actions::maintainer_remove),
         )
-        .route("/apps/{app}/procs/{proc}/logs", get(pages::logs))
-        .route("/apps/{app}/procs/{proc}/logs/stream", get(live::logs))
-        .route("/cluster", get(pages::cluster))
+        .route("/ui/apps/{app}/procs/{proc}/logs", get(pages::logs))
+        .route("/ui/apps/{app}/procs/{proc}/logs/stream", get(live::logs))
+        .route("/ui/cluster", get(pages::cluster))
         .route(
-            "/nodes/{name}/{flag}",
+            "/ui/nodes/{name}/{flag}",
             get(actions::node_confirm).post(actions::node),
         )
-        .route("/audit", get(pages::audit))
-        .fallback(|| async {
-            WebError::not_found("no such page", "start from the apps list at /ui/")
-        })
+        .route("/ui/audit", get(pages::audit))
+}
+
+/// An unknown path under `/ui/`: an HTML page (the API's are JSON).
+pub(crate) fn not_found() -> Response {
+    WebError::not_found("no such page", "start from the apps list at /ui/").into_response()
 }
 
 /// `GET /`: the web console.
@@ -97,7 +98,11 @@ pub(crate) async fn root() -> Redirect {
 
 /// Sets up the web console from `[web]`, when there is one.
 pub fn load(config: &Config) -> anyhow::Result<Option<Web>> {
-    config.web.as_ref().map(|w| Web::load(config, w)).transpose()
+    config
+        .web
+        .as_ref()
+        .map(|w| Web::load(config, w))
+        .transpose()
 }
 
 /// Starts what the web console runs in the background (the sampler the

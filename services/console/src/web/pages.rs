@@ -39,11 +39,14 @@ pub fn app_health(s: &AppStatus) -> (Badge, String) {
     for p in &s.procs {
         let Some(d) = &p.desired else { continue };
         want += d.instances;
+        // A scale keeps the instances it does not add or remove, so their
+        // generation is older: count every healthy one, up to what is wanted.
         healthy += p
             .instances
             .iter()
-            .filter(|i| i.generation == d.generation && i.state == "running" && i.health == "healthy")
-            .count();
+            .filter(|i| i.state == "running" && i.health == "healthy")
+            .count()
+            .min(d.instances as usize);
         if let Some(r) = &p.rollout {
             phases.push(r.phase.as_str());
         }
@@ -69,7 +72,9 @@ fn state_badge(state: &str, health: &str) -> Badge {
     match (state, health) {
         ("running", "healthy") => Badge::new("ok", "✓ healthy"),
         ("running", "unhealthy") => Badge::new("bad", "! unhealthy"),
-        ("running", _) | ("starting" | "creating" | "pending", _) => Badge::new("info", "… starting"),
+        ("running", _) | ("starting" | "creating" | "pending", _) => {
+            Badge::new("info", "… starting")
+        }
         ("failed" | "lost" | "exited", _) => Badge::new("bad", format!("✗ {state}")),
         (s, _) => Badge::new("muted", s.to_owned()),
     }
@@ -129,7 +134,11 @@ pub async fn apps(State(api): State<Api>, req: WebReq) -> Result<Page<AppsPage>,
                     .unwrap_or_else(|| "–".into());
                 (b, sum, rel)
             }
-            None => (Badge::new("muted", "? unknown"), "etcd unavailable".into(), "–".into()),
+            None => (
+                Badge::new("muted", "? unknown"),
+                "etcd unavailable".into(),
+                "–".into(),
+            ),
         };
         rows.push(AppRow {
             name,
@@ -198,7 +207,14 @@ pub fn procs_view(s: &AppStatus) -> Vec<ProcView> {
             resources: p
                 .desired
                 .as_ref()
-                .map(|d| format!("{} CPU, {}", view::cores(d.cpu_millis), view::size(d.memory_bytes)))
+                .map(|d| match d.cpu_millis {
+                    0 => format!("{} memory", view::size(d.memory_bytes)),
+                    c => format!(
+                        "{} CPU, {} memory",
+                        view::cores(c),
+                        view::size(d.memory_bytes)
+                    ),
+                })
                 .unwrap_or_default(),
             phase: p.rollout.as_ref().map(|r| match r.phase.as_str() {
                 "converged" => Badge::new("ok", "✓ converged"),
@@ -328,16 +344,17 @@ pub async fn app(
     let s = req.signed()?;
     let Json(a) = api::apps::show_app(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
     let can_change = api.may_change(&s.caller, &app).await.is_ok();
-    let (status, etcd_error) = match api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await {
-        Ok(Json(st)) => (st, String::new()),
-        Err(e) => (
-            AppStatus {
-                app: app.clone(),
-                procs: Vec::new(),
-            },
-            format!("{e} ({})", e.hint()),
-        ),
-    };
+    let (status, etcd_error) =
+        match api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await {
+            Ok(Json(st)) => (st, String::new()),
+            Err(e) => (
+                AppStatus {
+                    app: app.clone(),
+                    procs: Vec::new(),
+                },
+                format!("{e} ({})", e.hint()),
+            ),
+        };
     let (badge, summary) = app_health(&status);
     let Json(deployments) = api::deploy::list_deployments(
         State(api.clone()),
@@ -466,10 +483,11 @@ pub async fn releases(
     .await?;
     let can_change = api.may_change(&s.caller, &app).await.is_ok();
     let running = match api.store() {
-        Ok(st) => api::status::collect(st, &app)
-            .await
-            .ok()
-            .and_then(|st| st.procs.iter().find_map(|p| p.desired.as_ref().map(|d| d.release.clone()))),
+        Ok(st) => api::status::collect(st, &app).await.ok().and_then(|st| {
+            st.procs
+                .iter()
+                .find_map(|p| p.desired.as_ref().map(|d| d.release.clone()))
+        }),
         Err(_) => None,
     };
     let Json(history) = api::deploy::list_deployments(
@@ -534,9 +552,12 @@ pub async fn deployment(
     Path((app, id)): Path<(String, String)>,
 ) -> Result<Page<DeploymentPage>, WebError> {
     let s = req.signed()?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("app `{app}` has no deployment {id:?}"), "pick one from the app's page"))?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::not_found(
+            format!("app `{app}` has no deployment {id:?}"),
+            "pick one from the app's page",
+        )
+    })?;
     let d = match api.db().deployments().get(id).await {
         Ok(d) if d.app == app => d,
         Ok(_) | Err(crate::db::DbError::NotFound { .. }) => {
@@ -562,8 +583,14 @@ pub async fn deployment(
         l: req.layout(s, format!("{app}: deployment {id}"), "apps"),
         can_change,
         state: view.state.clone(),
-        finished: view.finished_at.map(view::when).unwrap_or_else(|| "–".into()),
-        generation: view.generation.map(|g| g.to_string()).unwrap_or_else(|| "–".into()),
+        finished: view
+            .finished_at
+            .map(view::when)
+            .unwrap_or_else(|| "–".into()),
+        generation: view
+            .generation
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "–".into()),
         secrets: view.secrets.clone().into_iter().collect(),
         live: !d.state.is_final() && view.generation.is_some(),
         d: deployment_row(&view),
@@ -604,7 +631,8 @@ pub async fn logs(
     let q = q.ok();
     let s = req.signed()?;
     api.may_change(&s.caller, &app).await?;
-    let Json(status) = api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
+    let Json(status) =
+        api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
     let Some(p) = status.procs.iter().find(|p| p.proc == proc_name) else {
         return Err(ApiError::not_found(
             format!("app `{app}` has no proc `{proc_name}` running"),
@@ -630,7 +658,13 @@ pub async fn logs(
         l: req.layout(s, format!("{app}: {proc_name} logs"), "apps"),
         instances: numbers
             .iter()
-            .map(|n| (n.to_string(), format!("instance {n}"), n.to_string() == chosen))
+            .map(|n| {
+                (
+                    n.to_string(),
+                    format!("instance {n}"),
+                    n.to_string() == chosen,
+                )
+            })
             .collect(),
         stream,
         app,
@@ -704,9 +738,17 @@ pub async fn cluster(State(api): State<Api>, req: WebReq) -> Result<Page<Cluster
                     .last_seen_ms
                     .map(|t| format!("{} ago", view::age(t as i64, now)))
                     .unwrap_or_else(|| "never".into()),
-                cpu: format!("{} of {} cores", view::cores(used.cpu_millis), view::cores(n.cpu_millis)),
+                cpu: format!(
+                    "{} of {} cores",
+                    view::cores(used.cpu_millis),
+                    view::cores(n.cpu_millis)
+                ),
                 cpu_pct: view::percent(used.cpu_millis, n.cpu_millis),
-                memory: format!("{} of {}", view::size(used.memory_bytes), view::size(n.memory_bytes)),
+                memory: format!(
+                    "{} of {}",
+                    view::size(used.memory_bytes),
+                    view::size(n.memory_bytes)
+                ),
                 memory_pct: view::percent(used.memory_bytes, n.memory_bytes),
                 instances: n.instances,
                 flags: match (n.schedulable, n.draining) {

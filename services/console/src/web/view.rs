@@ -203,9 +203,8 @@ pub async fn headers(State(api): State<Api>, request: Request, next: Next) -> Re
 
 /// Unix milliseconds as `2026-11-22 10:42:03 UTC`.
 pub fn when(ms: i64) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
         .and_then(|t| t.format(&format).ok())
