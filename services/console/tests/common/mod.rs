@@ -26,13 +26,19 @@ pub struct TestSso {
 
 impl TestSso {
     pub async fn start() -> TestSso {
+        Self::start_with("").await
+    }
+
+    /// [`TestSso::start`] with `extra` appended to sso's config (whole
+    /// sections, e.g. `[tokens]`).
+    pub async fn start_with(extra: &str) -> TestSso {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let issuer = format!("http://{addr}");
         let text = format!(
             "listen = \"{addr}\"\nissuer = \"{issuer}\"\n\
-             [password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n"
+             [password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n{extra}"
         );
         let cfg: sso::config::Config =
             lain_service::parse_config(Path::new("sso.toml"), &text).unwrap();
@@ -85,6 +91,20 @@ impl TestConsole {
     /// `sections` after it (whole sections); `{dir}` in them is replaced
     /// by console's directory.
     pub fn start(issuer: &str, etcd: &[String], top: &str, auth: &str, sections: &str) -> Self {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lain_testkit::free_port()));
+        Self::start_on(addr, issuer, etcd, top, auth, sections)
+    }
+
+    /// [`TestConsole::start`] listening on `addr` (picked by the caller,
+    /// e.g. to register console's URL at sso first).
+    pub fn start_on(
+        addr: std::net::SocketAddr,
+        issuer: &str,
+        etcd: &[String],
+        top: &str,
+        auth: &str,
+        sections: &str,
+    ) -> Self {
         use std::os::unix::fs::PermissionsExt;
         let dir = lain_testkit::process::ServerDir::new("console").unwrap();
         let d = dir.path().display().to_string();
@@ -92,7 +112,6 @@ impl TestConsole {
         let key = lain_store::secret::SecretsKey::generate();
         std::fs::write(&key_path, key.to_base64().as_bytes()).unwrap();
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lain_testkit::free_port()));
         let etcd: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
         let config = format!(
             "listen = \"{addr}\"\nlog_format = \"json\"\n\
