@@ -386,6 +386,26 @@ fn quickstart_up_again_three_nodes_and_down() {
     // The console answers, and the CLI is logged in as the admin.
     let (code, _) = http::get(q.console(), "127.0.0.1", "/api/v1/openapi.json").unwrap();
     assert_eq!(code, 200);
+    // The web console is set up: its sign-in goes to sso, which knows
+    // the client and its redirect URI (it shows its sign-in form).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = b
+            .get(format!("http://{}/ui/login", q.console()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let to = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(to.contains("client_id=console-web"), "{to}");
+        let r = b.get(&to).send().await.unwrap();
+        assert_eq!(r.status(), 200, "sso's sign-in page for console-web");
+        assert!(r.text().await.unwrap().contains("password"));
+    });
     let who = q.lain(q.state(), &["whoami"]);
     assert!(who.contains("admin"), "{who}");
     let status = q.lain(q.state(), &["cluster", "status"]);
