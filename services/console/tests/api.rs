@@ -141,15 +141,7 @@ impl TestSso {
             .unwrap();
         assert_eq!(page.status(), 200, "login page");
         let html = page.text().await.unwrap();
-        let mut form: Vec<(String, String)> = html
-            .split("<input type=\"hidden\" name=\"")
-            .skip(1)
-            .filter_map(|rest| {
-                let (name, rest) = rest.split_once('"')?;
-                let (value, _) = rest.strip_prefix(" value=\"")?.split_once('"')?;
-                Some((name.to_owned(), value.replace("&amp;", "&")))
-            })
-            .collect();
+        let mut form = common::hidden_inputs(&html);
         form.push(("username".into(), user.into()));
         form.push(("password".into(), PASSWORD.into()));
         let r = browser

@@ -167,15 +167,7 @@ async fn sign_in(w: &World, b: &Client, user: &str, start: &str) -> (String, Str
         assert!(next.contains(want), "{want} in {next}");
     }
     let page = b.get(&next).send().await.unwrap().text().await.unwrap();
-    let mut form: Vec<(String, String)> = page
-        .split("<input type=\"hidden\" name=\"")
-        .skip(1)
-        .filter_map(|rest| {
-            let (name, rest) = rest.split_once('"')?;
-            let (value, _) = rest.strip_prefix(" value=\"")?.split_once('"')?;
-            Some((name.to_owned(), value.replace("&amp;", "&")))
-        })
-        .collect();
+    let mut form = common::hidden_inputs(&page);
     form.push(("username".into(), user.into()));
     form.push(("password".into(), PASSWORD.into()));
     let r = b

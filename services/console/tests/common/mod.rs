@@ -75,6 +75,19 @@ impl TestSso {
     }
 }
 
+/// The hidden fields of sso's sign-in form, `(name, value)`, as a
+/// browser would send them back.
+pub fn hidden_inputs(page: &str) -> Vec<(String, String)> {
+    page.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let (value, _) = rest.strip_prefix(" value=\"")?.split_once('"')?;
+            Some((name.to_owned(), value.replace("&amp;", "&")))
+        })
+        .collect()
+}
+
 /// The `console` binary serving on loopback until dropped (its log, at
 /// `debug`, kept in its directory).
 pub struct TestConsole {
