@@ -161,3 +161,75 @@ pub(crate) fn asset_version() -> &'static str {
 
 /// What the web console shares with the API handlers.
 pub(crate) type Shared = Arc<Web>;
+
+#[cfg(test)]
+mod tests {
+    use super::CSS;
+
+    /// A `--name: #rrggbb` of the stylesheet, as linear-light luminance.
+    fn luminance(hex: &str) -> f64 {
+        let hex = hex.trim_start_matches('#');
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.04045 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+    }
+
+    fn var(name: &str) -> String {
+        let at = CSS
+            .find(&format!("--{name}:"))
+            .unwrap_or_else(|| panic!("--{name}"));
+        CSS[at..]
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn ratio(a: &str, b: &str) -> f64 {
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// WCAG 2.2 AA: 4.5 for text, 3 for UI parts (borders, focus).
+    #[test]
+    fn colours_meet_contrast_minimums() {
+        let white = "#ffffff".to_owned();
+        let text_pairs = [
+            ("text", "bg"),
+            ("muted", "bg"),
+            ("muted", "soft"),
+            ("accent", "bg"),
+            ("accent", "soft"),
+            ("ok", "ok-bg"),
+            ("warn", "warn-bg"),
+            ("bad", "bad-bg"),
+            ("info", "info-bg"),
+            ("warn", "bg"),
+        ];
+        for (fg, bg) in text_pairs {
+            let r = ratio(&var(fg), &var(bg));
+            assert!(r >= 4.5, "{fg} on {bg}: {r:.2}");
+        }
+        for bg in ["accent", "bad"] {
+            let r = ratio(&white, &var(bg));
+            assert!(r >= 4.5, "white on {bg}: {r:.2}");
+        }
+        let r = ratio(&var("line"), &var("bg"));
+        assert!(r >= 3.0, "borders: {r:.2}");
+        // The log view's own colours.
+        for fg in ["#e6edf3", "#9198a1", "#ffa198"] {
+            let r = ratio(fg, "#0d1117");
+            assert!(r >= 4.5, "{fg} on the log: {r:.2}");
+        }
+    }
+}
