@@ -386,25 +386,39 @@ fn quickstart_up_again_three_nodes_and_down() {
     // The console answers, and the CLI is logged in as the admin.
     let (code, _) = http::get(q.console(), "127.0.0.1", "/api/v1/openapi.json").unwrap();
     assert_eq!(code, 200);
-    // The web console is set up: its sign-in goes to sso, which knows
-    // the client and its redirect URI (it shows its sign-in form).
+    // The web console is set up: the admin signs in through sso (the
+    // client, its redirect URI and its secret are right) and gets a session.
+    let password = std::fs::read_to_string(q.state().join("admin.password")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let b = reqwest::Client::builder()
+            .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        let r = b
-            .get(format!("http://{}/ui/login", q.console()))
-            .send()
-            .await
-            .unwrap();
+        let console = format!("http://{}", q.console());
+        let r = b.get(format!("{console}/ui/login")).send().await.unwrap();
         assert_eq!(r.status(), 303);
         let to = r.headers()["location"].to_str().unwrap().to_owned();
         assert!(to.contains("client_id=console-web"), "{to}");
-        let r = b.get(&to).send().await.unwrap();
-        assert_eq!(r.status(), 200, "sso's sign-in page for console-web");
-        assert!(r.text().await.unwrap().contains("password"));
+        let page = b.get(&to).send().await.unwrap();
+        assert_eq!(page.status(), 200, "sso's sign-in page for console-web");
+        let form =
+            lain_testkit::html::login_form(&page.text().await.unwrap(), "admin", password.trim());
+        let authorize = to.split('?').next().unwrap().to_owned();
+        let r = b.post(&authorize).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), 303, "sso signed the admin in");
+        let callback = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            callback.starts_with(&format!("{console}/ui/callback")),
+            "{callback}"
+        );
+        let r = b.get(&callback).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+        let r = b.get(format!("{console}/ui/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("hello"), "the apps list");
     });
     let who = q.lain(q.state(), &["whoami"]);
     assert!(who.contains("admin"), "{who}");

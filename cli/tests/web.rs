@@ -26,23 +26,32 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// The longest any page state is waited for (a rollout included).
 const WAIT: Duration = Duration::from_secs(90);
 
-/// chromedriver and the Chromium it drives. Dropping it kills both,
-/// also when the test fails half-way.
+/// chromedriver and the Chromium it drives. [`Browser::close`] ends the
+/// session; dropping it (also when the test fails half-way) kills
+/// chromedriver and every process using this test's profile, and waits
+/// for them before the profile goes.
 struct Browser {
-    c: Option<Client>,
+    c: Client,
+    /// Where the screenshots go: docs/screenshots with
+    /// `LAIN_SCREENSHOTS=1`, else the test's kept directory.
+    shots: PathBuf,
     profile: tempfile::TempDir,
     _driver: Logged,
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Chromium is chromedriver's child and outlives it: end every
-        // process that uses this test's profile.
-        let _ = Command::new("pkill")
-            .arg("-KILL")
-            .arg("-f")
-            .arg(self.profile.path())
-            .status();
+        // Chromium is chromedriver's child and outlives it.
+        let pids: Vec<u32> =
+            lain_testkit::sys::processes_mentioning(&self.profile.path().display().to_string())
+                .into_iter()
+                .map(|p| p.pid)
+                .collect();
+        let left = lain_testkit::sys::kill_pids(&pids, Duration::from_secs(10));
+        assert!(
+            left.is_empty() || std::thread::panicking(),
+            "browser processes left: {left:?}"
+        );
     }
 }
 
@@ -55,7 +64,7 @@ impl Browser {
         let port = lain_testkit::free_port();
         let mut cmd = Command::new(CHROMEDRIVER);
         cmd.arg(format!("--port={port}"));
-        let driver = Logged::spawn("chromedriver", cmd, &dir.log_path("chromedriver")).unwrap();
+        let mut driver = Logged::spawn("chromedriver", cmd, &dir.log_path("chromedriver")).unwrap();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         // chromedriver keeps connections open, so ask with a real client.
         let http = reqwest::Client::builder()
@@ -64,6 +73,11 @@ impl Browser {
             .unwrap();
         let mut ready = false;
         for _ in 0..150 {
+            assert!(
+                driver.is_running(),
+                "chromedriver exited:\n{}",
+                driver.log_tail()
+            );
             if let Ok(r) = http.get(format!("http://{addr}/status")).send().await {
                 if r.json::<Value>()
                     .await
@@ -100,15 +114,49 @@ impl Browser {
             .connect(&format!("http://{addr}"))
             .await
             .expect("a browser session");
+        let shots = if std::env::var_os("LAIN_SCREENSHOTS").is_some_and(|v| v == "1") {
+            screenshots()
+        } else {
+            dir.path().join("screenshots")
+        };
+        std::fs::create_dir_all(&shots).unwrap();
         Browser {
-            c: Some(c),
+            c,
+            shots,
             profile,
             _driver: driver,
         }
     }
 
     fn c(&self) -> &Client {
-        self.c.as_ref().unwrap()
+        &self.c
+    }
+
+    /// Ends the WebDriver session (Chromium exits).
+    async fn close(&self) {
+        self.c
+            .clone()
+            .close()
+            .await
+            .expect("close the browser session");
+    }
+
+    /// Clicks the element, once it is there.
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap();
+    }
+
+    /// Waits until the browser is at a URL containing `part`.
+    async fn wait_url(&self, part: &str) {
+        let end = std::time::Instant::now() + WAIT;
+        while !self.url().await.contains(part) {
+            assert!(
+                std::time::Instant::now() < end,
+                "not at {part} within {WAIT:?}, but at {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn goto(&self, url: &str) {
@@ -156,9 +204,7 @@ impl Browser {
 
     async fn shot(&self, name: &str) {
         let png = self.c().screenshot().await.unwrap();
-        let dir = screenshots();
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
 
     /// Signs in on sso's page as `user` (the browser is there).
@@ -177,31 +223,39 @@ impl Browser {
             .send_keys(common::PASSWORD)
             .await
             .unwrap();
-        self.c()
-            .find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.click("button[type=submit]").await;
     }
 
-    /// Confirms the action on a confirmation page with the keyboard:
-    /// Enter on the focused button.
+    /// Confirms the action on a confirmation page with the keyboard only:
+    /// the page puts focus on its question; Tab reaches the button, Enter
+    /// presses it.
     async fn confirm(&self) {
-        let button = self.wait_for("button[data-confirm]").await;
+        self.wait_for("button[data-confirm]").await;
+        // The page's script runs once the page is parsed.
+        let end = std::time::Instant::now() + WAIT;
+        while self.js("return document.activeElement.id").await != json!("confirm-h") {
+            assert!(
+                std::time::Instant::now() < end,
+                "focus is not on the question"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let focused = self.c().active_element().await.unwrap();
+        focused.send_keys("\u{E004}").await.unwrap();
+        let button = self.c().active_element().await.unwrap();
+        assert_eq!(
+            button.attr("data-confirm").await.unwrap().as_deref(),
+            Some(""),
+            "Tab from the question reaches the confirm button"
+        );
         button.send_keys("\u{E007}").await.unwrap();
     }
 
+    /// Signs out; the browser ends on the signed-out page (sso sends it
+    /// back there).
     async fn sign_out(&self) {
-        self.c()
-            .find(Locator::Css("form.who button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        self.wait_for("h1").await;
+        self.click("form.who button").await;
+        self.wait_url("/ui/logged-out").await;
     }
 
     /// The page's accessibility basics: a language, one h1, a label for
@@ -243,15 +297,6 @@ fn web_console_in_a_browser() {
     let c = TestCluster::start();
     c.admin_with_node("e2e");
     let home = c.home.path();
-    // alice: a maintainer of hello, not an admin.
-    let out = Command::new(common::bin("sso"))
-        .arg("--config")
-        .arg(&c.sso.config)
-        .args(["user", "add", "alice", "--password-file"])
-        .arg(home.join("admin.password"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
 
     // Two releases of hello; v1 deployed; alice maintains it.
     let app = tempfile::tempdir().unwrap();
@@ -327,13 +372,7 @@ fn web_console_in_a_browser() {
         let field = b.wait_for("#scale-web").await;
         field.clear().await.unwrap();
         field.send_keys("2").await.unwrap();
-        b.c()
-            .find(Locator::Css("form[action$='/procs/web/scale'] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        b.click("form[action$='/procs/web/scale'] button").await;
         b.wait_for("button[data-confirm]").await;
         assert!(b.text().await.contains("web: 1 → 2 instances"));
         b.shot("confirm").await;
@@ -342,19 +381,22 @@ fn web_console_in_a_browser() {
         b.wait_for("[data-outcome='succeeded']").await;
         b.wait_for("#procs tr[data-instance='2'][data-health='healthy']")
             .await;
-        let reloaded: Value = b
-            .js("return document.querySelector('#procs').dataset.updated || null")
+        // The stream sends the tables at once, then on each change: more
+        // than one update means the page followed the rollout live.
+        let updates: Value = b
+            .js("return Number(document.querySelector('#procs').dataset.updates || 0)")
             .await;
-        assert!(reloaded.is_string(), "the procs were updated over SSE");
+        assert!(
+            updates.as_u64().is_some_and(|n| n >= 2),
+            "the procs were updated over SSE: {updates}"
+        );
         b.shot("deployment").await;
+        b.a11y("deployment").await;
 
         // Deploy v2 from the releases page; the router serves it.
         b.goto(&format!("{console}/ui/apps/hello/releases")).await;
-        b.wait_for(&format!("tr[data-release='{v2}'] a[data-action='deploy']"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click(&format!("tr[data-release='{v2}'] a[data-action='deploy']"))
+            .await;
         b.confirm().await;
         b.wait_for("[data-outcome='succeeded']").await;
         c.wait("v2 through the router", Duration::from_secs(30), || {
@@ -367,13 +409,10 @@ fn web_console_in_a_browser() {
             .await;
         b.shot("releases").await;
         b.a11y("releases").await;
-        b.wait_for(&format!(
+        b.click(&format!(
             "tr[data-release='{v1}'] a[data-action='rollback']"
         ))
-        .await
-        .click()
-        .await
-        .unwrap();
+        .await;
         b.confirm().await;
         b.wait_for("[data-outcome='succeeded']").await;
         c.wait(
@@ -385,19 +424,19 @@ fn web_console_in_a_browser() {
         // A live log of web: the container's first line arrives.
         b.goto(&format!("{console}/ui/apps/hello/procs/web/logs"))
             .await;
-        b.wait_for("[data-log] .logline").await;
-        let mut seen = false;
-        for _ in 0..300 {
-            let t: Value = b
-                .js("return document.querySelector('[data-log]').textContent")
-                .await;
-            if t.as_str().is_some_and(|t| t.contains("web-started")) {
-                seen = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert!(seen, "web-started in the live log: {}", b.text().await);
+        let first = b
+            .c()
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath(
+                "//*[@data-log]/*[contains(., 'web-started')]",
+            ))
+            .await;
+        assert!(
+            first.is_ok(),
+            "web-started in the live log: {}",
+            b.text().await
+        );
         b.shot("logs").await;
         b.a11y("logs").await;
 
@@ -422,7 +461,7 @@ fn web_console_in_a_browser() {
         // bob maintains nothing: hello is read-only, with no forms, no
         // secrets and no logs; asking for the confirmation page is 403.
         b.sso_login(&sso, "bob").await;
-        b.wait_for("h1").await;
+        b.wait_url(&format!("{console}/ui/")).await;
         b.goto(&format!("{console}/ui/apps/hello")).await;
         b.wait_for("#procs tr[data-instance]").await;
         let page = b.text().await;
@@ -506,5 +545,11 @@ fn web_console_in_a_browser() {
         b.wait_for("#procs tr[data-instance]").await;
         b.a11y("app on a phone").await;
         b.shot("app-phone").await;
+        // By now the sampler has counted hello's instances: its charts.
+        let charts: Value = b
+            .js("return document.querySelectorAll('svg[role=img]').length")
+            .await;
+        assert_eq!(charts, json!(2), "the instances and restarts charts");
+        b.close().await;
     });
 }

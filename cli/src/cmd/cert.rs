@@ -66,10 +66,7 @@ impl CertCommand {
                     .await?;
                 g.progress.line(format!(
                     "Stored certificate `{name}` for {} (expires {}); the routers serve it shortly",
-                    v["domains"]
-                        .as_array()
-                        .map(|d| d.iter().map(cell).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default(),
+                    domains(&v),
                     v["not_after_ms"].as_i64().map(time_ms).unwrap_or_default()
                 ));
             }
@@ -83,10 +80,7 @@ impl CertCommand {
                         for c in &certs {
                             t.row(vec![
                                 cell(&c["name"]),
-                                c["domains"]
-                                    .as_array()
-                                    .map(|d| d.iter().map(cell).collect::<Vec<_>>().join(", "))
-                                    .unwrap_or_default(),
+                                domains(c),
                                 c["not_after_ms"].as_i64().map(time_ms).unwrap_or_default(),
                             ]);
                         }
@@ -104,4 +98,12 @@ impl CertCommand {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// A certificate's DNS names, comma-separated.
+fn domains(cert: &Value) -> String {
+    cert["domains"]
+        .as_array()
+        .map(|d| d.iter().map(cell).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
 }

@@ -153,14 +153,17 @@ impl TestCluster {
             "--password-file",
             &pw.to_string_lossy(),
         ]);
-        // bob: a user in no group, who maintains nothing.
-        sso_cli(&[
-            "user",
-            "add",
-            "bob",
-            "--password-file",
-            &pw.to_string_lossy(),
-        ]);
+        // alice and bob: users in no group (the tests make alice a
+        // maintainer; bob maintains nothing).
+        for user in ["alice", "bob"] {
+            sso_cli(&[
+                "user",
+                "add",
+                user,
+                "--password-file",
+                &pw.to_string_lossy(),
+            ]);
+        }
         sso_cli(&[
             "client",
             "add",
@@ -199,13 +202,7 @@ impl TestCluster {
             "console",
         ]);
         let web_secret = home.path().join("console-web.secret");
-        private(
-            &web_secret,
-            out.lines()
-                .find_map(|l| l.strip_prefix("client_secret="))
-                .expect("a client secret")
-                .trim(),
-        );
+        private(&web_secret, &secret_of(&out));
         // A confidential client-credentials client; its secret.
         let client = |id: &str, audience: &str| {
             let out = sso_cli(&[
@@ -221,11 +218,7 @@ impl TestCluster {
                 "--audience",
                 audience,
             ]);
-            out.lines()
-                .find_map(|l| l.strip_prefix("client_secret="))
-                .expect("a client secret")
-                .trim()
-                .to_owned()
+            secret_of(&out)
         };
         // console's client for deployd's API.
         let secret = client("console", "deployd");
@@ -467,6 +460,15 @@ pub fn self_signed(key: &Path, cert: &Path, cn: &str, dns: Option<&str>) {
     run_ok(&mut cmd);
 }
 
+/// The secret `sso client add` printed for a confidential client.
+fn secret_of(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("client_secret="))
+        .expect("a client secret")
+        .trim()
+        .to_owned()
+}
+
 /// A fresh cluster secrets key (32 random bytes, base64).
 fn lain_store_key() -> String {
     use base64::Engine as _;
@@ -518,15 +520,7 @@ pub fn device_login(c: &TestCluster, profile: &str, user: &str) {
             .text()
             .await
             .unwrap();
-        let mut form: Vec<(String, String)> = page
-            .split("<input type=\"hidden\" name=\"")
-            .skip(1)
-            .filter_map(|rest| {
-                let (name, rest) = rest.split_once('"')?;
-                let (value, _) = rest.strip_prefix(" value=\"")?.split_once('"')?;
-                Some((name.to_owned(), value.replace("&amp;", "&")))
-            })
-            .collect();
+        let mut form = lain_testkit::html::hidden_fields(&page);
         form.retain(|(k, _)| k != "user_code");
         for (k, v) in [
             ("user_code", code),

@@ -1,13 +1,15 @@
 //! The other side of sso's tokens: a daemon getting its own with the
 //! client credentials grant (console calling deployd, deployd pulling from
 //! the registry). The token endpoint comes from sso's discovery document;
-//! the token is cached until shortly before it expires.
+//! the token is cached until shortly before it expires. The calls to sso
+//! are [`Provider`]'s.
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
+
+use crate::provider::Provider;
 
 /// Bound of each request to sso (discovery, token endpoint).
 pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,21 +28,16 @@ pub struct ClientTokenError {
 
 /// A client's tokens from sso. Cheap to share behind an `Arc`.
 pub struct ClientCredentials {
-    client_id: String,
-    secret: Zeroizing<String>,
-    issuer: String,
-    http: reqwest::Client,
+    sso: Provider,
     token: Mutex<Option<(Zeroizing<String>, Instant)>>,
-    /// From sso's discovery document, fetched with the first token.
-    token_endpoint: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for ClientCredentials {
     // Never the secret or the token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .field("issuer", &self.issuer)
+            .field("client_id", &self.sso.client_id())
+            .field("issuer", &self.sso.issuer())
             .finish_non_exhaustive()
     }
 }
@@ -53,24 +50,17 @@ impl ClientCredentials {
         secret: Zeroizing<String>,
     ) -> ClientCredentials {
         ClientCredentials {
-            client_id: client_id.into(),
-            secret,
-            issuer: issuer.into().trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(TOKEN_TIMEOUT)
-                .build()
-                .unwrap_or_default(),
+            sso: Provider::new(issuer, client_id, secret, TOKEN_TIMEOUT),
             token: Mutex::new(None),
-            token_endpoint: Mutex::new(None),
         }
     }
 
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        self.sso.client_id()
     }
 
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        self.sso.issuer()
     }
 
     /// The cached token, or a new one from sso.
@@ -96,64 +86,15 @@ impl ClientCredentials {
     }
 
     async fn fetch(&self) -> Result<(Zeroizing<String>, Duration), ClientTokenError> {
-        let err = |detail: String| ClientTokenError {
-            issuer: self.issuer.clone(),
-            client_id: self.client_id.clone(),
-            detail,
-        };
-        #[derive(Deserialize)]
-        struct Discovery {
-            token_endpoint: String,
-        }
-        #[derive(Deserialize)]
-        struct TokenAnswer {
-            access_token: String,
-            #[serde(default)]
-            expires_in: Option<u64>,
-        }
-        let endpoint = self.token_endpoint.lock().await.clone();
-        let endpoint = match endpoint {
-            Some(e) => e,
-            None => {
-                let url = format!("{}/.well-known/openid-configuration", self.issuer);
-                let discovery: Discovery = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| err(format!("discovery {url}: {e}")))?
-                    .json()
-                    .await
-                    .map_err(|e| err(format!("discovery {url}: {e}")))?;
-                *self.token_endpoint.lock().await = Some(discovery.token_endpoint.clone());
-                discovery.token_endpoint
-            }
-        };
-        let r = self
-            .http
-            .post(&endpoint)
-            .basic_auth(&self.client_id, Some(self.secret.as_str()))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
+        let answer = self
+            .sso
+            .token(&[("grant_type", "client_credentials")])
             .await
-            .map_err(|e| err(format!("token endpoint: {e}")))?;
-        let status = r.status();
-        if !status.is_success() {
-            // sso's OAuth error body names the problem; no secret in it.
-            let text: String = r
-                .text()
-                .await
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect();
-            return Err(err(format!("the token endpoint answered {status}: {text}")));
-        }
-        let answer: TokenAnswer = r
-            .json()
-            .await
-            .map_err(|e| err(format!("token endpoint: {e}")))?;
+            .map_err(|e| ClientTokenError {
+                issuer: self.sso.issuer().to_owned(),
+                client_id: self.sso.client_id().to_owned(),
+                detail: e.to_string(),
+            })?;
         let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
         Ok((Zeroizing::new(answer.access_token), lifetime))
     }

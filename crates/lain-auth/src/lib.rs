@@ -36,6 +36,7 @@ mod claims;
 mod client;
 mod error;
 mod extract;
+mod provider;
 mod verifier;
 
 pub use bearer::{bearer_from_headers, parse_bearer, MAX_TOKEN_LEN};
@@ -43,4 +44,5 @@ pub use claims::Claims;
 pub use client::{ClientCredentials, ClientTokenError, TOKEN_MARGIN, TOKEN_TIMEOUT};
 pub use error::AuthError;
 pub use extract::require_bearer;
+pub use provider::{Discovery, Provider, ProviderError, TokenResponse};
 pub use verifier::{Verifier, VerifierConfig};

@@ -12,6 +12,7 @@
 pub mod daemon;
 pub mod docker;
 pub mod etcd;
+pub mod html;
 pub mod http;
 pub mod image;
 pub mod netns;

@@ -73,6 +73,11 @@ pub async fn run_on(
         }
         track::run(etcd).await
     });
+    let stopping = api.stopping();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
     lain_service::serve_on("console", listener, api.router(), shutdown).await?;
     tracing::info!("console stopped");
     Ok(())

@@ -50,10 +50,15 @@ impl AppRollouts {
     pub async fn read(store: &Store, app: &str) -> anyhow::Result<AppRollouts> {
         let (d, r) = (DesiredKey::of_app(app)?, RolloutKey::of_app(app)?);
         let (desired, rollouts) = tokio::try_join!(store.list(&d), store.list(&r))?;
-        Ok(AppRollouts {
-            desired: desired.items,
-            rollouts: rollouts.items,
-        })
+        Ok(AppRollouts::new(desired.items, rollouts.items))
+    }
+
+    /// From entries already read (e.g. kept current by a watch).
+    pub fn new(
+        desired: Vec<lain_store::Entry<DesiredKey>>,
+        rollouts: Vec<lain_store::Entry<RolloutKey>>,
+    ) -> AppRollouts {
+        AppRollouts { desired, rollouts }
     }
 
     /// Where the deployment of `generation` stands, from the rollouts of

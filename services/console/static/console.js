@@ -5,30 +5,46 @@
 "use strict";
 
 (function () {
-  // The procs table: replaced by the server's fragment on each change.
+  // Says so when a stream stopped for good (the session ended, or
+  // console answered with an error page): the page is no longer live.
+  function watchClosed(es, before, what) {
+    es.addEventListener("error", function () {
+      if (es.readyState !== EventSource.CLOSED || before.dataset.stopped) return;
+      before.dataset.stopped = "1";
+      var p = document.createElement("p");
+      p.className = "note";
+      p.setAttribute("role", "status");
+      p.textContent = what + " stopped updating. Reload the page.";
+      before.parentNode.insertBefore(p, before);
+    });
+  }
+
+  // The instance tables (server-rendered, escaped), the summary line, and
+  // on a deployment's page its outcome.
   document.querySelectorAll("[data-live]").forEach(function (el) {
     var es = new EventSource(el.dataset.live);
+    var summary = document.querySelector("[data-summary]");
+    var updates = 0;
     es.addEventListener("procs", function (e) {
       el.innerHTML = e.data;
-      el.dataset.updated = String(Date.now());
+      updates += 1;
+      el.dataset.updates = String(updates);
     });
-  });
-
-  // A deployment's outcome, until it is done.
-  document.querySelectorAll("[data-follow]").forEach(function (box) {
-    var es = new EventSource(box.dataset.follow);
-    var badge = box.querySelector("[data-outcome]");
-    var error = box.querySelector("[data-error]");
+    es.addEventListener("summary", function (e) {
+      if (summary && summary.textContent !== e.data) summary.textContent = e.data;
+    });
     es.addEventListener("done", function (e) {
       var d = JSON.parse(e.data);
-      var words = { succeeded: "✓ succeeded", failed: "✗ failed", rolled_back: "↶ rolled back" };
-      var classes = { succeeded: "ok", failed: "bad", rolled_back: "warn" };
-      badge.textContent = words[d.state] || d.state;
-      badge.dataset.outcome = d.state;
-      badge.className = "badge " + (classes[d.state] || "muted");
-      error.textContent = d.error || "";
-      es.close();
+      var badge = document.querySelector("[data-outcome]");
+      var error = document.querySelector("[data-error]");
+      if (badge) {
+        badge.textContent = d.label;
+        badge.dataset.outcome = d.state;
+        badge.className = "badge " + d.class;
+      }
+      if (error) error.textContent = d.error || "";
     });
+    watchClosed(es, el, "This list");
   });
 
   // One instance's output.
@@ -59,9 +75,10 @@
       var rec = JSON.parse(e.data);
       if (paused) { held.push(rec); if (held.length > MAX) held.shift(); } else add(rec);
     });
-    es.addEventListener("error", function (e) {
-      if (e.data) state.textContent = "Stream error: " + JSON.parse(e.data).error;
+    es.addEventListener("failure", function (e) {
+      state.textContent = "Stream error: " + JSON.parse(e.data).error;
     });
+    watchClosed(es, log, "The log");
     es.addEventListener("end", function () {
       state.textContent = "The stream ended (the instance stopped, or the time limit). Reload to reconnect.";
       es.close();

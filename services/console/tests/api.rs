@@ -42,27 +42,11 @@ impl std::ops::Deref for TestSso {
 
 async fn start_sso() -> TestSso {
     let base = common::TestSso::start().await;
-    let (sso, cfg) = (&base.sso, &base.config);
+    let sso = &base.sso;
     // Users for the real login flow: root (in the admin group), alice and
     // mallory; the CLI's public client, whose tokens are for console.
+    base.add_users(PASSWORD).await;
     let db = &sso.state().db;
-    for user in ["root", "alice", "mallory"] {
-        db.add_user(
-            &cfg.password_hash,
-            user,
-            &format!("{user}@example.com"),
-            user,
-            &sso::secret::Secret::new(PASSWORD),
-        )
-        .await
-        .unwrap();
-    }
-    db.add_group(ADMIN_GROUP, "cluster admins", None)
-        .await
-        .unwrap();
-    db.set_member(ADMIN_GROUP, "root", sso::domain::Role::Normal)
-        .await
-        .unwrap();
     db.add_client(&NewClient {
         client_id: "cli".into(),
         name: "lain CLI".into(),
@@ -141,9 +125,7 @@ impl TestSso {
             .unwrap();
         assert_eq!(page.status(), 200, "login page");
         let html = page.text().await.unwrap();
-        let mut form = common::hidden_inputs(&html);
-        form.push(("username".into(), user.into()));
-        form.push(("password".into(), PASSWORD.into()));
+        let form = lain_testkit::html::login_form(&html, user, PASSWORD);
         let r = browser
             .post(format!("{}/authorize", self.issuer))
             .form(&form)
@@ -802,6 +784,30 @@ async fn authorization_matrix_on(backend: Backend) {
         )
         .await;
     assert_eq!(next[0]["id"], by[1]["id"]);
+    // By action and result; empty filters (a form's empty fields) are no
+    // filter; an unknown result is refused.
+    let denied = env
+        .get("/api/v1/audit?app=matrix&result=denied", &admin)
+        .await;
+    let denied = denied.as_array().unwrap();
+    assert!(!denied.is_empty() && denied.iter().all(|e| e["result"] == "denied"));
+    let actions = env
+        .get("/api/v1/audit?action=maintainer.add&limit=1000", &admin)
+        .await;
+    let actions = actions.as_array().unwrap();
+    assert!(!actions.is_empty() && actions.iter().all(|e| e["action"] == "maintainer.add"));
+    let empty = env
+        .get("/api/v1/audit?app=&actor=&action=&result=&limit=3", &admin)
+        .await;
+    assert_eq!(empty.as_array().unwrap().len(), 3);
+    env.call(
+        Method::GET,
+        "/api/v1/audit?result=maybe",
+        Some(admin.as_str()),
+        Body::None,
+    )
+    .await
+    .error(400, "invalid_request");
 
     // Secrets: only maintainers and admins may list them.
     env.call(

@@ -1547,7 +1547,7 @@ async fn key_rotation(t: TestDb) {
 
 /// The web console's sessions: created, read, touched; a refresh is
 /// claimed by exactly one of many concurrent callers and the tokens are
-/// swapped once; a subject keeps at most `MAX_PER_SUBJECT` sessions;
+/// swapped once; a subject keeps at most `MAX_SESSIONS_PER_SUBJECT` sessions;
 /// expired ones go at the next login; delete ends one.
 async fn web_sessions(t: TestDb) {
     use console::db::{WebSession, MAX_SESSIONS_PER_SUBJECT};
@@ -1657,6 +1657,9 @@ async fn web_sessions(t: TestDb) {
         "the oldest went first"
     );
     assert_eq!(db.web_sessions().get("a000").await.unwrap(), None);
+    // Exactly the newest MAX_SESSIONS_PER_SUBJECT are kept.
+    assert_eq!(db.web_sessions().get("a002").await.unwrap(), None);
+    assert!(db.web_sessions().get("a003").await.unwrap().is_some());
     assert!(db
         .web_sessions()
         .get(&format!("a{:03}", MAX_SESSIONS_PER_SUBJECT + 2))

@@ -24,25 +24,12 @@ struct World {
 }
 
 async fn world() -> World {
-    // Access tokens of 61 s: every session is within a minute of expiry
-    // at once, so each request after the first second refreshes.
-    let sso = common::TestSso::start_with("[tokens]\naccess_token_secs = 61\n").await;
+    // Access tokens of 66 s: a session is within a minute of expiry 6 to 7
+    // s (whole seconds) after its token was issued, and then the next
+    // request refreshes.
+    let sso = common::TestSso::start_with("[tokens]\naccess_token_secs = 66\n").await;
+    sso.add_users(PASSWORD).await;
     let db = &sso.sso.state().db;
-    for user in ["root", "alice", "mallory"] {
-        db.add_user(
-            &sso.config.password_hash,
-            user,
-            &format!("{user}@example.com"),
-            user,
-            &sso::secret::Secret::new(PASSWORD),
-        )
-        .await
-        .unwrap();
-    }
-    db.add_group("lain-admins", "admins", None).await.unwrap();
-    db.set_member("lain-admins", "root", sso::domain::Role::Normal)
-        .await
-        .unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lain_testkit::free_port()));
     let secret = db
         .add_client(&NewClient {
@@ -104,7 +91,11 @@ fn api(sso: &common::TestSso, user: &str) -> Client {
             .parse()
             .unwrap(),
     );
-    Client::builder().default_headers(h).build().unwrap()
+    Client::builder()
+        .default_headers(h)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// A browser: cookies kept, redirects not followed (each is checked).
@@ -112,6 +103,7 @@ fn browser() -> Client {
     Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
 }
@@ -167,9 +159,7 @@ async fn sign_in(w: &World, b: &Client, user: &str, start: &str) -> (String, Str
         assert!(next.contains(want), "{want} in {next}");
     }
     let page = b.get(&next).send().await.unwrap().text().await.unwrap();
-    let mut form = common::hidden_inputs(&page);
-    form.push(("username".into(), user.into()));
-    form.push(("password".into(), PASSWORD.into()));
+    let form = lain_testkit::html::login_form(&page, user, PASSWORD);
     let r = b
         .post(format!("{}/authorize", w.sso.issuer))
         .form(&form)
@@ -209,11 +199,31 @@ async fn csrf_of(w: &World, b: &Client, path: &str) -> String {
         .text()
         .await
         .unwrap();
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("a form token")
-        .to_owned()
+    lain_testkit::html::hidden_field(&page, "csrf").expect("a form token")
+}
+
+/// POSTs the scale form of hello's web as `b` with `headers`.
+async fn post_scale(
+    w: &World,
+    b: &Client,
+    headers: &[(&str, &str)],
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = b.post(format!("{}/ui/apps/hello/procs/web/scale", w.console.base));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.form(form).send().await.unwrap()
+}
+
+/// console's database, read-only, beside the running console.
+async fn console_db(w: &World) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = format!(
+        "sqlite://{}/console.db?mode=ro",
+        w.console.dir.path().display()
+    );
+    sqlx::AnyPool::connect(&url).await.unwrap()
 }
 
 async fn audit(w: &World, q: &str) -> Vec<Value> {
@@ -260,6 +270,8 @@ async fn sign_in_sessions_and_form_checks() {
         "{csp}"
     );
     assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(h["cache-control"], "no-store");
     let page = r.text().await.unwrap();
     assert!(
@@ -318,64 +330,32 @@ async fn sign_in_sessions_and_form_checks() {
     // Form posts: without the token, with another origin, or by a
     // non-maintainer: 403 pages, each audited as denied, via web.
     let scale = format!("{base}/ui/apps/hello/procs/web/scale");
-    let r = b
-        .post(&scale)
-        .header("origin", &base)
-        .form(&[("instances", "3")])
-        .send()
-        .await
-        .unwrap();
+    let own = [("origin", base.as_str())];
+    let r = post_scale(&w, &b, &own, &[("instances", "3")]).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("form token"));
     let token = csrf_of(&w, &b, "/ui/apps/hello").await;
-    let r = b
-        .post(&scale)
-        .header("origin", "http://evil.example")
-        .form(&[("instances", "3"), ("csrf", &token)])
-        .send()
-        .await
-        .unwrap();
+    let good = [("instances", "3"), ("csrf", token.as_str())];
+    let r = post_scale(&w, &b, &[("origin", "http://evil.example")], &good).await;
     assert_eq!(r.status(), 403);
-    let r = b
-        .post(&scale)
-        .header("sec-fetch-site", "cross-site")
-        .header("origin", &base)
-        .form(&[("instances", "3"), ("csrf", &token)])
-        .send()
-        .await
-        .unwrap();
+    let cross = [("sec-fetch-site", "cross-site"), ("origin", base.as_str())];
+    let r = post_scale(&w, &b, &cross, &good).await;
     assert_eq!(r.status(), 403);
     // Neither Origin nor Referer.
-    let r = b
-        .post(&scale)
-        .form(&[("instances", "3"), ("csrf", &token)])
-        .send()
-        .await
-        .unwrap();
+    let r = post_scale(&w, &b, &[], &good).await;
     assert_eq!(r.status(), 403);
     // mallory's own token and origin, but she does not maintain hello.
     let mtoken = csrf_of(&w, &m, "/ui/").await;
     assert_ne!(mtoken, token, "a token per session");
-    let r = m
-        .post(&scale)
-        .header("origin", &base)
-        .form(&[("instances", "3"), ("csrf", &mtoken)])
-        .send()
-        .await
-        .unwrap();
+    let r = post_scale(&w, &m, &own, &[("instances", "3"), ("csrf", &mtoken)]).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("does not maintain"));
     // Her confirmation page is refused too, before any form is shown.
     let r = m.get(format!("{scale}?instances=3")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     // alice's good post reaches the API (no etcd here: 503, audited).
-    let r = b
-        .post(&scale)
-        .header("referer", format!("{base}/ui/apps/hello"))
-        .form(&[("instances", "3"), ("csrf", &token)])
-        .send()
-        .await
-        .unwrap();
+    let referer = format!("{base}/ui/apps/hello");
+    let r = post_scale(&w, &b, &[("referer", referer.as_str())], &good).await;
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("etcd"));
     let denied = audit(&w, "action=scale&result=denied").await;
@@ -432,25 +412,21 @@ async fn sign_in_sessions_and_form_checks() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    // Refresh: 2 s after the last one the access token is within a
-    // minute of expiry, so the next requests refresh it. Eight at once: all are answered, exactly
-    // one refresh happens (sso's refresh tokens are single-use and a
-    // reuse would end the grant), and the session lives on.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Refresh: 7 s after the last token was issued it is within a minute
+    // of expiry, so the next requests refresh it. Eight at once: all are
+    // answered, exactly one refresh happens (sso's refresh tokens are
+    // single-use and a reuse would end the grant), and the session lives
+    // on. The new token needs no refresh for 6 s, ample for the burst.
+    tokio::time::sleep(Duration::from_millis(7100)).await;
+    let db = console_db(&w).await;
     let version = || async {
-        let url = format!(
-            "sqlite://{}/console.db?mode=ro",
-            w.console.dir.path().display()
-        );
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
         let row: (i64,) =
             sqlx::query_as("SELECT MAX(token_version) FROM web_sessions WHERE subject = 'alice'")
-                .fetch_one(&pool)
+                .fetch_one(&db)
                 .await
                 .unwrap();
         row.0
     };
-    sqlx::any::install_default_drivers();
     // Earlier requests may have refreshed already on a slow machine.
     let before = version().await;
     let calls = (0..8).map(|_| {
@@ -484,17 +460,10 @@ async fn sign_in_sessions_and_form_checks() {
     assert!(set_cookies(&r).join("\n").contains("lain_console=;"));
     let r = b.get(format!("{base}/ui/apps/hello")).send().await.unwrap();
     assert_eq!(r.status(), 303, "signed out");
-    let n: (i64,) = {
-        let url = format!(
-            "sqlite://{}/console.db?mode=ro",
-            w.console.dir.path().display()
-        );
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        sqlx::query_as("SELECT COUNT(*) FROM web_sessions WHERE subject = 'alice'")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    };
+    let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM web_sessions WHERE subject = 'alice'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(n.0, 0, "alice's session rows are gone");
 
     // A page that does not exist is an HTML 404, the API's stay JSON.

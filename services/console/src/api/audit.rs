@@ -69,7 +69,8 @@ pub struct AuditParams {
 }
 
 /// The audit log, newest first. Admins see everything; a maintainer sees
-/// the entries of an app it maintains (`app` is then required).
+/// the entries of an app it maintains (`app` is then required). Empty
+/// filters are ignored.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
     responses((status = 200, body = [AuditView]), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -80,8 +81,11 @@ pub(crate) async fn list_audit(
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     let caller = ctx.caller()?;
     let Query(q) = q?;
-    let result = match q.result.as_deref() {
-        None | Some("") => None,
+    // An empty filter (a form's empty field) is no filter.
+    let given = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let (app, actor, action) = (given(q.app), given(q.actor), given(q.action));
+    let result = match given(q.result).as_deref() {
+        None => None,
         Some(r) => Some(r.parse::<AuditResult>().map_err(|_| {
             ApiError::invalid(
                 format!(
@@ -93,7 +97,7 @@ pub(crate) async fn list_audit(
         })?),
     };
     if !caller.admin {
-        match &q.app {
+        match &app {
             None => {
                 return Err(ApiError::forbidden(
                     "only admins may read the whole audit log",
@@ -107,9 +111,9 @@ pub(crate) async fn list_audit(
         .db()
         .audit()
         .list(&AuditQuery {
-            app: q.app,
-            actor: q.actor,
-            action: q.action.filter(|a| !a.is_empty()),
+            app,
+            actor,
+            action,
             result,
             before: q.before,
             limit: q.limit.unwrap_or(0),

@@ -56,6 +56,9 @@ pub struct DeployRequest {
     pub proc: Option<String>,
 }
 
+/// The most instances a proc may be scaled to.
+pub const MAX_INSTANCES: u32 = 1000;
+
 /// What `POST /api/v1/apps/{app}/procs/{proc}/scale` takes; at least one
 /// field.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -104,6 +107,8 @@ pub struct DeploymentView {
     pub generation: Option<i64>,
     /// The secret versions its procs use, by name (never values).
     pub secrets: BTreeMap<String, i64>,
+    /// A rollback may return to it (`lain rollback --to` its release).
+    pub restorable: bool,
 }
 
 impl From<&Deployment> for DeploymentView {
@@ -125,6 +130,7 @@ impl From<&Deployment> for DeploymentView {
             error: d.error.clone(),
             generation: d.generation,
             secrets: d.snapshot.secrets.clone(),
+            restorable: d.restorable(),
         }
     }
 }
@@ -560,7 +566,7 @@ pub(crate) async fn scale(
                     "e.g. {\"instances\": 3}",
                 ));
             }
-            if b.instances.is_some_and(|n| n > 1000) {
+            if b.instances.is_some_and(|n| n > MAX_INSTANCES) {
                 return Err(ApiError::invalid(
                     "instances must be 0 to 1000",
                     "ask for at most 1000 instances",
@@ -668,15 +674,7 @@ pub(crate) async fn rollback(
                 )
                 .await?;
             let target = history.iter().find(|d| {
-                d.kind != DeploymentKind::Undeploy
-                    && !matches!(
-                        d.state,
-                        DeploymentState::Failed | DeploymentState::RolledBack
-                    )
-                    && d.snapshot
-                        .desired
-                        .as_object()
-                        .is_some_and(|o| !o.is_empty())
+                d.restorable()
                     && match &b.to {
                         Some(v) => d.to_release.as_deref() == Some(v.as_str()),
                         None => d.to_release != running,
@@ -767,6 +765,18 @@ mod tests {
     }
 }
 
+/// Deployment `id` of app `app`, or 404.
+pub(crate) async fn get_deployment(api: &Api, app: &str, id: i64) -> Result<Deployment, ApiError> {
+    match api.db().deployments().get(id).await {
+        Ok(d) if d.app == app => Ok(d),
+        Ok(_) | Err(DbError::NotFound { .. }) => Err(ApiError::not_found(
+            format!("app `{app}` has no deployment {id}"),
+            format!("`GET /api/v1/apps/{app}/deployments` lists them"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// How often a deployment stream looks again without an etcd change (the
 /// deployment row may be finished by another console).
 const EVENTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
@@ -790,30 +800,17 @@ pub(crate) async fn deployment_events(
     State(api): State<Api>,
     ctx: Ctx,
     Path((app, id)): Path<(String, i64)>,
-) -> Result<
-    axum::response::Sse<
-        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
-    >,
-    ApiError,
-> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::sse::Event;
     use lain_store::{ObservedKey, RolloutKey};
 
     ctx.caller()?;
     let store = api.store()?.clone();
-    let d = match api.db().deployments().get(id).await {
-        Ok(d) if d.app == app => d,
-        Ok(_) | Err(DbError::NotFound { .. }) => {
-            return Err(ApiError::not_found(
-                format!("app `{app}` has no deployment {id}"),
-                "`GET /api/v1/apps/{app}/deployments` lists them",
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let d = get_deployment(&api, &app, id).await?;
     let event =
         |name: &str, data: serde_json::Value| Event::default().event(name).data(data.to_string());
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
+    let stopping = api.stopping();
     tokio::spawn(async move {
         let view = DeploymentView::from(&d);
         if tx.send(event("deployment", json!(view))).await.is_err() {
@@ -842,6 +839,7 @@ pub(crate) async fn deployment_events(
         loop {
             let changed = tokio::select! {
                 _ = tx.closed() => return,
+                _ = stopping.cancelled() => return,
                 e = observed.next() => match e { Some(_) => true, None => return },
                 e = rollouts.next() => match e { Some(_) => true, None => return },
                 _ = tokio::time::sleep(EVENTS_RECHECK) => false,
@@ -872,10 +870,5 @@ pub(crate) async fn deployment_events(
             }
         }
     });
-    let stream =
-        futures::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
-        );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(super::sse(rx))
 }

@@ -53,6 +53,7 @@ use lain_auth::{AuthError, Claims, Verifier, VerifierConfig};
 use lain_store::secret::SecretsKey;
 use lain_store::{Component, Store, StoreError, StoreOptions};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -98,6 +99,9 @@ struct Inner {
     registry_signer: OnceLock<Arc<crate::registry::TokenSigner>>,
     /// The web console, when `[web]` is configured.
     web: OnceLock<Arc<crate::web::Web>>,
+    /// Cancelled when console begins to stop: long streams end then, so
+    /// that the graceful drain does not wait for them.
+    stopping: CancellationToken,
     /// `/.well-known/oauth-protected-resource`, fixed by the config.
     discovery_json: String,
 }
@@ -136,6 +140,7 @@ impl Api {
                 deployd: OnceLock::new(),
                 registry_signer: OnceLock::new(),
                 web: OnceLock::new(),
+                stopping: CancellationToken::new(),
                 discovery_json: serde_json::to_string_pretty(&discovery(config))
                     .unwrap_or_else(|_| "{}".into()),
             }),
@@ -242,6 +247,11 @@ impl Api {
         self.inner.db.secrets_key()
     }
 
+    /// Cancelled when console begins to stop (long streams end on it).
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.stopping.clone()
+    }
+
     /// Serves the web console with `web` (set once, at start).
     pub fn with_web(self, web: crate::web::Web) -> Api {
         let _ = self.inner.web.set(Arc::new(web));
@@ -261,26 +271,18 @@ impl Api {
     /// The whole HTTP surface but `/healthz` (lain_service adds it).
     pub fn router(&self) -> Router {
         let (api, _) = api_routes().split_for_parts();
-        let web = crate::web::router().layer(middleware::from_fn_with_state(
-            self.clone(),
-            crate::web::view_headers,
-        ));
         Router::new()
             .merge(api)
-            .merge(web)
+            .merge(crate::web::router(self))
             .route("/", get(crate::web::root))
             .route("/api/v1/openapi.json", get(openapi_json))
             .route(DISCOVERY_PATH, get(discovery_json))
             .route("/metrics", get(metrics::render))
-            .fallback(|uri: axum::http::Uri| async move {
-                if uri.path().starts_with("/ui/") {
-                    return crate::web::not_found();
-                }
+            .fallback(|| async {
                 ApiError::not_found(
                     "no such route",
                     "the routes are listed in /api/v1/openapi.json",
                 )
-                .into_response()
             })
             .method_not_allowed_fallback(|| async {
                 (
@@ -623,6 +625,18 @@ impl<'a> Audited<'a> {
         self.run_with(async move { (action, op.await) }).await
     }
 
+    /// Audits `e`, a refusal made before the operation's handler was
+    /// reached (a web form failing its checks), and returns it.
+    pub async fn refused(self, e: ApiError) -> ApiError {
+        match self
+            .run(async { Err::<((), serde_json::Value), _>(e) })
+            .await
+        {
+            Err(e) => e,
+            Ok(()) => ApiError::Internal("a refusal was audited as a success".into()),
+        }
+    }
+
     /// [`Audited::run`] for an operation that learns its action as it
     /// goes (e.g. `node.add` or `node.update`): `op` also returns the
     /// action to record.
@@ -643,13 +657,8 @@ impl<'a> Audited<'a> {
                 serde_json::json!({ "status": e.status().as_u16(), "code": e.code() }),
             ),
         };
-        if self.ctx.via_web {
-            match &mut detail {
-                serde_json::Value::Object(o) => {
-                    o.insert("via".into(), "web".into());
-                }
-                other => *other = serde_json::json!({ "via": "web", "detail": other.take() }),
-            }
+        if let (true, serde_json::Value::Object(o)) = (self.ctx.via_web, &mut detail) {
+            o.insert("via".into(), "web".into());
         }
         tracing::info!(
             actor = %self.ctx.actor(),
@@ -733,6 +742,22 @@ pub(crate) fn body<T>(
     b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
 ) -> Result<T, ApiError> {
     b.map(|Json(t)| t).map_err(ApiError::from)
+}
+
+/// Server-Sent Events from `rx`, kept alive, never buffered by a proxy
+/// (nginx honours `X-Accel-Buffering`).
+pub(crate) fn sse(rx: tokio::sync::mpsc::Receiver<axum::response::sse::Event>) -> Response {
+    use axum::response::sse::{KeepAlive, Sse};
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
+    });
+    (
+        [("x-accel-buffering", "no")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    )
+        .into_response()
 }
 
 /// How often sso's keys are re-read in the background.

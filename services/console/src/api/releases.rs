@@ -180,7 +180,7 @@ pub(crate) async fn list_releases(
         ("version" = String, Path, description = "release version")),
     responses((status = 200, body = ReleaseView), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn show_release(
+pub(crate) async fn show_release(
     State(api): State<Api>,
     ctx: Ctx,
     Path((app, version)): Path<(String, String)>,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use lain_store::{DesiredKey, ObservedKey, RolloutKey};
+use lain_store::{DesiredKey, Entry, KeyPrefix, ObservedKey, RolloutKey, StoreKey, WatchEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -115,24 +115,71 @@ fn entry<'a>(procs: &'a mut BTreeMap<String, ProcStatus>, proc: &str) -> &'a mut
     })
 }
 
-/// An app's status from etcd.
+/// An app's status from etcd: three range reads.
 pub(crate) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppStatus, ApiError> {
-    let app = app.to_owned();
     let desired = store
-        .list(&DesiredKey::of_app(&app).map_err(|e| store_error(e.into()))?)
+        .list(&DesiredKey::of_app(app).map_err(|e| store_error(e.into()))?)
         .await
         .map_err(store_error)?;
     let observed = store
-        .list(&ObservedKey::of_app(&app).map_err(|e| store_error(e.into()))?)
+        .list(&ObservedKey::of_app(app).map_err(|e| store_error(e.into()))?)
         .await
         .map_err(store_error)?;
     // One range read for all rollouts, not one read per proc.
     let rollouts = store
-        .list(&RolloutKey::of_app(&app).map_err(|e| store_error(e.into()))?)
+        .list(&RolloutKey::of_app(app).map_err(|e| store_error(e.into()))?)
         .await
         .map_err(store_error)?;
+    Ok(assemble(
+        app,
+        &desired.items,
+        &observed.items,
+        &rollouts.items,
+    ))
+}
+
+/// Every app's status, by app: three range reads for the whole cluster
+/// (the web console's apps list), not three per app.
+pub(crate) async fn collect_all(
+    store: &lain_store::Store,
+) -> Result<BTreeMap<String, AppStatus>, ApiError> {
+    let (d, o, r) = (
+        KeyPrefix::<DesiredKey>::all(),
+        KeyPrefix::<ObservedKey>::all(),
+        KeyPrefix::<RolloutKey>::all(),
+    );
+    let (desired, observed, rollouts) =
+        tokio::try_join!(store.list(&d), store.list(&o), store.list(&r)).map_err(store_error)?;
+    let apps: std::collections::BTreeSet<&str> = desired
+        .items
+        .iter()
+        .map(|e| e.key.app())
+        .chain(observed.items.iter().map(|e| e.key.app()))
+        .collect();
+    Ok(apps
+        .into_iter()
+        .map(|app| {
+            let of = |k: &str| k == app;
+            let status = assemble(
+                app,
+                desired.items.iter().filter(|e| of(e.key.app())),
+                observed.items.iter().filter(|e| of(e.key.app())),
+                rollouts.items.iter().filter(|e| of(e.key.app())),
+            );
+            (app.to_owned(), status)
+        })
+        .collect())
+}
+
+/// An app's status from its desired, observed and rollout entries.
+pub(crate) fn assemble<'a>(
+    app: &str,
+    desired: impl IntoIterator<Item = &'a Entry<DesiredKey>>,
+    observed: impl IntoIterator<Item = &'a Entry<ObservedKey>>,
+    rollouts: impl IntoIterator<Item = &'a Entry<RolloutKey>>,
+) -> AppStatus {
     let mut procs: BTreeMap<String, ProcStatus> = BTreeMap::new();
-    for e in &desired.items {
+    for e in desired {
         let d = &e.value;
         entry(&mut procs, e.key.proc()).desired = Some(DesiredView {
             release: d.release.clone(),
@@ -143,7 +190,7 @@ pub(crate) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
             generation: d.generation,
         });
     }
-    for e in &observed.items {
+    for e in observed {
         let o = &e.value;
         entry(&mut procs, e.key.proc())
             .instances
@@ -162,7 +209,7 @@ pub(crate) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
             });
     }
     // Rollouts only of procs that have a desired value or instances.
-    for e in &rollouts.items {
+    for e in rollouts {
         if let Some(p) = procs.get_mut(e.key.proc()) {
             let r = &e.value;
             p.rollout = Some(RolloutView {
@@ -176,8 +223,55 @@ pub(crate) async fn collect(store: &lain_store::Store, app: &str) -> Result<AppS
     for p in procs.values_mut() {
         p.instances.sort_by_key(|i| (i.number, i.generation));
     }
-    Ok(AppStatus {
-        app,
+    AppStatus {
+        app: app.to_owned(),
         procs: procs.into_values().collect(),
-    })
+    }
+}
+
+impl AppStatus {
+    /// The release the app's desired procs run, if any is deployed.
+    pub fn running_release(&self) -> Option<&str> {
+        self.procs
+            .iter()
+            .find_map(|p| p.desired.as_ref().map(|d| d.release.as_str()))
+    }
+}
+
+/// A copy of one watched prefix, kept current from its watch's events
+/// (the web console's live pages read nothing else after the first
+/// snapshot).
+pub(crate) struct Mirror<K: StoreKey> {
+    items: BTreeMap<String, Entry<K>>,
+}
+
+impl<K: StoreKey> Default for Mirror<K> {
+    fn default() -> Self {
+        Mirror {
+            items: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: StoreKey> Mirror<K> {
+    pub(crate) fn apply(&mut self, event: WatchEvent<K>) {
+        match event {
+            WatchEvent::Reset { items, .. } => {
+                self.items = items.into_iter().map(|e| (e.key.path(), e)).collect();
+            }
+            WatchEvent::Put(e) => {
+                self.items.insert(e.key.path(), e);
+            }
+            WatchEvent::Delete { key, .. } => {
+                self.items.remove(&key.path());
+            }
+            WatchEvent::Invalid(i) => {
+                self.items.remove(&i.key);
+            }
+        }
+    }
+
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry<K>> {
+        self.items.values()
+    }
 }

@@ -206,6 +206,23 @@ pub struct Deployment {
     pub snapshot: DeploymentSnapshot,
 }
 
+impl Deployment {
+    /// Whether a rollback may return to it: it wrote procs (not an
+    /// undeploy) and did not fail or get rolled back.
+    pub fn restorable(&self) -> bool {
+        self.kind != DeploymentKind::Undeploy
+            && !matches!(
+                self.state,
+                DeploymentState::Failed | DeploymentState::RolledBack
+            )
+            && self
+                .snapshot
+                .desired
+                .as_object()
+                .is_some_and(|o| !o.is_empty())
+    }
+}
+
 /// What [`crate::db::Deployments::create`] takes. The deployment starts
 /// `pending`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

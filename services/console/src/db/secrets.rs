@@ -63,12 +63,7 @@ impl Secrets<'_> {
                 row.try_get("name")?,
                 row.try_get("version")?,
             );
-            let sealed = SealedSecret {
-                alg: row.try_get("alg")?,
-                key_id: row.try_get("key_id")?,
-                nonce_b64: row.try_get("nonce_b64")?,
-                ciphertext_b64: row.try_get("ciphertext_b64")?,
-            };
+            let sealed = sealed_of(row)?;
             let again = match reseal(key, &sealed, &associated_data(&app, &name, version)) {
                 Ok(s) => s,
                 Err(e) => {
@@ -220,12 +215,7 @@ impl Secrets<'_> {
                 hint: "; `lain secret list` shows the names and current versions",
             });
         };
-        let sealed = SealedSecret {
-            alg: row.try_get("alg")?,
-            key_id: row.try_get("key_id")?,
-            nonce_b64: row.try_get("nonce_b64")?,
-            ciphertext_b64: row.try_get("ciphertext_b64")?,
-        };
+        let sealed = sealed_of(&row)?;
         open(&self.db.key, &sealed, &associated_data(app, name, version)).map_err(|source| {
             DbError::Secret {
                 app: app.to_owned(),
@@ -298,4 +288,14 @@ fn no_secret(app: &str, name: &str) -> DbError {
         key: format!("{name}` of app `{app}"),
         hint: "; `lain secret list` shows the names",
     }
+}
+
+/// The sealed value of a `secret_versions` row.
+fn sealed_of(row: &sqlx::any::AnyRow) -> Result<SealedSecret, DbError> {
+    Ok(SealedSecret {
+        alg: row.try_get("alg")?,
+        key_id: row.try_get("key_id")?,
+        nonce_b64: row.try_get("nonce_b64")?,
+        ciphertext_b64: row.try_get("ciphertext_b64")?,
+    })
 }

@@ -68,30 +68,15 @@ impl WebSessions<'_> {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let kept: Vec<String> = sqlx::query(
-            "SELECT id_hash FROM web_sessions WHERE subject = $1 \
-             ORDER BY created_at DESC, id_hash LIMIT $2",
+        sqlx::query(
+            "DELETE FROM web_sessions WHERE subject = $1 AND id_hash NOT IN \
+             (SELECT id_hash FROM web_sessions WHERE subject = $1 \
+              ORDER BY created_at DESC, id_hash LIMIT $2)",
         )
         .bind(&s.subject)
         .bind(MAX_SESSIONS_PER_SUBJECT - 1)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id_hash"))
-        .collect::<Result<_, _>>()?;
-        let all: Vec<String> = sqlx::query("SELECT id_hash FROM web_sessions WHERE subject = $1")
-            .bind(&s.subject)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get("id_hash"))
-            .collect::<Result<_, _>>()?;
-        for old in all.iter().filter(|h| !kept.contains(h)) {
-            sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
-                .bind(old)
-                .execute(&mut *tx)
-                .await?;
-        }
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(&format!(
             "INSERT INTO web_sessions ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))

@@ -1,22 +1,21 @@
 //! Actions: every change is a `GET` that shows what will happen and asks
 //! for confirmation (checking authorization first, so a non-maintainer
-//! sees 403, not a form), then a `POST` with the session's CSRF token that
-//! calls the API's own handler. The API authorizes and audits it; a form
-//! refused by the CSRF or Origin check is audited here as `denied`.
-//! Deploy, scale and rollback then show their deployment, live; the
-//! others a result page.
+//! sees 403, not a form), then a `POST` that calls the API's own handler.
+//! The API authorizes and audits it; a post refused before (not from
+//! console's pages, a malformed form, a wrong form token) is audited here
+//! under the action it tried. Deploy, scale and rollback then show their
+//! deployment, live; the others a result page.
 
 use askama::Template;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 
-use super::auth::{Signed, WebReq};
-use super::pages::urlenc;
-use super::view::{Layout, Message, Page, WebError};
-use crate::api::{self, Api, Audited, Ctx, DeployRequest, RollbackRequest, ScaleRequest};
+use super::auth::Session;
+use super::view::{seg, Layout, Message, Page, WebError};
+use crate::api::{self, Audited, Ctx, DeployOutcome, DeployRequest, RollbackRequest, ScaleRequest};
 use crate::error::ApiError;
 
 #[derive(Template)]
@@ -37,76 +36,92 @@ pub struct Confirm {
 }
 
 fn app_url(app: &str) -> String {
-    format!("/ui/apps/{}", urlenc(app))
+    format!("/ui/apps/{}", seg(app))
 }
 
-/// A form post that failed before reaching the API (its CSRF token or
-/// origin): audited as denied under the action it tried.
-async fn refuse(
-    api: &Api,
-    ctx: &Ctx,
-    action: &'static str,
-    app: Option<&str>,
-    target: Option<&str>,
-    e: ApiError,
-) -> WebError {
-    let mut a = Audited::new(api, ctx, action);
-    if let Some(app) = app {
-        a = a.app(app);
-    }
-    if let Some(t) = target {
-        a = a.target(t);
-    }
-    match a.run(async { Err::<((), serde_json::Value), _>(e) }).await {
-        Err(e) => e.into(),
-        Ok(()) => WebError::not_found("no such action", "reload the page"),
+/// A posted form: its token, and what it names for the audit log.
+trait Posted {
+    fn csrf(&self) -> &str;
+    fn target(&self) -> Option<&str> {
+        None
     }
 }
 
-/// The common start of every POST: the session, its context, and the
-/// form (a malformed one is a 400 page, and changes nothing).
-async fn post_checks<T>(
-    api: &Api,
-    req: &WebReq,
+/// The checks of every POST, in order: it comes from console's own pages,
+/// its form reads, its token is this session's. A refusal is audited as
+/// `action` on `app` and `target` (the path's, else the form's).
+async fn checked<T: Posted>(
+    s: &Session,
     form: Result<Form<T>, FormRejection>,
-    csrf: impl Fn(&T) -> &str,
     action: &'static str,
     app: Option<&str>,
     target: Option<&str>,
-) -> Result<(Signed, Ctx, T), WebError> {
-    let s = req.signed()?.clone();
-    let ctx = req.ctx(&s);
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => {
-            let e = ApiError::invalid(
+) -> Result<(Ctx, T), WebError> {
+    let ctx = s.ctx();
+    let form = s.check_origin().and_then(|()| {
+        form.map(|Form(f)| f).map_err(|r| {
+            ApiError::invalid(
                 format!("the form is malformed: {}", r.body_text()),
                 "reload the page and fill the form in again",
-            );
-            return Err(refuse(api, &ctx, action, app, target, e).await);
-        }
+            )
+        })
+    });
+    let refused = match form {
+        Ok(f) => match s.check_csrf(f.csrf()) {
+            Ok(()) => return Ok((ctx, f)),
+            Err(e) => (e, target.or(f.target()).map(str::to_owned)),
+        },
+        Err(e) => (e, target.map(str::to_owned)),
     };
-    if let Err(e) = req.check_post(&s, csrf(&form)) {
-        return Err(refuse(api, &ctx, action, app, target, e).await);
+    let mut audit = Audited::new(&s.api, &ctx, action);
+    if let Some(app) = app {
+        audit = audit.app(app);
     }
-    Ok((s, ctx, form))
+    if let Some(t) = refused.1 {
+        audit = audit.target(t);
+    }
+    Err(audit.refused(refused.0).await.into())
 }
 
-fn see_other(to: &str) -> Response {
-    axum::response::Redirect::to(to).into_response()
+/// Where a deploy, scale or rollback is followed.
+fn to_deployment(app: &str, out: DeployOutcome) -> Response {
+    Redirect::to(&format!(
+        "{}/deployments/{}",
+        app_url(app),
+        out.deployment.id
+    ))
+    .into_response()
 }
 
-fn done(req: &WebReq, s: &Signed, heading: &str, text: String, back: (String, String)) -> Response {
+/// A result page.
+fn done(s: &Session, heading: &str, text: String, back: (String, String)) -> Response {
     Page(Message {
-        l: req.layout(s, heading, ""),
+        l: s.layout(heading, ""),
         heading: heading.into(),
         text,
         hint: String::new(),
-        request_id: req.request_id.clone(),
         links: vec![back],
         status_role: true,
     })
     .into_response()
+}
+
+/// The start of an app action's confirmation page: its query, read, and
+/// the caller allowed to change the app (403 page otherwise).
+async fn confirm_query<T>(
+    s: &Session,
+    app: &str,
+    q: Result<Query<T>, QueryRejection>,
+) -> Result<T, WebError> {
+    let Query(q) = q.map_err(ApiError::from)?;
+    s.api.may_change(&s.caller, app).await?;
+    Ok(q)
+}
+
+/// The release the app runs now, from the API's status.
+async fn running(s: &Session, app: &str) -> Result<String, WebError> {
+    let Json(status) = api::status::status(s.state(), s.ctx(), Path(app.to_owned())).await?;
+    Ok(status.running_release().unwrap_or("nothing").to_owned())
 }
 
 // ---------------------------------------------------------------------
@@ -121,35 +136,34 @@ pub struct ScaleParams {
     csrf: String,
 }
 
+impl Posted for ScaleParams {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The form's number (the API checks its range).
 fn instances_of(s: &str) -> Result<u32, ApiError> {
-    s.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|n| *n <= 1000)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                format!(
-                    "instances {:?} is not a number from 0 to 1000",
-                    s.chars().take(16).collect::<String>()
-                ),
-                "give a whole number of instances, e.g. 3",
-            )
-        })
+    s.trim().parse::<u32>().map_err(|_| {
+        ApiError::invalid(
+            format!(
+                "instances {:?} is not a whole number",
+                s.chars().take(16).collect::<String>()
+            ),
+            "give a whole number of instances, e.g. 3",
+        )
+    })
 }
 
 /// `GET /ui/apps/{app}/procs/{proc}/scale?instances=N`.
 pub async fn scale_confirm(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path((app, proc_name)): Path<(String, String)>,
-    q: Result<Query<ScaleParams>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<ScaleParams>, QueryRejection>,
 ) -> Result<Page<Confirm>, WebError> {
-    let q = q.ok();
-    let s = req.signed()?;
-    api.may_change(&s.caller, &app).await?;
-    let n = instances_of(q.as_ref().map(|q| q.instances.as_str()).unwrap_or(""))?;
-    let Json(status) =
-        api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
+    let q = confirm_query(&s, &app, q).await?;
+    let n = instances_of(&q.instances)?;
+    let Json(status) = api::status::status(s.state(), s.ctx(), Path(app.clone())).await?;
     let now = status
         .procs
         .iter()
@@ -161,21 +175,22 @@ pub async fn scale_confirm(
                 "deploy the app first",
             )
         })?;
-    let mut lines = vec![format!("{proc_name}: {} → {n} instances", now.instances)];
-    lines.push(format!(
-        "release {} stays; image, env and secrets as deployed",
-        now.release
-    ));
     Ok(Page(Confirm {
-        l: req.layout(s, format!("Scale {app} {proc_name}?"), "apps"),
+        l: s.layout(format!("Scale {app} {proc_name}?"), "apps"),
         heading: format!("Scale {proc_name} of {app}?"),
-        lines,
+        lines: vec![
+            format!("{proc_name}: {} → {n} instances", now.instances),
+            format!(
+                "release {} stays; image, env and secrets as deployed",
+                now.release
+            ),
+        ],
         warning: if n == 0 {
             "0 instances stops the proc: it serves nothing until scaled up again.".into()
         } else {
             String::new()
         },
-        action: format!("{}/procs/{}/scale", app_url(&app), urlenc(&proc_name)),
+        action: format!("{}/procs/{}/scale", app_url(&app), seg(&proc_name)),
         fields: vec![("instances".into(), n.to_string())],
         button: format!("Scale to {n}"),
         danger: n == 0,
@@ -186,41 +201,32 @@ pub async fn scale_confirm(
 
 /// `POST /ui/apps/{app}/procs/{proc}/scale`.
 pub async fn scale(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path((app, proc_name)): Path<(String, String)>,
     form: Result<Form<ScaleParams>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let (_, ctx, f) = post_checks(
-        &api,
-        &req,
-        form,
-        |f| &f.csrf,
-        "scale",
-        Some(&app),
-        Some(&proc_name),
-    )
-    .await?;
-    let n = match instances_of(&f.instances) {
+    let (ctx, f) = checked(&s, form, "scale", Some(&app), Some(&proc_name)).await?;
+    let instances = match instances_of(&f.instances) {
         Ok(n) => n,
-        Err(e) => return Err(refuse(&api, &ctx, "scale", Some(&app), Some(&proc_name), e).await),
+        Err(e) => {
+            let audit = Audited::new(&s.api, &ctx, "scale")
+                .app(&app)
+                .target(&proc_name);
+            return Err(audit.refused(e).await.into());
+        }
     };
     let Json(out) = api::deploy::scale(
-        State(api.clone()),
+        s.state(),
         ctx,
         Path((app.clone(), proc_name)),
         Ok(Json(ScaleRequest {
-            instances: Some(n),
+            instances: Some(instances),
             cpu: None,
             memory: None,
         })),
     )
     .await?;
-    Ok(see_other(&format!(
-        "{}/deployments/{}",
-        app_url(&app),
-        out.deployment.id
-    )))
+    Ok(to_deployment(&app, out))
 }
 
 // ---------------------------------------------------------------------
@@ -235,45 +241,39 @@ pub struct DeployParams {
     csrf: String,
 }
 
-async fn running(api: &Api, req: &WebReq, s: &Signed, app: &str) -> Result<String, WebError> {
-    let Json(status) =
-        api::status::status(State(api.clone()), req.ctx(s), Path(app.to_owned())).await?;
-    Ok(status
-        .procs
-        .iter()
-        .find_map(|p| p.desired.as_ref().map(|d| d.release.clone()))
-        .unwrap_or_else(|| "nothing".into()))
+impl Posted for DeployParams {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+    fn target(&self) -> Option<&str> {
+        Some(&self.version)
+            .filter(|v| !v.is_empty())
+            .map(String::as_str)
+    }
 }
 
 /// `GET /ui/apps/{app}/deploy?version=V`.
 pub async fn deploy_confirm(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path(app): Path<String>,
-    q: Result<Query<DeployParams>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<DeployParams>, QueryRejection>,
 ) -> Result<Page<Confirm>, WebError> {
-    let q = q.ok();
-    let s = req.signed()?;
-    api.may_change(&s.caller, &app).await?;
-    let version = q.map(|Query(q)| q.version).unwrap_or_default();
+    let version = confirm_query(&s, &app, q).await?.version;
     if version.is_empty() {
         return Err(
             ApiError::invalid("no release named", "pick a release on the releases page").into(),
         );
     }
-    let r = api
-        .db()
-        .releases()
-        .get(&app, &version)
-        .await
-        .map_err(ApiError::from)?;
-    let now = running(&api, &req, s, &app).await?;
+    let Json(r) =
+        api::releases::show_release(s.state(), s.ctx(), Path((app.clone(), version.clone())))
+            .await?;
+    let now = running(&s, &app).await?;
     Ok(Page(Confirm {
-        l: req.layout(s, format!("Deploy {app}?"), "apps"),
+        l: s.layout(format!("Deploy {app}?"), "apps"),
         heading: format!("Deploy {version} of {app}?"),
         lines: vec![
             format!("running now: {now}"),
-            format!("to deploy: {version} ({}), every proc", r.image),
+            format!("to deploy: {version} ({}), every proc", r.release.image),
             "procs the release no longer has are removed; instances are replaced one by one, each waiting for health".into(),
         ],
         warning: String::new(),
@@ -288,24 +288,13 @@ pub async fn deploy_confirm(
 
 /// `POST /ui/apps/{app}/deploy`.
 pub async fn deploy(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path(app): Path<String>,
     form: Result<Form<DeployParams>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let target = form.as_ref().ok().map(|f| f.version.clone());
-    let (_, ctx, f) = post_checks(
-        &api,
-        &req,
-        form,
-        |f| &f.csrf,
-        "deploy",
-        Some(&app),
-        target.as_deref(),
-    )
-    .await?;
+    let (ctx, f) = checked(&s, form, "deploy", Some(&app), None).await?;
     let Json(out) = api::deploy::deploy(
-        State(api.clone()),
+        s.state(),
         ctx,
         Path(app.clone()),
         Ok(Json(DeployRequest {
@@ -314,11 +303,7 @@ pub async fn deploy(
         })),
     )
     .await?;
-    Ok(see_other(&format!(
-        "{}/deployments/{}",
-        app_url(&app),
-        out.deployment.id
-    )))
+    Ok(to_deployment(&app, out))
 }
 
 #[derive(Deserialize)]
@@ -329,25 +314,30 @@ pub struct RollbackParams {
     csrf: String,
 }
 
+impl Posted for RollbackParams {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+    fn target(&self) -> Option<&str> {
+        Some(&self.to).filter(|t| !t.is_empty()).map(String::as_str)
+    }
+}
+
 /// `GET /ui/apps/{app}/rollback?to=V`.
 pub async fn rollback_confirm(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path(app): Path<String>,
-    q: Result<Query<RollbackParams>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<RollbackParams>, QueryRejection>,
 ) -> Result<Page<Confirm>, WebError> {
-    let q = q.ok();
-    let s = req.signed()?;
-    api.may_change(&s.caller, &app).await?;
-    let to = q.map(|Query(q)| q.to).unwrap_or_default();
-    let now = running(&api, &req, s, &app).await?;
+    let to = confirm_query(&s, &app, q).await?.to;
+    let now = running(&s, &app).await?;
     let target = if to.is_empty() {
         "the release deployed before this one".to_owned()
     } else {
         to.clone()
     };
     Ok(Page(Confirm {
-        l: req.layout(s, format!("Roll {app} back?"), "apps"),
+        l: s.layout(format!("Roll {app} back?"), "apps"),
         heading: format!("Roll {app} back to {target}?"),
         lines: vec![
             format!("running now: {now}"),
@@ -367,28 +357,13 @@ pub async fn rollback_confirm(
 
 /// `POST /ui/apps/{app}/rollback`.
 pub async fn rollback(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path(app): Path<String>,
     form: Result<Form<RollbackParams>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let target = form
-        .as_ref()
-        .ok()
-        .map(|f| f.to.clone())
-        .filter(|t| !t.is_empty());
-    let (_, ctx, f) = post_checks(
-        &api,
-        &req,
-        form,
-        |f| &f.csrf,
-        "rollback",
-        Some(&app),
-        target.as_deref(),
-    )
-    .await?;
+    let (ctx, f) = checked(&s, form, "rollback", Some(&app), None).await?;
     let Json(out) = api::deploy::rollback(
-        State(api.clone()),
+        s.state(),
         ctx,
         Path(app.clone()),
         Ok(Json(RollbackRequest {
@@ -396,11 +371,7 @@ pub async fn rollback(
         })),
     )
     .await?;
-    Ok(see_other(&format!(
-        "{}/deployments/{}",
-        app_url(&app),
-        out.deployment.id
-    )))
+    Ok(to_deployment(&app, out))
 }
 
 // ---------------------------------------------------------------------
@@ -417,38 +388,45 @@ pub struct MaintainerParams {
     csrf: String,
 }
 
+impl Posted for MaintainerParams {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+    fn target(&self) -> Option<&str> {
+        Some(self.subject.as_str())
+    }
+}
+
 /// `GET /ui/apps/{app}/maintainers?subject=S&role=R`.
 pub async fn maintainer_add_confirm(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path(app): Path<String>,
-    q: Result<Query<MaintainerParams>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<MaintainerParams>, QueryRejection>,
 ) -> Result<Page<Confirm>, WebError> {
-    let q = q.ok();
-    let s = req.signed()?;
-    api.may_change(&s.caller, &app).await?;
-    let (subject, role) = q
-        .map(|Query(q)| (q.subject.trim().to_owned(), q.role))
-        .unwrap_or_default();
+    let q = confirm_query(&s, &app, q).await?;
+    let subject = q.subject.trim().to_owned();
     if subject.is_empty() {
         return Err(ApiError::invalid("no user named", "give the sso user name to add").into());
     }
-    let role = if role == "owner" {
+    let role = if q.role == "owner" {
         "owner"
     } else {
         "maintainer"
     };
     Ok(Page(Confirm {
-        l: req.layout(s, format!("Add a maintainer to {app}?"), "apps"),
+        l: s.layout(format!("Add a maintainer to {app}?"), "apps"),
         heading: format!("Add {subject} to {app}?"),
         lines: vec![format!(
-            "{subject} becomes {} of {app}: they may deploy, scale, roll back and read its logs and secrets' names{}",
+            "{subject} becomes {} of {app}: they may deploy, scale and roll it back, read its logs and its secrets' names, and add or remove its maintainers{}",
             if role == "owner" { "an owner" } else { "a maintainer" },
-            if role == "owner" { ", and manage its maintainers" } else { "" }
+            if role == "owner" { "; the last owner cannot be removed" } else { "" }
         )],
         warning: String::new(),
         action: format!("{}/maintainers", app_url(&app)),
-        fields: vec![("subject".into(), subject.clone()), ("role".into(), role.into())],
+        fields: vec![
+            ("subject".into(), subject.clone()),
+            ("role".into(), role.into()),
+        ],
         button: format!("Add {subject}"),
         danger: false,
         back: app_url(&app),
@@ -458,24 +436,13 @@ pub async fn maintainer_add_confirm(
 
 /// `POST /ui/apps/{app}/maintainers`.
 pub async fn maintainer_add(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path(app): Path<String>,
     form: Result<Form<MaintainerParams>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let target = form.as_ref().ok().map(|f| f.subject.clone());
-    let (s, ctx, f) = post_checks(
-        &api,
-        &req,
-        form,
-        |f| &f.csrf,
-        "maintainer.add",
-        Some(&app),
-        target.as_deref(),
-    )
-    .await?;
+    let (ctx, f) = checked(&s, form, "maintainer.add", Some(&app), None).await?;
     let Json(m) = api::apps::add_maintainer(
-        State(api.clone()),
+        s.state(),
         ctx,
         Path(app.clone()),
         Ok(Json(api::apps::PutMaintainer {
@@ -485,7 +452,6 @@ pub async fn maintainer_add(
     )
     .await?;
     Ok(done(
-        &req,
         &s,
         "Maintainer added",
         format!("{} is now {} of {app}.", m.subject, m.role),
@@ -495,14 +461,12 @@ pub async fn maintainer_add(
 
 /// `GET /ui/apps/{app}/maintainers/{subject}/remove`.
 pub async fn maintainer_remove_confirm(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path((app, subject)): Path<(String, String)>,
 ) -> Result<Page<Confirm>, WebError> {
-    let s = req.signed()?;
-    api.may_change(&s.caller, &app).await?;
+    s.api.may_change(&s.caller, &app).await?;
     Ok(Page(Confirm {
-        l: req.layout(s, format!("Remove a maintainer of {app}?"), "apps"),
+        l: s.layout(format!("Remove a maintainer of {app}?"), "apps"),
         heading: format!("Remove {subject} from {app}?"),
         lines: vec![format!(
             "{subject} no longer maintains {app}: they see it read-only"
@@ -512,7 +476,7 @@ pub async fn maintainer_remove_confirm(
         } else {
             String::new()
         },
-        action: format!("{}/maintainers/{}/remove", app_url(&app), urlenc(&subject)),
+        action: format!("{}/maintainers/{}/remove", app_url(&app), seg(&subject)),
         fields: Vec::new(),
         button: format!("Remove {subject}"),
         danger: true,
@@ -527,31 +491,21 @@ pub struct CsrfOnly {
     csrf: String,
 }
 
+impl Posted for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /ui/apps/{app}/maintainers/{subject}/remove`.
 pub async fn maintainer_remove(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path((app, subject)): Path<(String, String)>,
     form: Result<Form<CsrfOnly>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let (s, ctx, _) = post_checks(
-        &api,
-        &req,
-        form,
-        |f| &f.csrf,
-        "maintainer.remove",
-        Some(&app),
-        Some(&subject),
-    )
-    .await?;
-    api::apps::remove_maintainer(
-        State(api.clone()),
-        ctx,
-        Path((app.clone(), subject.clone())),
-    )
-    .await?;
+    let (ctx, _) = checked(&s, form, "maintainer.remove", Some(&app), Some(&subject)).await?;
+    api::apps::remove_maintainer(s.state(), ctx, Path((app.clone(), subject.clone()))).await?;
     Ok(done(
-        &req,
         &s,
         "Maintainer removed",
         format!("{subject} no longer maintains {app}."),
@@ -580,15 +534,13 @@ fn node_flag(flag: &str) -> Result<(&'static str, &'static str, &'static str), A
 
 /// `GET /ui/nodes/{name}/{cordon|uncordon|drain}`. Admins.
 pub async fn node_confirm(
-    State(_api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path((name, flag)): Path<(String, String)>,
 ) -> Result<Page<Confirm>, WebError> {
-    let s = req.signed()?;
     let (_, verb, what) = node_flag(&flag)?;
     s.caller.require_admin("manage nodes")?;
     Ok(Page(Confirm {
-        l: req.layout(s, format!("{verb} {name}?"), "cluster"),
+        l: s.layout(format!("{verb} {name}?"), "cluster"),
         heading: format!("{verb} node {name}?"),
         lines: vec![format!("{name}: {what}")],
         warning: if flag == "drain" {
@@ -596,7 +548,7 @@ pub async fn node_confirm(
         } else {
             String::new()
         },
-        action: format!("/ui/nodes/{}/{flag}", urlenc(&name)),
+        action: format!("/ui/nodes/{}/{flag}", seg(&name)),
         fields: Vec::new(),
         button: verb.into(),
         danger: flag == "drain",
@@ -607,21 +559,19 @@ pub async fn node_confirm(
 
 /// `POST /ui/nodes/{name}/{cordon|uncordon|drain}`.
 pub async fn node(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path((name, flag)): Path<(String, String)>,
     form: Result<Form<CsrfOnly>, FormRejection>,
 ) -> Result<Response, WebError> {
     let (action, verb, what) = node_flag(&flag)?;
-    let (s, ctx, _) = post_checks(&api, &req, form, |f| &f.csrf, action, None, Some(&name)).await?;
+    let (ctx, _) = checked(&s, form, action, None, Some(&name)).await?;
     let call = match flag.as_str() {
-        "cordon" => api::nodes::cordon_node(State(api.clone()), ctx, Path(name.clone())).await,
-        "uncordon" => api::nodes::uncordon_node(State(api.clone()), ctx, Path(name.clone())).await,
-        _ => api::nodes::drain_node(State(api.clone()), ctx, Path(name.clone())).await,
+        "cordon" => api::nodes::cordon_node(s.state(), ctx, Path(name.clone())).await,
+        "uncordon" => api::nodes::uncordon_node(s.state(), ctx, Path(name.clone())).await,
+        _ => api::nodes::drain_node(s.state(), ctx, Path(name.clone())).await,
     };
     let Json(n) = call?;
     Ok(done(
-        &req,
         &s,
         &format!("{verb}: done"),
         format!(

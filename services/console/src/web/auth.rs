@@ -3,43 +3,45 @@
 //! * `GET /ui/login`: a sealed, short-lived login cookie holds `state`,
 //!   `nonce`, the PKCE verifier and where to return; the browser goes to
 //!   sso's authorization endpoint (code flow, S256).
-//! * `GET /ui/callback`: `state` (constant time) and `iss` (RFC 9207) are
-//!   checked, the code is redeemed with the client's secret and the
-//!   verifier, the access token is verified as the API verifies bearer
-//!   tokens and the ID token (signature, audience, `nonce`, `sub`). A
-//!   session row stores the tokens sealed with the cluster secrets key;
-//!   the cookie holds 256 random bits, the row only their SHA-256.
-//! * Every request re-verifies the session's access token and takes the
-//!   caller from it, like the API does, refreshing it shortly before it
-//!   expires (one request at a time: sso's refresh tokens are single-use).
+//! * `GET /ui/callback`: the login cookie and `state` (constant time) are
+//!   checked before anything else, `iss` must be sso's (RFC 9207), the
+//!   code is redeemed with the client's secret and the verifier, the
+//!   access token is verified as the API verifies bearer tokens and the ID
+//!   token (signature, audience, `nonce`, `azp`, `sub`). A session row
+//!   stores the tokens sealed with the cluster secrets key; the cookie
+//!   holds 256 random bits, the row only their SHA-256.
+//! * Every request ([`Session`]) re-verifies the session's access token
+//!   and takes the caller from it, like the API does, refreshing it
+//!   shortly before it expires (one request at a time: sso's refresh
+//!   tokens are single-use).
 //! * `POST /ui/logout`: the row goes, the refresh token is revoked at sso,
 //!   and the browser is sent to sso's end-session endpoint.
-//! * Every POST carries a CSRF token derived from the session cookie, and
-//!   its `Origin` (or `Referer`) must be console's public URL.
+//! * Every POST must come from console's own pages (`Origin`, else
+//!   `Referer`; never `Sec-Fetch-Site: cross-site`) and carry a CSRF token
+//!   derived from the session cookie.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
-use lain_auth::{Verifier, VerifierConfig};
+use lain_auth::{Provider, ProviderError, TokenResponse, Verifier, VerifierConfig};
 use lain_store::secret::{open, seal};
 use lain_store::SealedSecret;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-use tokio::sync::OnceCell;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::history::History;
-use super::view::{self, Layout, Message, Page, WebError};
+use super::view::{Layout, Message, Page, WebError};
 use crate::api::{Api, Caller, Ctx};
 use crate::config::{Config, WebConfig};
 use crate::db::{now_ms, WebSession};
@@ -53,57 +55,34 @@ const REFRESH_BEFORE_SECS: i64 = 60;
 const REFRESH_CLAIM_SECS: i64 = 15;
 /// `last_seen_at` is written at most this often.
 const TOUCH_EVERY_SECS: i64 = 60;
+/// The longest a request waits for another one's refresh.
+const REFRESH_WAIT: Duration = Duration::from_secs(3);
 
 /// The web console's settings and its sso client.
 pub struct Web {
-    client_id: String,
-    client_secret: Zeroizing<String>,
+    sso: Provider,
     /// console's public URL, without a trailing `/`.
     public_url: String,
-    /// `scheme://host[:port]` of `public_url`: what `Origin` must be.
+    /// The origin of `public_url`: what a POST's `Origin` must be.
     origin: String,
     /// Cookies get `Secure` and the `__Host-` prefix (public_url is https).
     secure: bool,
     session_secs: i64,
     idle_secs: i64,
-    issuer: String,
-    /// `scheme://host[:port]` of sso (sign-out posts a form that ends there).
-    sso_origin: String,
-    http: reqwest::Client,
-    endpoints: OnceCell<Endpoints>,
+    /// The pages' Content-Security-Policy (sign-out's form ends at sso).
+    pub(crate) csp: HeaderValue,
     /// Checks ID tokens: sso's keys, audience = this client, `typ` JWT.
     id_tokens: Verifier,
-    pub(crate) history: Arc<History>,
+    pub(crate) history: History,
 }
 
 impl std::fmt::Debug for Web {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Web")
-            .field("client_id", &self.client_id)
+            .field("sso", &self.sso)
             .field("public_url", &self.public_url)
             .finish_non_exhaustive()
     }
-}
-
-/// sso's endpoints, from its discovery document.
-#[derive(Debug, Clone, Deserialize)]
-struct Endpoints {
-    authorization_endpoint: String,
-    token_endpoint: String,
-    #[serde(default)]
-    end_session_endpoint: Option<String>,
-    #[serde(default)]
-    revocation_endpoint: Option<String>,
-}
-
-/// What sso's token endpoint answers.
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    id_token: Option<String>,
 }
 
 /// What a session row holds, sealed.
@@ -118,10 +97,12 @@ struct Tokens {
 
 impl Drop for Tokens {
     fn drop(&mut self) {
-        use zeroize::Zeroize as _;
         self.access.zeroize();
-        if let Some(r) = &mut self.refresh {
-            r.zeroize();
+        if let Some(t) = &mut self.refresh {
+            t.zeroize();
+        }
+        if let Some(t) = &mut self.id_token {
+            t.zeroize();
         }
     }
 }
@@ -142,34 +123,30 @@ impl Web {
     pub fn load(config: &Config, w: &WebConfig) -> anyhow::Result<Web> {
         let client_secret = crate::deployd::load_secret(&w.client_secret_file)?;
         let public_url = config.public_url();
-        let origin = origin_of(&public_url);
-        let id_tokens = Verifier::new(
-            VerifierConfig::new(config.auth.issuer.clone(), w.client_id.clone())
-                .with_token_type("JWT"),
-        )?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let issuer = &config.auth.issuer;
+        let csp = format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+            origin_of(issuer)?
+        );
         Ok(Web {
-            client_id: w.client_id.clone(),
-            client_secret,
+            sso: Provider::new(
+                issuer.clone(),
+                w.client_id.clone(),
+                client_secret,
+                Duration::from_secs(10),
+            ),
             secure: public_url.starts_with("https://"),
+            origin: origin_of(&public_url)?,
             public_url,
-            origin,
             session_secs: w.session_secs as i64,
             idle_secs: w.idle_secs as i64,
-            issuer: config.auth.issuer.clone(),
-            sso_origin: origin_of(&config.auth.issuer),
-            http,
-            endpoints: OnceCell::new(),
-            id_tokens,
-            history: Arc::new(History::default()),
+            csp: HeaderValue::from_str(&csp)?,
+            id_tokens: Verifier::new(
+                VerifierConfig::new(issuer.clone(), w.client_id.clone()).with_token_type("JWT"),
+            )?,
+            history: History::default(),
         })
-    }
-
-    pub(crate) fn sso_origin(&self) -> &str {
-        &self.sso_origin
     }
 
     fn session_cookie(&self) -> &'static str {
@@ -203,73 +180,6 @@ impl Web {
         format!("{}/ui/callback", self.public_url)
     }
 
-    async fn endpoints(&self) -> Result<&Endpoints, ApiError> {
-        self.endpoints
-            .get_or_try_init(|| async {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    self.issuer.trim_end_matches('/')
-                );
-                let r = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| {
-                        sso_unreachable(format!("cannot read sso's discovery document: {e}"))
-                    })?;
-                r.json::<Endpoints>().await.map_err(|e| {
-                    sso_unreachable(format!(
-                        "sso's discovery document is not what console expects: {e}"
-                    ))
-                })
-            })
-            .await
-    }
-
-    /// Calls sso's token endpoint with the client's secret.
-    async fn token_call(&self, form: &[(&str, &str)]) -> Result<TokenAnswer, TokenCallError> {
-        let ep = self.endpoints().await.map_err(TokenCallError::Other)?;
-        let r = self
-            .http
-            .post(&ep.token_endpoint)
-            .basic_auth(&self.client_id, Some(self.client_secret.as_str()))
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| {
-                TokenCallError::Other(sso_unreachable(format!(
-                    "cannot reach sso's token endpoint: {e}"
-                )))
-            })?;
-        let status = r.status();
-        if status.is_success() {
-            return r.json().await.map_err(|e| {
-                TokenCallError::Other(sso_unreachable(format!(
-                    "sso's token answer is unreadable: {e}"
-                )))
-            });
-        }
-        #[derive(Deserialize)]
-        struct OAuthErr {
-            error: String,
-        }
-        let e = r
-            .json::<OAuthErr>()
-            .await
-            .map(|e| e.error)
-            .unwrap_or_default();
-        if e == "invalid_grant" {
-            Err(TokenCallError::InvalidGrant)
-        } else {
-            Err(TokenCallError::Other(sso_unreachable(format!(
-                "sso refused the token request: {status} {}",
-                e.chars().take(64).collect::<String>()
-            ))))
-        }
-    }
-
     fn seal_tokens(&self, api: &Api, id_hash: &str, t: &Tokens) -> Result<String, ApiError> {
         let plain =
             Zeroizing::new(serde_json::to_vec(t).map_err(|e| ApiError::Internal(e.to_string()))?);
@@ -278,6 +188,8 @@ impl Web {
         serde_json::to_string(&sealed).map_err(|e| ApiError::Internal(e.to_string()))
     }
 
+    /// The tokens of a session row; `None` when no key console holds
+    /// (current or retired) opens them.
     fn open_tokens(&self, api: &Api, id_hash: &str, sealed: &str) -> Option<Tokens> {
         let sealed: SealedSecret = serde_json::from_str(sealed).ok()?;
         let plain = open(api.secrets_key(), &sealed, &session_aad(id_hash)).ok()?;
@@ -285,17 +197,12 @@ impl Web {
     }
 }
 
-enum TokenCallError {
-    /// sso says the code or refresh token is no longer good.
-    InvalidGrant,
-    Other(ApiError),
-}
-
-fn sso_unreachable(message: String) -> ApiError {
+/// sso cannot be used now: a 502 page that says what to check.
+fn sso_failed(e: ProviderError) -> ApiError {
     ApiError::Dependency {
         status: StatusCode::BAD_GATEWAY,
         code: "sso_unavailable",
-        message,
+        message: format!("console cannot use sso: {e}"),
         hint: "check that sso is up and that console's [web] client_id and client_secret_file match an sso client with the authorization_code grant; then sign in again".into(),
     }
 }
@@ -306,11 +213,10 @@ fn session_aad(id_hash: &str) -> String {
 
 const LOGIN_AAD: &str = "lain-console/web-login";
 
-/// `scheme://host[:port]` of a URL.
-fn origin_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    format!("{scheme}://{host}")
+/// The origin of a URL as browsers send it in `Origin` (lower-case host,
+/// no default port).
+fn origin_of(url: &str) -> anyhow::Result<String> {
+    Ok(reqwest::Url::parse(url)?.origin().ascii_serialization())
 }
 
 fn random_b64(n: usize) -> String {
@@ -327,7 +233,7 @@ fn sha256_b64(parts: &[&[u8]]) -> String {
     B64URL.encode(h.finalize())
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     now_ms() / 1000
 }
 
@@ -364,124 +270,146 @@ fn safe_return(to: Option<&str>) -> String {
     }
 }
 
-/// A signed-in user.
-#[derive(Debug, Clone)]
-pub struct Signed {
+/// A request of a signed-in user: the caller (from a verified access
+/// token, as the API takes it), the form token, and what the POST checks
+/// need. Without a session the handler is not run: the browser goes to the
+/// login and comes back after.
+pub struct Session {
+    pub api: Api,
     pub caller: Caller,
     /// The form token of this session.
     pub csrf: String,
     id_hash: String,
-    /// Unix seconds when the access token expires (SSE streams end then).
-    pub access_exp: i64,
-}
-
-/// What every web handler gets: the session (if any), the request id and
-/// what the CSRF and Origin checks need. Never rejects.
-pub struct WebReq {
-    pub web: Result<super::Shared, WebError>,
-    pub session: Result<Option<Signed>, WebError>,
     pub request_id: Option<String>,
-    /// Path and query, for returning after a login.
-    pub here: String,
-    headers: HeaderMap,
+    origin: Option<String>,
+    referer: Option<String>,
+    cross_site: bool,
 }
 
-impl FromRequestParts<Api> for WebReq {
-    type Rejection = std::convert::Infallible;
+impl FromRequestParts<Api> for Session {
+    type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<WebReq, Self::Rejection> {
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let here = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/ui/".into());
-        let web = api.web().cloned().map_err(WebError::from);
-        let session = match &web {
-            Ok(w) => resolve(api, w, &parts.headers)
-                .await
-                .map_err(WebError::from),
-            Err(_) => Ok(None),
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Session, WebError> {
+        let web = api.web()?;
+        let header = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
         };
-        Ok(WebReq {
-            web,
-            session,
-            request_id,
-            here,
-            headers: parts.headers.clone(),
+        let (origin, referer) = (header("origin"), header("referer"));
+        let Some((caller, csrf, id_hash)) = resolve(api, web, &parts.headers).await? else {
+            // Back here after the login; after a form post, to the page
+            // the form was on (the post itself is not repeated).
+            let here = if parts.method == Method::GET {
+                // The path as the browser asked for it (`nest` strips `/ui`).
+                let uri = parts
+                    .extensions
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or(&parts.uri, |o| &o.0);
+                uri.path_and_query().map(|p| p.as_str().to_owned())
+            } else {
+                referer
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix(&web.origin))
+                    .map(str::to_owned)
+            };
+            return Err(WebError::Login(safe_return(here.as_deref())));
+        };
+        Ok(Session {
+            api: api.clone(),
+            caller,
+            csrf,
+            id_hash,
+            request_id: header("x-request-id"),
+            cross_site: header("sec-fetch-site").as_deref() == Some("cross-site"),
+            origin,
+            referer,
         })
     }
 }
 
-impl WebReq {
-    /// The signed-in user, or a redirect to the login (back here after).
-    pub fn signed(&self) -> Result<&Signed, WebError> {
-        self.web.clone()?;
-        match &self.session {
-            Ok(Some(s)) => Ok(s),
-            Ok(None) => Err(WebError::Login(self.here.clone())),
-            Err(e) => Err(e.clone()),
-        }
-    }
-
-    /// The API's request context for the signed-in user.
-    pub fn ctx(&self, s: &Signed) -> Ctx {
+impl Session {
+    /// The API's request context for this user (audited `via: web`).
+    pub fn ctx(&self) -> Ctx {
         Ctx {
-            caller: Ok(s.caller.clone()),
+            caller: Ok(self.caller.clone()),
             request_id: self.request_id.clone(),
             via_web: true,
         }
     }
 
-    /// The page frame for the signed-in user.
-    pub fn layout(&self, s: &Signed, title: impl Into<String>, nav: &'static str) -> Layout {
+    /// The API's state, to call its handlers.
+    pub fn state(&self) -> State<Api> {
+        State(self.api.clone())
+    }
+
+    /// The page frame for this user.
+    pub fn layout(&self, title: impl Into<String>, nav: &'static str) -> Layout {
         Layout {
             title: title.into(),
             nav,
-            user: Some(s.caller.username.clone()),
-            admin: s.caller.admin,
-            csrf: s.csrf.clone(),
+            user: Some(self.caller.username.clone()),
+            admin: self.caller.admin,
+            csrf: self.csrf.clone(),
             asset_v: super::asset_version(),
         }
     }
 
-    /// Checks a form post: its CSRF token is this session's, it comes
-    /// from console's own pages (`Origin`, else `Referer`), and not from
-    /// another site (`Sec-Fetch-Site`).
-    pub fn check_post(&self, s: &Signed, csrf: &str) -> Result<(), ApiError> {
-        let refuse = |why: &str| {
-            Err(ApiError::forbidden(
-                format!("the form was refused: {why}"),
-                "reload console's page and submit the form again",
+    /// Whether a form post comes from console's own pages: its `Origin`
+    /// (else its `Referer`) is console's, and it is not cross-site.
+    pub fn check_origin(&self) -> Result<(), ApiError> {
+        let origin = self.api.web()?.origin.as_str();
+        let same_origin = match (&self.origin, &self.referer) {
+            (Some(o), _) => o == origin,
+            (None, Some(r)) => r.starts_with(&format!("{origin}/")),
+            (None, None) => false,
+        };
+        if self.cross_site || !same_origin {
+            return Err(form_refused("it was not sent from console's own pages"));
+        }
+        Ok(())
+    }
+
+    /// Whether a form's token is this session's.
+    pub fn check_csrf(&self, csrf: &str) -> Result<(), ApiError> {
+        if ct_eq(&self.csrf, csrf) {
+            Ok(())
+        } else {
+            Err(form_refused(
+                "its form token is missing or not this session's",
             ))
-        };
-        if !ct_eq(&s.csrf, csrf) {
-            return refuse("its form token is missing or not this session's");
         }
-        let Ok(web) = &self.web else {
-            return refuse("the web console is not configured");
-        };
-        let web: &Web = web;
-        let header = |n: &str| self.headers.get(n).and_then(|v| v.to_str().ok());
-        if header("sec-fetch-site") == Some("cross-site") {
-            return refuse("it was sent from another site");
-        }
-        match (header("origin"), header("referer")) {
-            (Some(o), _) if o == web.origin => Ok(()),
-            (Some(_), _) => refuse("it was sent from another origin"),
-            (None, Some(r)) if r.starts_with(&format!("{}/", web.origin)) => Ok(()),
-            _ => refuse("it has neither an Origin nor a Referer of console's"),
+    }
+
+    /// Whether this session still exists and has not expired (long
+    /// streams check it now and then).
+    pub async fn is_live(&self) -> bool {
+        match self.api.db().web_sessions().get(&self.id_hash).await {
+            Ok(Some(row)) => row.expires_at > now_secs(),
+            Ok(None) => false,
+            // A database hiccup does not end a stream.
+            Err(_) => true,
         }
     }
 }
 
+fn form_refused(why: &str) -> ApiError {
+    ApiError::forbidden(
+        format!("the form was refused: {why}"),
+        "reload console's page and submit the form again",
+    )
+}
+
 /// The session the request's cookie names, with a verified access token
-/// (refreshed when close to expiry); `None` without one or when it ended.
-async fn resolve(api: &Api, web: &Web, headers: &HeaderMap) -> Result<Option<Signed>, ApiError> {
+/// (refreshed when close to expiry): the caller, the form token and the
+/// row's id; `None` without one or when it ended.
+async fn resolve(
+    api: &Api,
+    web: &Web,
+    headers: &HeaderMap,
+) -> Result<Option<(Caller, String, String)>, ApiError> {
     let Some(value) = cookie_value(headers, web.session_cookie()) else {
         return Ok(None);
     };
@@ -505,29 +433,30 @@ async fn resolve(api: &Api, web: &Web, headers: &HeaderMap) -> Result<Option<Sig
     };
     if row.access_exp - now < REFRESH_BEFORE_SECS {
         match refresh(api, web, &row, &tokens, now).await? {
-            Refreshed::New(t, exp) => {
-                tokens = t;
-                row.access_exp = exp;
-            }
+            Refreshed::New(t) => tokens = t,
             Refreshed::Ended => {
                 sessions.delete(&id_hash).await?;
                 return Ok(None);
             }
+            Refreshed::Later if row.access_exp > now => {}
             Refreshed::Later => {
-                // Another request refreshes; wait for it if this token
-                // is no longer good.
-                if row.access_exp <= now {
-                    for _ in 0..30 {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        if let Some(r) = sessions.get(&id_hash).await? {
-                            if r.token_version != row.token_version {
-                                if let Some(t) = web.open_tokens(api, &id_hash, &r.tokens_sealed) {
-                                    tokens = t;
-                                    row = r;
-                                }
-                                break;
-                            }
+                // This token is no longer good: wait for the request that
+                // holds the claim, while it holds it.
+                let end = tokio::time::Instant::now() + REFRESH_WAIT;
+                while tokio::time::Instant::now() < end {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let Some(r) = sessions.get(&id_hash).await? else {
+                        return Ok(None);
+                    };
+                    if r.token_version != row.token_version {
+                        if let Some(t) = web.open_tokens(api, &id_hash, &r.tokens_sealed) {
+                            tokens = t;
                         }
+                        row = r;
+                        break;
+                    }
+                    if r.refreshing_until < now_secs() {
+                        break;
                     }
                 }
             }
@@ -544,16 +473,12 @@ async fn resolve(api: &Api, web: &Web, headers: &HeaderMap) -> Result<Option<Sig
     if now - row.last_seen_at >= TOUCH_EVERY_SECS {
         sessions.touch(&id_hash, now).await?;
     }
-    Ok(Some(Signed {
-        caller: api.caller_of(&claims),
-        csrf: sha256_b64(&[b"lain-console csrf\0", value.as_bytes()]),
-        id_hash,
-        access_exp: row.access_exp,
-    }))
+    let csrf = sha256_b64(&[b"lain-console csrf\0", value.as_bytes()]);
+    Ok(Some((api.caller_of(&claims), csrf, id_hash)))
 }
 
 enum Refreshed {
-    New(Tokens, i64),
+    New(Tokens),
     /// sso ended the grant (logout elsewhere, password change, disabled).
     Ended,
     /// Another request holds the refresh, or sso cannot be reached now.
@@ -587,21 +512,19 @@ async fn refresh(
         return Ok(Refreshed::Later);
     }
     let answer = match web
-        .token_call(&[("grant_type", "refresh_token"), ("refresh_token", rt)])
+        .sso
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", rt)])
         .await
     {
         Ok(a) => a,
-        Err(TokenCallError::InvalidGrant) => return Ok(Refreshed::Ended),
-        Err(TokenCallError::Other(e)) => {
+        Err(e) if e.is_invalid_grant() => return Ok(Refreshed::Ended),
+        Err(e) => {
             tracing::warn!(error = %e, "cannot refresh a web session's token");
             return Ok(Refreshed::Later);
         }
     };
-    let claims = match api.verifier().verify(&answer.access_token).await {
-        Ok(c) => c,
-        Err(_) => return Ok(Refreshed::Ended),
-    };
-    let exp = exp_secs(&claims);
+    // sso rotated the refresh token: store the new ones before anything
+    // else can fail, or the session is lost with them.
     let new = Tokens {
         access: answer.access_token.clone(),
         refresh: answer
@@ -610,11 +533,15 @@ async fn refresh(
             .or_else(|| tokens.refresh.clone()),
         id_token: answer.id_token.clone().or_else(|| tokens.id_token.clone()),
     };
+    let exp = now + answer.expires_in.unwrap_or(60) as i64;
     let sealed = web.seal_tokens(api, &row.id_hash, &new)?;
-    sessions
+    if !sessions
         .swap_tokens(&row.id_hash, row.token_version, &sealed, exp)
-        .await?;
-    Ok(Refreshed::New(new, exp))
+        .await?
+    {
+        tracing::warn!("a web session was refreshed twice at once; keeping the newer tokens");
+    }
+    Ok(Refreshed::New(new))
 }
 
 fn exp_secs(claims: &lain_auth::Claims) -> i64 {
@@ -625,6 +552,15 @@ fn exp_secs(claims: &lain_auth::Claims) -> i64 {
         .unwrap_or(0)
 }
 
+/// A redirect that also sets (or clears) cookies.
+fn redirect_with(to: &str, cookies: impl IntoIterator<Item = HeaderValue>) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    for c in cookies {
+        r.headers_mut().append(SET_COOKIE, c);
+    }
+    r
+}
+
 #[derive(Deserialize)]
 pub struct LoginQuery {
     return_to: Option<String>,
@@ -633,16 +569,22 @@ pub struct LoginQuery {
 /// `GET /ui/login`: to sso's sign-in page.
 pub async fn login(
     State(api): State<Api>,
-    req: WebReq,
-    q: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+    session: Result<Session, WebError>,
+    q: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, WebError> {
-    let q = q.ok();
-    let web = req.web.clone()?;
-    let return_to = safe_return(q.as_ref().and_then(|q| q.return_to.as_deref()));
-    if let Ok(Some(_)) = &req.session {
-        return Ok(see_other(&return_to, None));
+    let web = api.web()?;
+    let return_to = safe_return(q.ok().and_then(|Query(q)| q.return_to).as_deref());
+    match session {
+        Ok(_) => return Ok(Redirect::to(&return_to).into_response()),
+        Err(WebError::Login(_)) => {}
+        Err(e) => return Err(e),
     }
-    let ep = web.endpoints().await?;
+    let ep = web.sso.discovery().await.map_err(sso_failed)?;
+    let authorize = ep.authorization_endpoint.as_deref().ok_or_else(|| {
+        sso_failed(ProviderError::Unreachable(
+            "sso's discovery document has no authorization_endpoint".into(),
+        ))
+    })?;
     let login = LoginState {
         state: random_b64(32),
         nonce: random_b64(32),
@@ -657,33 +599,24 @@ pub async fn login(
         .map_err(|e| ApiError::Internal(format!("cannot seal the login: {e}")))?;
     let cookie =
         B64URL.encode(serde_json::to_vec(&sealed).map_err(|e| ApiError::Internal(e.to_string()))?);
-    let mut url = reqwest::Url::parse(&ep.authorization_endpoint)
-        .map_err(|e| sso_unreachable(format!("sso's authorization endpoint is not a URL: {e}")))?;
+    let mut url = reqwest::Url::parse(authorize).map_err(|e| {
+        sso_failed(ProviderError::Unreachable(format!(
+            "sso's authorization endpoint is not a URL: {e}"
+        )))
+    })?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
-        .append_pair("client_id", &web.client_id)
+        .append_pair("client_id", web.sso.client_id())
         .append_pair("redirect_uri", &web.redirect_uri())
         .append_pair("scope", "openid profile")
         .append_pair("state", &login.state)
         .append_pair("nonce", &login.nonce)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    Ok(see_other(
+    Ok(redirect_with(
         url.as_str(),
-        Some(web.set_cookie(web.login_cookie(), &cookie, LOGIN_SECS)),
+        [web.set_cookie(web.login_cookie(), &cookie, LOGIN_SECS)],
     ))
-}
-
-fn see_other(to: &str, cookie: Option<HeaderValue>) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        r.headers_mut().insert(LOCATION, v);
-    }
-    if let Some(c) = cookie {
-        r.headers_mut().append(SET_COOKIE, c);
-    }
-    view::no_store(r.headers_mut());
-    r
 }
 
 #[derive(Deserialize)]
@@ -698,48 +631,51 @@ pub struct CallbackQuery {
 /// `GET /ui/callback`: sso sends the browser back here with a code.
 pub async fn callback(
     State(api): State<Api>,
-    req: WebReq,
-    q: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    q: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Result<Response, WebError> {
-    let q = q.ok();
-    let web = req.web.clone()?;
-    let failed = |why: String| WebError::SignIn(why);
-    let Some(Query(q)) = q else {
-        return Err(failed("the answer from sso is malformed".into()));
+    let web = api.web()?;
+    let failed = |why: &str| WebError::SignIn(why.to_owned());
+    let Ok(Query(q)) = q else {
+        return Err(failed("the answer from sso is malformed"));
     };
+    // Nothing of the answer is shown or used before it is known to belong
+    // to a sign-in started here.
+    let login = cookie_value(&headers, web.login_cookie())
+        .and_then(|c| B64URL.decode(c).ok())
+        .and_then(|b| serde_json::from_slice::<SealedSecret>(&b).ok())
+        .and_then(|s| open(api.secrets_key(), &s, LOGIN_AAD).ok())
+        .and_then(|p| serde_json::from_slice::<LoginState>(&p).ok())
+        .ok_or_else(|| failed("this sign-in was not started here, or it is too old"))?;
+    if login.exp < now_secs() {
+        return Err(failed("the sign-in took too long"));
+    }
+    if !q.state.as_deref().is_some_and(|s| ct_eq(s, &login.state)) {
+        return Err(failed(
+            "the answer from sso does not belong to this sign-in",
+        ));
+    }
+    // sso always names itself (it advertises RFC 9207).
+    if q.iss.as_deref() != Some(web.sso.issuer()) {
+        return Err(failed(
+            "the answer does not come from console's sso (its `iss` is missing or another)",
+        ));
+    }
     if let Some(e) = &q.error {
         let d = q.error_description.as_deref().unwrap_or("");
-        return Err(failed(format!(
+        return Err(WebError::SignIn(format!(
             "sso answered {}: {}",
             e.chars().take(64).collect::<String>(),
             d.chars().take(200).collect::<String>()
         )));
     }
-    let login = cookie_value(&req.headers, web.login_cookie())
-        .and_then(|c| B64URL.decode(c).ok())
-        .and_then(|b| serde_json::from_slice::<SealedSecret>(&b).ok())
-        .and_then(|s| open(api.secrets_key(), &s, LOGIN_AAD).ok())
-        .and_then(|p| serde_json::from_slice::<LoginState>(&p).ok())
-        .ok_or_else(|| failed("this sign-in was not started here, or it is too old".into()))?;
-    if login.exp < now_secs() {
-        return Err(failed("the sign-in took too long".into()));
-    }
-    if !q.state.as_deref().is_some_and(|s| ct_eq(s, &login.state)) {
-        return Err(failed(
-            "the answer from sso does not belong to this sign-in".into(),
-        ));
-    }
-    if q.iss.as_deref().is_some_and(|i| i != web.issuer) {
-        return Err(failed(
-            "the answer comes from another issuer than console's sso".into(),
-        ));
-    }
     let Some(code) = q.code.as_deref() else {
-        return Err(failed("sso sent no code".into()));
+        return Err(failed("sso sent no code"));
     };
     let redirect_uri = web.redirect_uri();
-    let answer = match web
-        .token_call(&[
+    let answer: TokenResponse = match web
+        .sso
+        .token(&[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", &redirect_uri),
@@ -748,31 +684,31 @@ pub async fn callback(
         .await
     {
         Ok(a) => a,
-        Err(TokenCallError::InvalidGrant) => {
+        Err(e) if e.is_invalid_grant() => {
             return Err(failed(
-                "sso did not accept the code (used twice, or expired)".into(),
+                "sso did not accept the code (used twice, or expired)",
             ))
         }
-        Err(TokenCallError::Other(e)) => return Err(e.into()),
+        Err(e) => return Err(sso_failed(e).into()),
     };
     let claims = api
         .verifier()
         .verify(&answer.access_token)
         .await
         .map_err(|e| {
-            failed(format!(
+            WebError::SignIn(format!(
                 "sso's access token is not one console accepts: {e}"
             ))
         })?;
     let id_token = answer
         .id_token
         .as_deref()
-        .ok_or_else(|| failed("sso sent no ID token".into()))?;
+        .ok_or_else(|| failed("sso sent no ID token"))?;
     let id = web
         .id_tokens
         .verify(id_token)
         .await
-        .map_err(|e| failed(format!("sso's ID token is not valid: {e}")))?;
+        .map_err(|e| WebError::SignIn(format!("sso's ID token is not valid: {e}")))?;
     let nonce_ok = id
         .get("nonce")
         .and_then(|n| n.as_str())
@@ -780,9 +716,9 @@ pub async fn callback(
     let azp_ok = id
         .get("azp")
         .and_then(|a| a.as_str())
-        .is_none_or(|a| a == web.client_id);
+        .is_none_or(|a| a == web.sso.client_id());
     if !nonce_ok || !azp_ok || id.sub != claims.sub {
-        return Err(failed("sso's ID token does not match this sign-in".into()));
+        return Err(failed("sso's ID token does not match this sign-in"));
     }
     let caller = api.caller_of(&claims);
     // A new session id at every sign-in (no fixation).
@@ -809,13 +745,13 @@ pub async fn callback(
     };
     api.db().web_sessions().create(&row, now).await?;
     tracing::info!(subject = %caller.subject, "web console sign-in");
-    let mut r = see_other(
+    Ok(redirect_with(
         &login.return_to,
-        Some(web.set_cookie(web.session_cookie(), &value, web.session_secs)),
-    );
-    r.headers_mut()
-        .append(SET_COOKIE, web.set_cookie(web.login_cookie(), "", 0));
-    Ok(r)
+        [
+            web.set_cookie(web.session_cookie(), &value, web.session_secs),
+            web.set_cookie(web.login_cookie(), "", 0),
+        ],
+    ))
 }
 
 #[derive(Deserialize)]
@@ -827,49 +763,41 @@ pub struct CsrfForm {
 /// `POST /ui/logout`: ends the session here and at sso.
 pub async fn logout(
     State(api): State<Api>,
-    req: WebReq,
+    session: Result<Session, WebError>,
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, WebError> {
-    let web = req.web.clone()?;
-    let Ok(Some(s)) = &req.session else {
-        return Ok(see_other(
-            "/ui/logged-out",
-            Some(web.set_cookie(web.session_cookie(), "", 0)),
-        ));
+    let web = api.web()?;
+    let clear = web.set_cookie(web.session_cookie(), "", 0);
+    let s = match session {
+        Ok(s) => s,
+        Err(WebError::Login(_)) => return Ok(redirect_with("/ui/logged-out", [clear])),
+        Err(e) => return Err(e),
     };
-    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    req.check_post(s, &csrf)?;
+    s.check_origin()?;
+    s.check_csrf(&form.map(|Form(f)| f.csrf).unwrap_or_default())?;
     let row = api.db().web_sessions().get(&s.id_hash).await?;
     api.db().web_sessions().delete(&s.id_hash).await?;
     let tokens = row.and_then(|r| web.open_tokens(&api, &s.id_hash, &r.tokens_sealed));
-    let ep = web.endpoints().await.ok();
     // Revoking the refresh token ends sso's grant: the access token stops
     // refreshing everywhere. Best effort: the session here is gone anyway.
-    if let (Some(rt), Some(url)) = (
-        tokens.as_ref().and_then(|t| t.refresh.as_deref()),
-        ep.and_then(|e| e.revocation_endpoint.as_deref()),
-    ) {
-        let done = web
-            .http
-            .post(url)
-            .basic_auth(&web.client_id, Some(web.client_secret.as_str()))
-            .form(&[("token", rt), ("token_type_hint", "refresh_token")])
-            .send()
-            .await;
-        if let Err(e) = done {
+    if let Some(rt) = tokens.as_ref().and_then(|t| t.refresh.as_deref()) {
+        if let Err(e) = web.sso.revoke(rt, "refresh_token").await {
             tracing::warn!(error = %e, "cannot revoke a web session's refresh token at sso");
         }
     }
     tracing::info!(subject = %s.caller.subject, "web console sign-out");
-    let clear = web.set_cookie(web.session_cookie(), "", 0);
-    let to = match ep.and_then(|e| e.end_session_endpoint.as_deref()) {
-        Some(end) => {
-            let mut url = reqwest::Url::parse(end).map_err(|e| {
-                sso_unreachable(format!("sso's end-session endpoint is not a URL: {e}"))
-            })?;
+    let end = web
+        .sso
+        .discovery()
+        .await
+        .ok()
+        .and_then(|d| d.end_session_endpoint.as_deref())
+        .and_then(|e| reqwest::Url::parse(e).ok());
+    let to = match end {
+        Some(mut url) => {
             {
                 let mut q = url.query_pairs_mut();
-                q.append_pair("client_id", &web.client_id).append_pair(
+                q.append_pair("client_id", web.sso.client_id()).append_pair(
                     "post_logout_redirect_uri",
                     &format!("{}/ui/logged-out", web.public_url),
                 );
@@ -881,7 +809,7 @@ pub async fn logout(
         }
         None => "/ui/logged-out".to_owned(),
     };
-    Ok(see_other(&to, Some(clear)))
+    Ok(redirect_with(&to, [clear]))
 }
 
 /// `GET /ui/logged-out`.
@@ -889,9 +817,8 @@ pub async fn logged_out() -> Page<Message> {
     Page(Message {
         l: Layout::anonymous("Signed out"),
         heading: "You are signed out".into(),
-        text: "Your console session has ended, and sso's too.".into(),
+        text: "Your console session has ended, and sso was asked to end its own.".into(),
         hint: String::new(),
-        request_id: None,
         links: vec![("/ui/login".into(), "Sign in again".into())],
         status_role: true,
     })
@@ -920,10 +847,18 @@ mod tests {
     #[test]
     fn origin_is_scheme_and_authority() {
         assert_eq!(
-            origin_of("https://c.example:8443/x"),
+            origin_of("https://c.example:8443/x").unwrap(),
             "https://c.example:8443"
         );
-        assert_eq!(origin_of("http://127.0.0.1:7000"), "http://127.0.0.1:7000");
+        assert_eq!(
+            origin_of("http://127.0.0.1:7000").unwrap(),
+            "http://127.0.0.1:7000"
+        );
+        // As browsers send it: host lower-cased, default port dropped.
+        assert_eq!(
+            origin_of("https://Console.Example:443/").unwrap(),
+            "https://console.example"
+        );
     }
 
     #[test]

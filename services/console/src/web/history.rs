@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lain_store::{Health, InstanceState, KeyPrefix, ObservedKey};
 
-use super::view;
+use super::{view, Web};
 use crate::api::Api;
 use crate::db::now_ms;
 
@@ -86,12 +86,17 @@ fn push(ring: &mut VecDeque<Sample>, s: Sample) {
     ring.push_back(s);
 }
 
-/// Samples every [`EVERY`] while console runs.
-pub async fn run(api: Api, history: Arc<History>) {
+/// Samples every [`EVERY`] until console stops.
+pub async fn run(api: Api, web: Arc<Web>) {
+    let history = &web.history;
+    let stopping = api.stopping();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = stopping.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         let Ok(store) = api.store() else { continue };
         match store.list(&KeyPrefix::<ObservedKey>::all()).await {
             Ok(listing) => {

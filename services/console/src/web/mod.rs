@@ -21,9 +21,7 @@ mod live;
 mod pages;
 mod view;
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -34,61 +32,74 @@ use crate::api::Api;
 use crate::config::Config;
 
 pub use auth::Web;
-pub(crate) use view::headers as view_headers;
 pub use view::WebError;
 
-/// The routes under `/ui` (nested by [`Api::router`]).
-/// The routes under `/ui/` (merged by [`Api::router`]).
-pub(crate) fn router() -> Router<Api> {
-    Router::new()
-        .route("/ui/", get(pages::apps))
-        .route("/ui", get(root))
-        .route("/ui/login", get(auth::login))
-        .route("/ui/callback", get(auth::callback))
-        .route("/ui/logout", post(auth::logout))
-        .route("/ui/logged-out", get(auth::logged_out))
-        .route("/ui/static/{file}", get(static_file))
-        .route("/ui/apps/{app}", get(pages::app))
-        .route("/ui/apps/{app}/live", get(live::app))
-        .route("/ui/apps/{app}/releases", get(pages::releases))
-        .route("/ui/apps/{app}/deployments/{id}", get(pages::deployment))
+/// The web console's routes: `/ui`, `/ui/` and everything under it, with
+/// its own HTML fallbacks and the pages' security headers (merged into
+/// the API's router by [`Api::router`]).
+pub(crate) fn router(api: &Api) -> Router<Api> {
+    let pages = Router::new()
+        .route("/login", get(auth::login))
+        .route("/callback", get(auth::callback))
+        .route("/logout", post(auth::logout))
+        .route("/logged-out", get(auth::logged_out))
+        .route("/static/{file}", get(static_file))
+        .route("/apps/{app}", get(pages::app))
+        .route("/apps/{app}/live", get(live::app))
+        .route("/apps/{app}/releases", get(pages::releases))
+        .route("/apps/{app}/deployments/{id}", get(pages::deployment))
+        .route("/apps/{app}/deployments/{id}/live", get(live::deployment))
         .route(
-            "/ui/apps/{app}/deployments/{id}/live",
-            get(live::deployment),
-        )
-        .route(
-            "/ui/apps/{app}/procs/{proc}/scale",
+            "/apps/{app}/procs/{proc}/scale",
             get(actions::scale_confirm).post(actions::scale),
         )
         .route(
-            "/ui/apps/{app}/deploy",
+            "/apps/{app}/deploy",
             get(actions::deploy_confirm).post(actions::deploy),
         )
         .route(
-            "/ui/apps/{app}/rollback",
+            "/apps/{app}/rollback",
             get(actions::rollback_confirm).post(actions::rollback),
         )
         .route(
-            "/ui/apps/{app}/maintainers",
+            "/apps/{app}/maintainers",
             get(actions::maintainer_add_confirm).post(actions::maintainer_add),
         )
         .route(
-            "/ui/apps/{app}/maintainers/{subject}/remove",
+            "/apps/{app}/maintainers/{subject}/remove",
             get(actions::maintainer_remove_confirm).post(actions::maintainer_remove),
         )
-        .route("/ui/apps/{app}/procs/{proc}/logs", get(pages::logs))
-        .route("/ui/apps/{app}/procs/{proc}/logs/stream", get(live::logs))
-        .route("/ui/cluster", get(pages::cluster))
+        .route("/apps/{app}/procs/{proc}/logs", get(pages::logs))
+        .route("/apps/{app}/procs/{proc}/logs/stream", get(live::logs))
+        .route("/cluster", get(pages::cluster))
         .route(
-            "/ui/nodes/{name}/{flag}",
+            "/nodes/{name}/{flag}",
             get(actions::node_confirm).post(actions::node),
         )
-        .route("/ui/audit", get(pages::audit))
-}
-
-/// An unknown path under `/ui/`: an HTML page (the API's are JSON).
-pub(crate) fn not_found() -> Response {
-    WebError::not_found("no such page", "start from the apps list at /ui/").into_response()
+        .route("/audit", get(pages::audit))
+        .fallback(|| async {
+            WebError::not_found("no such page", "start from the apps list at /ui/")
+        })
+        .method_not_allowed_fallback(|| async {
+            WebError::Page {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                body: crate::error::ErrorBody {
+                    code: "method_not_allowed".into(),
+                    message: "this page does not take this method".into(),
+                    hint: "use the page's own links and forms".into(),
+                    diagnostics: Vec::new(),
+                },
+            }
+        });
+    // `nest` serves `/ui` itself, not `/ui/`: the apps list is routed here.
+    Router::new()
+        .route("/ui", get(root))
+        .route("/ui/", get(pages::apps))
+        .nest("/ui", pages)
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            view::headers,
+        ))
 }
 
 /// `GET /`: the web console.
@@ -106,10 +117,10 @@ pub fn load(config: &Config) -> anyhow::Result<Option<Web>> {
 }
 
 /// Starts what the web console runs in the background (the sampler the
-/// charts draw from).
+/// charts draw from), until console stops.
 pub fn spawn_background(api: &Api) {
     if let Ok(web) = api.web() {
-        tokio::spawn(history::run(api.clone(), web.history.clone()));
+        tokio::spawn(history::run(api.clone(), web.clone()));
     }
 }
 
@@ -118,7 +129,7 @@ const JS: &str = include_str!("../../static/console.js");
 
 /// `GET /ui/static/{file}`: the stylesheet and the script, compiled in.
 /// Their URLs carry a hash of their content, so they are cached for good.
-async fn static_file(State(_): State<Api>, Path(file): Path<String>) -> Response {
+async fn static_file(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "console.css" => (CSS, "text/css; charset=utf-8"),
         "console.js" => (JS, "text/javascript; charset=utf-8"),
@@ -158,9 +169,6 @@ pub(crate) fn asset_version() -> &'static str {
             .collect()
     })
 }
-
-/// What the web console shares with the API handlers.
-pub(crate) type Shared = Arc<Web>;
 
 #[cfg(test)]
 mod tests {

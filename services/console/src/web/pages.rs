@@ -4,34 +4,19 @@
 //! API would let act.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query};
 use axum::Json;
 use serde::Deserialize;
 
-use super::auth::{Signed, WebReq};
+use super::auth::Session;
 use super::history::{self, Chart};
-use super::view::{self, Layout, Page, WebError};
-use crate::api::{self, Api, AppStatus};
+use super::view::{self, seg, Badge, Layout, Page, WebError};
+use crate::api::{self, Api, AppStatus, Caller};
 use crate::db::now_ms;
 use crate::error::ApiError;
 
-/// A status badge: its CSS class and its words (never colour alone).
-#[derive(Debug, Clone)]
-pub struct Badge {
-    pub class: &'static str,
-    pub label: String,
-}
-
-impl Badge {
-    fn new(class: &'static str, label: impl Into<String>) -> Badge {
-        Badge {
-            class,
-            label: label.into(),
-        }
-    }
-}
-
-/// An app's health at a glance, from its status.
+/// An app's health at a glance, and a one-line summary, from its status.
 pub fn app_health(s: &AppStatus) -> (Badge, String) {
     let mut want = 0u32;
     let mut healthy = 0usize;
@@ -51,32 +36,33 @@ pub fn app_health(s: &AppStatus) -> (Badge, String) {
             phases.push(r.phase.as_str());
         }
     }
-    let summary = format!("{healthy} of {want} instances healthy");
-    let badge = if s.procs.is_empty() {
-        Badge::new("muted", "– not deployed")
-    } else if phases.contains(&"failed") {
-        Badge::new("bad", "✗ failed")
-    } else if phases.contains(&"rolled_back") {
-        Badge::new("warn", "↶ rolled back")
+    let word = if s.procs.is_empty() {
+        "not_deployed"
+    } else if let Some(p) = ["failed", "rolled_back"]
+        .into_iter()
+        .find(|p| phases.contains(p))
+    {
+        p
     } else if phases.contains(&"progressing") {
-        Badge::new("info", "… rolling out")
+        "rolling_out"
     } else if healthy >= want as usize {
-        Badge::new("ok", "✓ healthy")
+        "healthy"
     } else {
-        Badge::new("warn", "! degraded")
+        "degraded"
     };
-    (badge, summary)
+    (
+        Badge::of(word),
+        format!("{healthy} of {want} instances healthy"),
+    )
 }
 
-fn state_badge(state: &str, health: &str) -> Badge {
-    match (state, health) {
-        ("running", "healthy") => Badge::new("ok", "✓ healthy"),
-        ("running", "unhealthy") => Badge::new("bad", "! unhealthy"),
-        ("running", _) | ("starting" | "creating" | "pending", _) => {
-            Badge::new("info", "… starting")
-        }
-        ("failed" | "lost" | "exited", _) => Badge::new("bad", format!("✗ {state}")),
-        (s, _) => Badge::new("muted", s.to_owned()),
+/// Whether `caller` may change `app` (the API's rule); a refusal is
+/// `false`, a failure to find out is an error, never "read-only".
+async fn may_act(api: &Api, caller: &Caller, app: &str) -> Result<bool, ApiError> {
+    match api.may_change(caller, app).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_denial() => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -101,55 +87,54 @@ pub struct AppsPage {
 }
 
 /// `GET /ui/`: the apps the user maintains, or every app for an admin,
-/// each with its health.
-pub async fn apps(State(api): State<Api>, req: WebReq) -> Result<Page<AppsPage>, WebError> {
-    let s = req.signed()?;
-    let ctx = req.ctx(s);
-    let apps: Vec<(String, String)> = if s.caller.admin {
-        let Json(all) = api::apps::list_apps(State(api.clone()), ctx).await?;
-        all.into_iter().map(|a| (a.name, a.apptype)).collect()
+/// each with its health (one read of the cluster's state for all).
+pub async fn apps(s: Session) -> Result<Page<AppsPage>, WebError> {
+    let apps = if s.caller.admin {
+        let Json(all) = api::apps::list_apps(s.state(), s.ctx()).await?;
+        all.into_iter()
+            .map(|a| (a.name, a.apptype))
+            .collect::<Vec<_>>()
     } else {
-        let Json(me) = api::whoami(State(api.clone()), ctx).await?;
-        let mut out = Vec::new();
-        for name in me.maintains {
-            let Json(a) = api::apps::show_app(State(api.clone()), req.ctx(s), Path(name)).await?;
-            out.push((a.name, a.apptype));
-        }
-        out
+        // What `whoami` lists as maintained, with each app's type.
+        s.api
+            .db()
+            .apps()
+            .list_maintained_by(&s.caller.subject)
+            .await?
+            .into_iter()
+            .map(|a| (a.name, a.apptype.to_string()))
+            .collect()
     };
-    let store = api.store().ok();
-    let mut rows = Vec::with_capacity(apps.len());
-    for (name, apptype) in apps {
-        let status = match store {
-            Some(st) => api::status::collect(st, &name).await.ok(),
-            None => None,
-        };
-        let (badge, summary, release) = match &status {
-            Some(st) => {
-                let (b, sum) = app_health(st);
-                let rel = st
-                    .procs
-                    .iter()
-                    .find_map(|p| p.desired.as_ref().map(|d| d.release.clone()))
-                    .unwrap_or_else(|| "–".into());
-                (b, sum, rel)
+    let statuses = match s.api.store() {
+        Ok(store) => Some(api::status::collect_all(store).await?),
+        Err(_) => None,
+    };
+    let rows = apps
+        .into_iter()
+        .map(|(name, apptype)| {
+            let (badge, summary, release) = match &statuses {
+                Some(all) => {
+                    let st = all.get(&name).cloned().unwrap_or_else(|| AppStatus {
+                        app: name.clone(),
+                        procs: Vec::new(),
+                    });
+                    let (badge, summary) = app_health(&st);
+                    let release = st.running_release().unwrap_or("–").to_owned();
+                    (badge, summary, release)
+                }
+                None => (Badge::of("unknown"), "etcd unavailable".into(), "–".into()),
+            };
+            AppRow {
+                name,
+                apptype,
+                badge,
+                summary,
+                release,
             }
-            None => (
-                Badge::new("muted", "? unknown"),
-                "etcd unavailable".into(),
-                "–".into(),
-            ),
-        };
-        rows.push(AppRow {
-            name,
-            apptype,
-            badge,
-            summary,
-            release,
-        });
-    }
+        })
+        .collect();
     Ok(Page(AppsPage {
-        l: req.layout(s, "Apps", "apps"),
+        l: s.layout("Apps", "apps"),
         rows,
         all: s.caller.admin,
     }))
@@ -182,17 +167,20 @@ pub struct ProcView {
     pub instances: Vec<InstanceRow>,
 }
 
-/// The procs table, alone: what the live stream sends.
+/// The instance tables, alone: what the live stream sends.
 #[derive(Template)]
 #[template(path = "_procs.html")]
 pub struct ProcsFragment {
-    pub app: String,
-    pub can_change: bool,
     pub procs: Vec<ProcView>,
-    pub summary: String,
 }
 
-pub fn procs_view(s: &AppStatus) -> Vec<ProcView> {
+pub fn procs_fragment(status: &AppStatus) -> ProcsFragment {
+    ProcsFragment {
+        procs: procs_view(status),
+    }
+}
+
+fn procs_view(s: &AppStatus) -> Vec<ProcView> {
     let now = now_ms();
     s.procs
         .iter()
@@ -216,12 +204,7 @@ pub fn procs_view(s: &AppStatus) -> Vec<ProcView> {
                     ),
                 })
                 .unwrap_or_default(),
-            phase: p.rollout.as_ref().map(|r| match r.phase.as_str() {
-                "converged" => Badge::new("ok", "✓ converged"),
-                "progressing" => Badge::new("info", "… progressing"),
-                "rolled_back" => Badge::new("warn", "↶ rolled back"),
-                other => Badge::new("bad", format!("✗ {other}")),
-            }),
+            phase: p.rollout.as_ref().map(|r| Badge::of(&r.phase)),
             message: p
                 .rollout
                 .as_ref()
@@ -237,7 +220,12 @@ pub fn procs_view(s: &AppStatus) -> Vec<ProcView> {
                     node: i.node.clone(),
                     state: i.state.clone(),
                     health: i.health.clone(),
-                    badge: state_badge(&i.state, &i.health),
+                    // A running instance is as healthy as its check says.
+                    badge: Badge::of(if i.state == "running" {
+                        &i.health
+                    } else {
+                        &i.state
+                    }),
                     restarts: i.restarts,
                     age: i
                         .started_at_ms
@@ -260,15 +248,6 @@ pub struct DeploymentRow {
     pub error: String,
 }
 
-fn deployment_badge(state: &str) -> Badge {
-    match state {
-        "succeeded" => Badge::new("ok", "✓ succeeded"),
-        "progressing" | "pending" => Badge::new("info", format!("… {state}")),
-        "rolled_back" => Badge::new("warn", "↶ rolled back"),
-        other => Badge::new("bad", format!("✗ {other}")),
-    }
-}
-
 fn deployment_row(d: &api::DeploymentView) -> DeploymentRow {
     let procs = d
         .procs
@@ -287,7 +266,7 @@ fn deployment_row(d: &api::DeploymentView) -> DeploymentRow {
         change,
         by: d.requested_by.clone(),
         started: view::when(d.started_at),
-        badge: deployment_badge(&d.state),
+        badge: Badge::of(&d.state),
         error: d.error.clone().unwrap_or_default(),
     }
 }
@@ -325,9 +304,11 @@ pub struct AppPage {
     pub badge: Badge,
     pub summary: String,
     pub procs: Vec<ProcView>,
+    pub max_instances: u32,
     pub etcd_error: String,
     pub deployments: Vec<DeploymentRow>,
-    pub events: Vec<EventRow>,
+    /// The events, or why they cannot be read.
+    pub events: Result<Vec<EventRow>, String>,
     pub secrets: Option<Vec<SecretRow>>,
     pub maintainers: Vec<MaintainerRow>,
     pub charts: Vec<Chart>,
@@ -335,30 +316,34 @@ pub struct AppPage {
     pub chart_h: f64,
 }
 
+/// The app's status, or an empty one and why it cannot be read (the page
+/// still shows what the database knows).
+async fn status_or_why(s: &Session, app: &str) -> Result<(AppStatus, String), WebError> {
+    match api::status::status(s.state(), s.ctx(), Path(app.to_owned())).await {
+        Ok(Json(st)) => Ok((st, String::new())),
+        Err(e @ (ApiError::EtcdUnavailable { .. } | ApiError::Internal(_))) => Ok((
+            AppStatus {
+                app: app.to_owned(),
+                procs: Vec::new(),
+            },
+            format!("{e} ({})", e.hint()),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `GET /ui/apps/{app}`.
-pub async fn app(
-    State(api): State<Api>,
-    req: WebReq,
-    Path(app): Path<String>,
-) -> Result<Page<AppPage>, WebError> {
-    let s = req.signed()?;
-    let Json(a) = api::apps::show_app(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
-    let can_change = api.may_change(&s.caller, &app).await.is_ok();
-    let (status, etcd_error) =
-        match api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await {
-            Ok(Json(st)) => (st, String::new()),
-            Err(e) => (
-                AppStatus {
-                    app: app.clone(),
-                    procs: Vec::new(),
-                },
-                format!("{e} ({})", e.hint()),
-            ),
-        };
+pub async fn app(s: Session, Path(app): Path<String>) -> Result<Page<AppPage>, WebError> {
+    let Json(a) = api::apps::show_app(s.state(), s.ctx(), Path(app.clone())).await?;
+    let Json(maintainers) =
+        api::apps::list_maintainers(s.state(), s.ctx(), Path(app.clone())).await?;
+    // The API's rule (`may_change`), from the list just read.
+    let can_change = s.caller.admin || maintainers.iter().any(|m| m.subject == s.caller.subject);
+    let (status, etcd_error) = status_or_why(&s, &app).await?;
     let (badge, summary) = app_health(&status);
     let Json(deployments) = api::deploy::list_deployments(
-        State(api.clone()),
-        req.ctx(s),
+        s.state(),
+        s.ctx(),
         Path(app.clone()),
         Ok(Query(api::deploy::DeploymentsQuery {
             limit: Some(10),
@@ -366,9 +351,9 @@ pub async fn app(
         })),
     )
     .await?;
-    let events = match api::logs::events(
-        State(api.clone()),
-        req.ctx(s),
+    let events = api::logs::events(
+        s.state(),
+        s.ctx(),
         Path(app.clone()),
         Ok(Query(api::logs::EventsQuery {
             since_ms: None,
@@ -376,9 +361,8 @@ pub async fn app(
         })),
     )
     .await
-    {
-        Ok(Json(ev)) => ev
-            .iter()
+    .map(|Json(ev)| {
+        ev.iter()
             .rev()
             .take(20)
             .map(|e| EventRow {
@@ -392,12 +376,11 @@ pub async fn app(
                 },
                 message: e.message.clone(),
             })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+            .collect()
+    })
+    .map_err(|e| format!("{e} ({})", e.hint()));
     let secrets = if can_change {
-        let Json(list) =
-            api::secrets::list_secrets(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
+        let Json(list) = api::secrets::list_secrets(s.state(), s.ctx(), Path(app.clone())).await?;
         Some(
             list.into_iter()
                 .map(|x| SecretRow {
@@ -411,19 +394,18 @@ pub async fn app(
     } else {
         None
     };
-    let Json(maintainers) =
-        api::apps::list_maintainers(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
-    let charts = match api.web() {
+    let charts = match s.api.web() {
         Ok(w) => history::charts(&w.history.samples(&app)),
         Err(_) => Vec::new(),
     };
     Ok(Page(AppPage {
-        l: req.layout(s, app.clone(), "apps"),
+        l: s.layout(app.clone(), "apps"),
         apptype: a.apptype,
         can_change,
         badge,
         summary,
         procs: procs_view(&status),
+        max_instances: api::deploy::MAX_INSTANCES,
         etcd_error,
         deployments: deployments.iter().map(deployment_row).collect(),
         events,
@@ -431,7 +413,7 @@ pub async fn app(
         maintainers: maintainers
             .into_iter()
             .map(|m| MaintainerRow {
-                subject_url: urlenc(&m.subject),
+                subject_url: seg(&m.subject),
                 subject: m.subject,
                 role: m.role,
                 added: view::when(m.added_at),
@@ -454,8 +436,8 @@ pub struct ReleaseRow {
     pub by: String,
     pub at: String,
     pub running: bool,
-    /// A deployment of it exists to roll back to.
-    pub deployed_before: bool,
+    /// A deployment of it exists that a rollback may return to.
+    pub restorable: bool,
 }
 
 #[derive(Template)]
@@ -468,31 +450,19 @@ pub struct ReleasesPage {
 }
 
 /// `GET /ui/apps/{app}/releases`: with deploy and rollback buttons.
-pub async fn releases(
-    State(api): State<Api>,
-    req: WebReq,
-    Path(app): Path<String>,
-) -> Result<Page<ReleasesPage>, WebError> {
-    let s = req.signed()?;
+pub async fn releases(s: Session, Path(app): Path<String>) -> Result<Page<ReleasesPage>, WebError> {
     let Json(list) = api::releases::list_releases(
-        State(api.clone()),
-        req.ctx(s),
+        s.state(),
+        s.ctx(),
         Path(app.clone()),
         Ok(Query(api::releases::ListQuery { limit: Some(100) })),
     )
     .await?;
-    let can_change = api.may_change(&s.caller, &app).await.is_ok();
-    let running = match api.store() {
-        Ok(st) => api::status::collect(st, &app).await.ok().and_then(|st| {
-            st.procs
-                .iter()
-                .find_map(|p| p.desired.as_ref().map(|d| d.release.clone()))
-        }),
-        Err(_) => None,
-    };
+    let can_change = may_act(&s.api, &s.caller, &app).await?;
+    let (status, _) = status_or_why(&s, &app).await?;
     let Json(history) = api::deploy::list_deployments(
-        State(api.clone()),
-        req.ctx(s),
+        s.state(),
+        s.ctx(),
         Path(app.clone()),
         Ok(Query(api::deploy::DeploymentsQuery {
             limit: Some(1000),
@@ -503,13 +473,10 @@ pub async fn releases(
     let rows = list
         .into_iter()
         .map(|r| ReleaseRow {
-            running: running.as_deref() == Some(r.version.as_str()),
-            deployed_before: history.iter().any(|d| {
-                d.to_release.as_deref() == Some(r.version.as_str())
-                    && d.kind != "undeploy"
-                    && d.state != "failed"
-                    && d.state != "rolled_back"
-            }),
+            running: status.running_release() == Some(r.version.as_str()),
+            restorable: history
+                .iter()
+                .any(|d| d.restorable && d.to_release.as_deref() == Some(r.version.as_str())),
             version: r.version,
             image: r.image,
             by: r.pushed_by,
@@ -517,7 +484,7 @@ pub async fn releases(
         })
         .collect();
     Ok(Page(ReleasesPage {
-        l: req.layout(s, format!("{app}: releases"), "apps"),
+        l: s.layout(format!("{app}: releases"), "apps"),
         app,
         can_change,
         rows,
@@ -533,55 +500,30 @@ pub async fn releases(
 pub struct DeploymentPage {
     pub l: Layout,
     pub app: String,
-    pub can_change: bool,
     pub d: DeploymentRow,
     pub state: String,
     pub finished: String,
     pub generation: String,
-    pub secrets: Vec<(String, i64)>,
-    pub live: bool,
+    /// Names and versions, for those who may change the app.
+    pub secrets: Option<Vec<(String, i64)>>,
     pub procs: Vec<ProcView>,
     pub summary: String,
 }
 
 /// `GET /ui/apps/{app}/deployments/{id}`: its outcome, followed live
-/// until it is done.
+/// until it is done, and the app's instances.
 pub async fn deployment(
-    State(api): State<Api>,
-    req: WebReq,
-    Path((app, id)): Path<(String, String)>,
+    s: Session,
+    Path((app, id)): Path<(String, i64)>,
 ) -> Result<Page<DeploymentPage>, WebError> {
-    let s = req.signed()?;
-    let id: i64 = id.parse().map_err(|_| {
-        ApiError::not_found(
-            format!("app `{app}` has no deployment {id:?}"),
-            "pick one from the app's page",
-        )
-    })?;
-    let d = match api.db().deployments().get(id).await {
-        Ok(d) if d.app == app => d,
-        Ok(_) | Err(crate::db::DbError::NotFound { .. }) => {
-            return Err(ApiError::not_found(
-                format!("app `{app}` has no deployment {id}"),
-                "pick one from the app's page",
-            )
-            .into())
-        }
-        Err(e) => return Err(ApiError::from(e).into()),
-    };
-    let view = api::DeploymentView::from(&d);
-    let can_change = api.may_change(&s.caller, &app).await.is_ok();
-    let status = match api.store() {
-        Ok(st) => api::status::collect(st, &app).await.ok(),
-        Err(_) => None,
-    };
-    let (procs, summary) = match &status {
-        Some(st) => (procs_view(st), app_health(st).1),
-        None => (Vec::new(), String::new()),
-    };
+    let view = api::DeploymentView::from(&api::deploy::get_deployment(&s.api, &app, id).await?);
+    // As on the app page: secrets, even by name, only for who may change it.
+    let secrets = may_act(&s.api, &s.caller, &app)
+        .await?
+        .then(|| view.secrets.clone().into_iter().collect());
+    let (status, _) = status_or_why(&s, &app).await?;
     Ok(Page(DeploymentPage {
-        l: req.layout(s, format!("{app}: deployment {id}"), "apps"),
-        can_change,
+        l: s.layout(format!("{app}: deployment {id}"), "apps"),
         state: view.state.clone(),
         finished: view
             .finished_at
@@ -591,11 +533,10 @@ pub async fn deployment(
             .generation
             .map(|g| g.to_string())
             .unwrap_or_else(|| "–".into()),
-        secrets: view.secrets.clone().into_iter().collect(),
-        live: !d.state.is_final() && view.generation.is_some(),
+        secrets,
         d: deployment_row(&view),
-        procs,
-        summary,
+        procs: procs_view(&status),
+        summary: app_health(&status).1,
         app,
     }))
 }
@@ -604,7 +545,7 @@ pub async fn deployment(
 // Logs
 // ---------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct LogsParams {
     instance: Option<String>,
 }
@@ -623,16 +564,13 @@ pub struct LogsPage {
 /// `GET /ui/apps/{app}/procs/{proc}/logs`: one instance's output, live.
 /// Maintainers and admins, as the API's logs.
 pub async fn logs(
-    State(api): State<Api>,
-    req: WebReq,
+    s: Session,
     Path((app, proc_name)): Path<(String, String)>,
-    q: Result<Query<LogsParams>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<LogsParams>, QueryRejection>,
 ) -> Result<Page<LogsPage>, WebError> {
-    let q = q.ok();
-    let s = req.signed()?;
-    api.may_change(&s.caller, &app).await?;
-    let Json(status) =
-        api::status::status(State(api.clone()), req.ctx(s), Path(app.clone())).await?;
+    let Query(q) = q.map_err(ApiError::from)?;
+    s.api.may_change(&s.caller, &app).await?;
+    let Json(status) = api::status::status(s.state(), s.ctx(), Path(app.clone())).await?;
     let Some(p) = status.procs.iter().find(|p| p.proc == proc_name) else {
         return Err(ApiError::not_found(
             format!("app `{app}` has no proc `{proc_name}` running"),
@@ -640,40 +578,29 @@ pub async fn logs(
         )
         .into());
     };
-    let mut numbers: Vec<u32> = p.instances.iter().map(|i| i.number).collect();
-    numbers.sort_unstable();
+    let mut numbers: Vec<String> = p.instances.iter().map(|i| i.number.to_string()).collect();
     numbers.dedup();
     let chosen = q
-        .and_then(|Query(q)| q.instance)
-        .filter(|i| numbers.iter().any(|n| n.to_string() == *i))
-        .or_else(|| numbers.first().map(u32::to_string))
+        .instance
+        .filter(|i| numbers.contains(i))
+        .or_else(|| numbers.first().cloned())
         .unwrap_or_else(|| "1".into());
     let stream = format!(
         "/ui/apps/{}/procs/{}/logs/stream?instance={}",
-        urlenc(&app),
-        urlenc(&proc_name),
-        urlenc(&chosen)
+        seg(&app),
+        seg(&proc_name),
+        seg(&chosen)
     );
     Ok(Page(LogsPage {
-        l: req.layout(s, format!("{app}: {proc_name} logs"), "apps"),
+        l: s.layout(format!("{app}: {proc_name} logs"), "apps"),
         instances: numbers
             .iter()
-            .map(|n| {
-                (
-                    n.to_string(),
-                    format!("instance {n}"),
-                    n.to_string() == chosen,
-                )
-            })
+            .map(|n| (n.clone(), format!("instance {n}"), *n == chosen))
             .collect(),
         stream,
         app,
         proc_name,
     }))
-}
-
-pub fn urlenc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 // ---------------------------------------------------------------------
@@ -712,44 +639,44 @@ pub struct ClusterPage {
 
 /// `GET /ui/cluster`: nodes with capacity used and liveness; cordon and
 /// drain for admins; the control plane's parts.
-pub async fn cluster(State(api): State<Api>, req: WebReq) -> Result<Page<ClusterPage>, WebError> {
-    let s = req.signed()?;
-    let Json(nodes) = api::nodes::list_nodes(State(api.clone()), req.ctx(s)).await?;
-    let usage = match api.store() {
-        Ok(st) => crate::fit::node_usage(st).await.unwrap_or_default(),
-        Err(_) => Default::default(),
+pub async fn cluster(s: Session) -> Result<Page<ClusterPage>, WebError> {
+    let Json(nodes) = api::nodes::list_nodes(s.state(), s.ctx()).await?;
+    // Instances read on the nodes' capacity; `None` when etcd cannot say.
+    let usage = match s.api.store() {
+        Ok(st) => crate::fit::node_usage(st).await.ok(),
+        Err(_) => None,
     };
     let now = now_ms();
     let rows = nodes
         .into_iter()
         .map(|n| {
-            let used = usage.get(&n.name).copied().unwrap_or(lain_store::Capacity {
-                cpu_millis: 0,
-                memory_bytes: 0,
+            let used = usage.as_ref().map(|u| {
+                u.get(&n.name).copied().unwrap_or(lain_store::Capacity {
+                    cpu_millis: 0,
+                    memory_bytes: 0,
+                })
             });
+            let of = |used: Option<u64>, total: u64, show: fn(u64) -> String| match used {
+                Some(u) => (
+                    format!("{} of {}", show(u), show(total)),
+                    view::percent(u, total),
+                ),
+                None => (format!("? of {}", show(total)), 0),
+            };
+            let (cpu, cpu_pct) = of(used.map(|u| u.cpu_millis), n.cpu_millis, |c| {
+                format!("{} cores", view::cores(c))
+            });
+            let (memory, memory_pct) = of(used.map(|u| u.memory_bytes), n.memory_bytes, view::size);
             NodeRow {
-                badge: match n.liveness.as_str() {
-                    "alive" => Badge::new("ok", "✓ alive"),
-                    "suspect" => Badge::new("warn", "? suspect"),
-                    "lost" => Badge::new("bad", "✗ lost"),
-                    other => Badge::new("muted", other.to_owned()),
-                },
+                badge: Badge::of(&n.liveness),
                 last_seen: n
                     .last_seen_ms
                     .map(|t| format!("{} ago", view::age(t as i64, now)))
                     .unwrap_or_else(|| "never".into()),
-                cpu: format!(
-                    "{} of {} cores",
-                    view::cores(used.cpu_millis),
-                    view::cores(n.cpu_millis)
-                ),
-                cpu_pct: view::percent(used.cpu_millis, n.cpu_millis),
-                memory: format!(
-                    "{} of {}",
-                    view::size(used.memory_bytes),
-                    view::size(n.memory_bytes)
-                ),
-                memory_pct: view::percent(used.memory_bytes, n.memory_bytes),
+                cpu,
+                cpu_pct,
+                memory,
+                memory_pct,
                 instances: n.instances,
                 flags: match (n.schedulable, n.draining) {
                     (_, true) => "draining".into(),
@@ -763,18 +690,12 @@ pub async fn cluster(State(api): State<Api>, req: WebReq) -> Result<Page<Cluster
             }
         })
         .collect();
-    let Json(c) = api::cluster::cluster_status(State(api.clone()), req.ctx(s)).await?;
-    let ok = |b: bool, yes: &str, no: &str| {
-        if b {
-            Badge::new("ok", format!("✓ {yes}"))
-        } else {
-            Badge::new("bad", format!("✗ {no}"))
-        }
-    };
+    let Json(c) = api::cluster::cluster_status(s.state(), s.ctx()).await?;
+    let reach = |ok: bool| Badge::of(if ok { "reachable" } else { "unreachable" });
     let mut parts = vec![
         PartRow {
             name: "etcd".into(),
-            badge: ok(c.etcd.reachable, "reachable", "unreachable"),
+            badge: reach(c.etcd.reachable),
             detail: c.etcd.error.clone().unwrap_or_else(|| {
                 format!(
                     "{} members, {} healthy",
@@ -785,12 +706,16 @@ pub async fn cluster(State(api): State<Api>, req: WebReq) -> Result<Page<Cluster
         },
         PartRow {
             name: "sso".into(),
-            badge: ok(c.sso.reachable, "reachable", "unreachable"),
+            badge: reach(c.sso.reachable),
             detail: c.sso.error.clone().unwrap_or_else(|| c.sso.issuer.clone()),
         },
         PartRow {
             name: "deployd".into(),
-            badge: ok(c.deployd.leader.is_some(), "leader elected", "no leader"),
+            badge: Badge::of(if c.deployd.leader.is_some() {
+                "ok"
+            } else {
+                "no_leader"
+            }),
             detail: format!(
                 "{} replicas{}",
                 c.deployd.candidates.len(),
@@ -805,21 +730,22 @@ pub async fn cluster(State(api): State<Api>, req: WebReq) -> Result<Page<Cluster
     for r in &c.routers {
         parts.push(PartRow {
             name: format!("router {}", r.id),
-            badge: match &r.error {
-                None => Badge::new("ok", "✓ serving"),
-                Some(_) => Badge::new("warn", "! last change failed"),
-            },
+            badge: Badge::of(if r.error.is_none() {
+                "serving"
+            } else {
+                "error"
+            }),
             detail: r.error.clone().unwrap_or_else(|| {
                 format!(
                     "{} upstreams, applied {} ago",
                     r.upstreams,
-                    view::age(0, r.age_ms as i64)
+                    view::duration(r.age_ms as i64)
                 )
             }),
         });
     }
     Ok(Page(ClusterPage {
-        l: req.layout(s, "Cluster", "cluster"),
+        l: s.layout("Cluster", "cluster"),
         nodes: rows,
         parts,
         admin: s.caller.admin,
@@ -872,22 +798,19 @@ const AUDIT_PAGE: u32 = 50;
 /// `GET /ui/audit`: the audit log, filtered. Admins see all of it; a
 /// maintainer the entries of an app it maintains (as the API).
 pub async fn audit(
-    State(api): State<Api>,
-    req: WebReq,
-    q: Result<Query<AuditFilter>, axum::extract::rejection::QueryRejection>,
+    s: Session,
+    q: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<Page<AuditPage>, WebError> {
-    let q = q.ok();
-    let s = req.signed()?;
-    let f = q.map(|Query(q)| q).unwrap_or_default();
-    let opt = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_owned());
+    let Query(f) = q.map_err(ApiError::from)?;
+    let filter = |v: &str| Some(v.to_owned());
     let Json(list) = api::audit::list_audit(
-        State(api.clone()),
-        req.ctx(s),
+        s.state(),
+        s.ctx(),
         Ok(Query(api::audit::AuditParams {
-            app: opt(&f.app),
-            actor: opt(&f.actor),
-            action: opt(&f.action),
-            result: opt(&f.result),
+            app: filter(&f.app),
+            actor: filter(&f.actor),
+            action: filter(&f.action),
+            result: filter(&f.result),
             before: f.before,
             limit: Some(AUDIT_PAGE),
         })),
@@ -897,24 +820,21 @@ pub async fn audit(
         .then(|| list.last().map(|e| e.id))
         .flatten()
         .map(|before| {
-            format!(
-                "/ui/audit?app={}&actor={}&action={}&result={}&before={before}",
-                urlenc(f.app.trim()),
-                urlenc(f.actor.trim()),
-                urlenc(f.action.trim()),
-                urlenc(f.result.trim())
-            )
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("app", &f.app)
+                .append_pair("actor", &f.actor)
+                .append_pair("action", &f.action)
+                .append_pair("result", &f.result)
+                .append_pair("before", &before.to_string())
+                .finish();
+            format!("/ui/audit?{query}")
         });
     let rows = list
         .into_iter()
         .map(|e| AuditRow {
             id: e.id,
             at: view::when(e.at),
-            badge: match e.result.as_str() {
-                "ok" => Badge::new("ok", "✓ ok"),
-                "denied" => Badge::new("warn", "⊘ denied"),
-                other => Badge::new("bad", format!("✗ {other}")),
-            },
+            badge: Badge::of(&e.result),
             actor: e.actor,
             action: e.action,
             app: e.app.unwrap_or_default(),
@@ -923,7 +843,7 @@ pub async fn audit(
         })
         .collect();
     Ok(Page(AuditPage {
-        l: req.layout(s, "Audit log", "audit"),
+        l: s.layout("Audit log", "audit"),
         app: f.app,
         actor: f.actor,
         action: f.action,
@@ -931,14 +851,4 @@ pub async fn audit(
         rows,
         next,
     }))
-}
-
-/// The signed-in user's view of an app's procs, for the live stream.
-pub async fn procs_fragment(api: &Api, s: &Signed, status: &AppStatus) -> ProcsFragment {
-    ProcsFragment {
-        app: status.app.clone(),
-        can_change: api.may_change(&s.caller, &status.app).await.is_ok(),
-        procs: procs_view(status),
-        summary: app_health(status).1,
-    }
 }

@@ -1,16 +1,17 @@
 //! What every page shares: the frame ([`Layout`]), rendering a template
-//! into a response ([`Page`]), error pages ([`WebError`]), the headers
-//! of every `/ui` answer, and formatting of times and sizes.
+//! into a response ([`Page`]), error pages ([`WebError`]), status badges,
+//! the headers of every `/ui` answer, and formatting of times, sizes and
+//! URL path segments.
 
 use askama::Template;
 use axum::extract::{Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::api::Api;
 use crate::error::{ApiError, ErrorBody};
@@ -56,7 +57,8 @@ impl<T: Template> IntoResponse for Page<T> {
     }
 }
 
-/// A message page: errors, results, signed out.
+/// A message page: errors, results, signed out. It shows the request's
+/// id (what the console operator finds the log lines by).
 #[derive(Template)]
 #[template(path = "message.html")]
 pub struct Message {
@@ -64,16 +66,55 @@ pub struct Message {
     pub heading: String,
     pub text: String,
     pub hint: String,
-    pub request_id: Option<String>,
     /// (href, label)
     pub links: Vec<(String, String)>,
     /// Announce the message to screen readers (a result).
     pub status_role: bool,
 }
 
-/// Why a page cannot be shown. Clone, unlike [`ApiError`]: a request's
-/// session error is answered again by each handler that asks for it.
+impl Message {
+    fn request_id(&self) -> Option<String> {
+        REQUEST_ID.try_with(Clone::clone).ok().flatten()
+    }
+}
+
+tokio::task_local! {
+    /// The `x-request-id` of the request being answered (set by
+    /// [`headers`]), for the pages that show it.
+    static REQUEST_ID: Option<String>;
+}
+
+/// A status as a badge: its CSS class and its words, with a symbol, so
+/// that colour is never the only sign.
 #[derive(Debug, Clone)]
+pub struct Badge {
+    pub class: &'static str,
+    pub label: String,
+}
+
+impl Badge {
+    /// The badge of a state, health, phase, outcome, liveness or audit
+    /// result as the API names it (`rolled_back`, `healthy`, ...).
+    pub fn of(word: &str) -> Badge {
+        let (class, symbol) = match word {
+            "healthy" | "converged" | "succeeded" | "alive" | "ok" | "running" | "serving"
+            | "reachable" => ("ok", "✓"),
+            "progressing" | "pending" | "starting" | "creating" | "rolling_out" => ("info", "…"),
+            "rolled_back" => ("warn", "↶"),
+            "suspect" | "unhealthy" | "degraded" | "draining" | "stopping" => ("warn", "!"),
+            "denied" => ("warn", "⊘"),
+            "failed" | "lost" | "exited" | "error" | "unreachable" | "no_leader" => ("bad", "✗"),
+            _ => ("muted", "–"),
+        };
+        Badge {
+            class,
+            label: format!("{symbol} {}", word.replace('_', " ")),
+        }
+    }
+}
+
+/// Why a page cannot be shown.
+#[derive(Debug)]
 pub enum WebError {
     /// Not signed in: to the login, and back to this path after.
     Login(String),
@@ -95,13 +136,10 @@ impl From<ApiError> for WebError {
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), code = e.code(), error = %e, "web console request failed");
         }
-        let mut body = e.body();
-        if let ApiError::Unauthenticated(a) = &e {
-            if !a.is_unavailable() {
-                body.hint = "sign in again".into();
-            }
+        WebError::Page {
+            status,
+            body: e.body(),
         }
-        WebError::Page { status, body }
     }
 }
 
@@ -113,36 +151,30 @@ impl From<crate::db::DbError> for WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        match self {
+        let (status, heading, text, hint, links) = match self {
             WebError::Login(here) => {
                 let to = format!(
                     "/ui/login?return_to={}",
                     form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
                 );
-                let mut r = StatusCode::SEE_OTHER.into_response();
-                if let Ok(v) = HeaderValue::from_str(&to) {
-                    r.headers_mut().insert(LOCATION, v);
-                }
-                r
+                return Redirect::to(&to).into_response();
             }
             WebError::SignIn(why) => {
                 tracing::info!(reason = %why, "web console sign-in failed");
-                let page = Message {
-                    l: Layout::anonymous("Sign-in failed"),
-                    heading: "Sign-in failed".into(),
-                    text: why,
-                    hint: "Sign in again from the start. If it keeps failing, tell the console operator the time it happened.".into(),
-                    request_id: None,
-                    links: vec![("/ui/login".into(), "Sign in again".into())],
-                    status_role: false,
-                };
-                (StatusCode::BAD_REQUEST, Page(page)).into_response()
+                (
+                    StatusCode::BAD_REQUEST,
+                    "Sign-in failed",
+                    why,
+                    "Sign in again from the start. If it keeps failing, tell the console operator the time it happened.".to_owned(),
+                    vec![("/ui/login".to_owned(), "Sign in again".to_owned())],
+                )
             }
             WebError::Page { status, body } => {
                 let heading = match status.as_u16() {
                     401 => "Not signed in",
                     403 => "Not allowed",
                     404 => "Not found",
+                    405 => "Not a form of this page",
                     409 => "Conflict",
                     400 | 413 | 422 => "Cannot do that",
                     _ if status.is_server_error() => "Console cannot answer now",
@@ -153,52 +185,71 @@ impl IntoResponse for WebError {
                     text.push('\n');
                     text.push_str(d);
                 }
-                let page = Message {
-                    l: Layout::anonymous(heading),
-                    heading: heading.into(),
+                (
+                    status,
+                    heading,
                     text,
-                    hint: body.hint,
-                    request_id: None,
-                    links: vec![("/ui/".into(), "Back to the apps".into())],
-                    status_role: false,
-                };
-                (status, Page(page)).into_response()
+                    body.hint,
+                    vec![("/ui/".to_owned(), "Back to the apps".to_owned())],
+                )
             }
-        }
+        };
+        let page = Message {
+            l: Layout::anonymous(heading),
+            heading: heading.into(),
+            text,
+            hint,
+            links,
+            status_role: false,
+        };
+        (status, Page(page)).into_response()
     }
-}
-
-/// Marks an answer as not to be cached (pages show live state and forms
-/// carry the session's token).
-pub fn no_store(h: &mut HeaderMap) {
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// Adds the security headers to every `/ui` answer: a strict CSP (no
 /// inline script or style; forms post only here and to sso, where
 /// sign-out goes), no framing, no sniffing, no referrer to other sites,
-/// and no caching unless the answer says otherwise (static files).
+/// and no caching unless the answer says otherwise (static files). It
+/// also makes the request's id known to the pages that show it.
 pub async fn headers(State(api): State<Api>, request: Request, next: Next) -> Response {
-    let mut r = next.run(request).await;
-    let sso = api
-        .web()
-        .map(|w| w.sso_origin().to_owned())
-        .unwrap_or_default();
-    let csp = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self'; form-action 'self' {sso}; frame-ancestors 'none'; base-uri 'none'"
-    );
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut r = REQUEST_ID.scope(id, next.run(request)).await;
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(csp.trim()) {
-        h.insert(CONTENT_SECURITY_POLICY, v);
-    }
+    let csp = api.web().map(|w| w.csp.clone()).unwrap_or_else(|_| {
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; frame-ancestors 'none'")
+    });
+    h.insert(CONTENT_SECURITY_POLICY, csp);
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if !h.contains_key(CACHE_CONTROL) {
-        no_store(h);
+        // Pages show live state and forms carry the session's token.
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     r
+}
+
+/// A value as one URL path segment (`/`, `?`, `#`, `%`, space, ... escaped).
+pub fn seg(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    const SEGMENT: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'+');
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Unix milliseconds as `2026-11-22 10:42:03 UTC`.
@@ -222,7 +273,12 @@ pub fn clock(ms: i64) -> String {
 
 /// How long ago `ms` was, at `now_ms`: `42s`, `5m`, `3h`, `2d`.
 pub fn age(ms: i64, now_ms: i64) -> String {
-    let s = (now_ms - ms).max(0) / 1000;
+    duration(now_ms - ms)
+}
+
+/// A duration in milliseconds, roughly: `42s`, `5m`, `3h`, `2d`.
+pub fn duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
     match s {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m", s / 60),
@@ -281,5 +337,11 @@ mod tests {
         assert_eq!(percent(1, 3), 33);
         assert_eq!(percent(5, 0), 0);
         assert_eq!(percent(9, 3), 100);
+        assert_eq!(duration(90_000), "1m");
+        assert_eq!(seg("a b/c?d%+e"), "a%20b%2Fc%3Fd%25%2Be");
+        assert_eq!(seg("web.worker-1_x"), "web.worker-1_x");
+        let b = Badge::of("rolled_back");
+        assert_eq!((b.class, b.label.as_str()), ("warn", "↶ rolled back"));
+        assert_eq!(Badge::of("whatever").class, "muted");
     }
 }

@@ -62,6 +62,29 @@ impl TestSso {
         }
     }
 
+    /// Users root (in the `lain-admins` group), alice and mallory, each
+    /// with `password`, for sso's real sign-in flows.
+    pub async fn add_users(&self, password: &str) {
+        let db = &self.sso.state().db;
+        for user in ["root", "alice", "mallory"] {
+            db.add_user(
+                &self.config.password_hash,
+                user,
+                &format!("{user}@example.com"),
+                user,
+                &sso::secret::Secret::new(password),
+            )
+            .await
+            .unwrap();
+        }
+        db.add_group("lain-admins", "cluster admins", None)
+            .await
+            .unwrap();
+        db.set_member("lain-admins", "root", sso::domain::Role::Normal)
+            .await
+            .unwrap();
+    }
+
     /// An access token of `user` as sso's token endpoint issues them to
     /// the CLI, signed with sso's active key.
     pub fn token(&self, user: &str, groups: &[&str]) -> String {
@@ -73,19 +96,6 @@ impl TestSso {
         });
         self.sso.state().keys.sign("at+jwt", &claims).expect("sign")
     }
-}
-
-/// The hidden fields of sso's sign-in form, `(name, value)`, as a
-/// browser would send them back.
-pub fn hidden_inputs(page: &str) -> Vec<(String, String)> {
-    page.split("<input type=\"hidden\" name=\"")
-        .skip(1)
-        .filter_map(|rest| {
-            let (name, rest) = rest.split_once('"')?;
-            let (value, _) = rest.strip_prefix(" value=\"")?.split_once('"')?;
-            Some((name.to_owned(), value.replace("&amp;", "&")))
-        })
-        .collect()
 }
 
 /// The `console` binary serving on loopback until dropped (its log, at

@@ -183,35 +183,7 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The hidden fields of the form on an HTML page.
-pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    html.split("<input type=\"hidden\" name=\"")
-        .skip(1)
-        .filter_map(|rest| {
-            let (name, rest) = rest.split_once('"')?;
-            let rest = rest.strip_prefix(" value=\"")?;
-            let (value, _) = rest.split_once('"')?;
-            Some((unescape(name), unescape(value)))
-        })
-        .collect()
-}
-
-/// The form of a login page (its hidden fields) filled in with `user`
-/// and `pw`.
-pub fn login_form(html: &str, user: &str, pw: &str) -> Vec<(String, String)> {
-    let mut form = hidden_fields(html);
-    form.push(("username".into(), user.into()));
-    form.push(("password".into(), pw.into()));
-    form
-}
+pub use lain_testkit::html::{hidden_fields, login_form};
 
 /// The form of a device page filled in: `user_code` (as typed) replaces
 /// the page's own when given, `confirm` confirms the code, and `user`
