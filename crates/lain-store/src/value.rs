@@ -292,8 +292,81 @@ pub struct DesiredProc {
     /// Placement filters as in lain.yaml, e.g. `constraint:node==n1`.
     #[serde(default)]
     pub filters: Vec<String>,
+    /// The portals this proc's containers reach (`use_services`, and the
+    /// services of `use_resources`), resolved and checked by console at
+    /// deploy. deployd runs each on every node where the proc runs.
+    #[serde(default)]
+    pub services: Vec<ServiceUse>,
+    /// Portal procs only: what the portal fronts and who may use it.
+    /// deployd runs a portal's containers per client node, not by
+    /// `instances`.
+    #[serde(default)]
+    pub portal: Option<PortalSpec>,
     /// Bumped by console on every change of the app's desired procs.
     pub generation: u64,
+}
+
+/// A portal a client proc uses.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceUse {
+    /// The app serving it (a service app, or a resource instance
+    /// `resource.RES.CLIENT`).
+    pub app: String,
+    /// The portal proc in `app`, e.g. `portal.portal-echo`.
+    pub portal: String,
+    /// The service name as the client wrote it, e.g. `echo`.
+    pub service: String,
+    /// The names the portal answers to on the client's network, e.g.
+    /// `echo.echo-service.lain` and `echo`.
+    pub aliases: Vec<String>,
+}
+
+/// What a portal proc fronts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalSpec {
+    /// The service name (`service_name`, or `NAME` of `service.NAME`).
+    pub service: String,
+    /// The proc serving it in the same app, e.g. `worker.echo`.
+    pub service_proc: String,
+    /// Client app patterns (`allow_clients`): app names, `*` within one
+    /// dot-separated part, `**` across parts.
+    pub allow_clients: Vec<String>,
+}
+
+impl PortalSpec {
+    /// Whether `client` may use this portal.
+    pub fn allows(&self, client: &str) -> bool {
+        self.allow_clients.iter().any(|p| glob_match(p, client))
+    }
+}
+
+/// `*` matches within one dot-separated part, `**` matches anything.
+/// Dynamic programming over (pattern, name) positions: linear in their
+/// product whatever the pattern, so a hostile pattern cannot blow up.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // ok[j]: the pattern so far matches name[..j].
+    let mut ok = vec![false; n.len() + 1];
+    ok[0] = true;
+    let mut i = 0;
+    while i < p.len() {
+        let mut next = vec![false; n.len() + 1];
+        if p[i] == b'*' {
+            let across = p.get(i + 1) == Some(&b'*');
+            for j in 0..=n.len() {
+                // Extend a match at j-1 by one more name byte.
+                next[j] = ok[j] || (j > 0 && next[j - 1] && (across || n[j - 1] != b'.'));
+            }
+            i += if across { 2 } else { 1 };
+        } else {
+            for j in 1..=n.len() {
+                next[j] = ok[j - 1] && n[j - 1] == p[i];
+            }
+            i += 1;
+        }
+        ok = next;
+    }
+    ok[n.len()]
 }
 
 impl Schema for DesiredProc {
@@ -552,6 +625,8 @@ pub enum EventKind {
     Unschedulable,
     NodeLost,
     NodeRecovered,
+    /// A client's portal to a service could not run, or is not allowed.
+    PortalFailed,
     #[serde(other)]
     Other,
 }
@@ -681,6 +756,28 @@ impl Schema for Candidate {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn portal_client_patterns() {
+        let spec = |pats: &[&str]| PortalSpec {
+            service: "echo".into(),
+            service_proc: "worker.echo".into(),
+            allow_clients: pats.iter().map(|p| p.to_string()).collect(),
+        };
+        assert!(spec(&["**"]).allows("anything"));
+        assert!(spec(&["**"]).allows("resource.redis.client"));
+        assert!(spec(&["hello"]).allows("hello"));
+        assert!(!spec(&["hello"]).allows("hello2"));
+        assert!(spec(&["hello", "other"]).allows("other"));
+        assert!(spec(&["hel*"]).allows("hello"));
+        assert!(!spec(&["resource.*"]).allows("resource.redis.client"));
+        assert!(spec(&["resource.**"]).allows("resource.redis.client"));
+        assert!(spec(&["resource.*.client"]).allows("resource.redis.client"));
+        assert!(!spec(&[]).allows("hello"));
+        // A hostile pattern stays linear.
+        let hostile = "*".repeat(5000) + "x";
+        assert!(!spec(&[&hostile]).allows(&"a".repeat(5000)));
+    }
+
     use super::*;
 
     fn desired() -> DesiredProc {
@@ -717,6 +814,8 @@ mod tests {
             setup_time_secs: 0,
             stateful: false,
             filters: vec!["constraint:node==n1".into()],
+            services: vec![],
+            portal: None,
             generation: 7,
         }
     }

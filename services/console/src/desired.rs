@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lain_spec::{AppType, FilterKind, LainConf, Proc, ProcKind};
-use lain_store::{DesiredProc, HealthCheck, ProcType, SecretRef, SecretTarget};
+use lain_store::{DesiredProc, HealthCheck, PortalSpec, ProcType, SecretRef, SecretTarget};
 
 /// The release being deployed.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,10 @@ pub enum DesiredError {
     BadSecretPath { proc: String, path: String },
     #[error("proc {proc} is not in the release's lain.yaml; its procs are {procs}")]
     UnknownProc { proc: String, procs: String },
+    #[error("portal {proc} serves {service}, but the release has no proc named {service}; add it, or set the portal's service_name to one of its procs")]
+    PortalWithoutService { proc: String, service: String },
+    #[error("proc {proc} is a portal; portals run one instance on each node where a client runs, so they cannot be scaled or deployed on their own")]
+    PortalScope { proc: String },
 }
 
 /// The proc's name in etcd and in the CLI: `web`, `web.admin`,
@@ -85,6 +89,13 @@ pub fn deployable<'a>(
         None => Ok(all),
         Some(name) => {
             let found: Vec<&Proc> = all.iter().copied().filter(|p| proc_id(p) == name).collect();
+            if let [p] = found[..] {
+                if p.kind == ProcKind::Portal {
+                    return Err(DesiredError::PortalScope {
+                        proc: name.to_owned(),
+                    });
+                }
+            }
             if found.is_empty() {
                 return Err(DesiredError::UnknownProc {
                     proc: name.to_owned(),
@@ -181,6 +192,10 @@ fn desired_proc(
         (None, None) => None,
     };
     let volumes: BTreeSet<String> = p.volumes.iter().map(|v| v.path.clone()).collect();
+    let portal = match p.kind {
+        ProcKind::Portal => Some(portal_spec(conf, p, &id)?),
+        _ => None,
+    };
     Ok(DesiredProc {
         app: conf.appname.clone(),
         proc: id,
@@ -192,7 +207,8 @@ fn desired_proc(
         },
         release: release.version.to_owned(),
         image: p.image.clone().unwrap_or_else(|| release.image.to_owned()),
-        instances: p.num_instances,
+        // A portal's instances follow its clients (see `portal`).
+        instances: if portal.is_some() { 0 } else { p.num_instances },
         cmd: p.cmd.as_ref().map(|c| c.argv()).unwrap_or_default(),
         entrypoint: p.entrypoint.as_ref().map(|c| c.argv()).unwrap_or_default(),
         user: p.user.clone(),
@@ -212,8 +228,40 @@ fn desired_proc(
         setup_time_secs: p.setup_time,
         stateful: p.stateful,
         filters: p.filters.iter().map(|f| f.raw.clone()).collect(),
+        services: Vec::new(),
+        portal,
         generation,
     })
+}
+
+/// What portal `p` fronts, and the clients it lets in.
+fn portal_spec(conf: &LainConf, p: &Proc, id: &str) -> Result<PortalSpec, DesiredError> {
+    let service = p.service_name.clone().unwrap_or_default();
+    let target = conf
+        .procs
+        .iter()
+        .find(|q| q.kind != ProcKind::Portal && q.name == service)
+        .ok_or_else(|| DesiredError::PortalWithoutService {
+            proc: id.to_owned(),
+            service: service.clone(),
+        })?;
+    Ok(PortalSpec {
+        service,
+        service_proc: proc_id(target),
+        allow_clients: allow_clients(p.allow_clients.as_deref()),
+    })
+}
+
+/// LAIN's `allow_clients`: app names or patterns separated by commas or
+/// spaces; `**` (everyone) when not given.
+pub fn allow_clients(raw: Option<&str>) -> Vec<String> {
+    let list: Vec<String> = raw
+        .unwrap_or("**")
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    list
 }
 
 #[cfg(test)]

@@ -282,6 +282,8 @@ mod tests {
             setup_time_secs: 0,
             stateful: false,
             filters: vec![],
+            services: vec![],
+            portal: None,
             generation: 0,
         }
     }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fit;
 pub mod registry;
 pub mod rekey;
+pub mod services;
 pub mod track;
 pub mod web;
 

@@ -35,14 +35,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::container::{
     Config, CreateContainerOptions, ListContainersOptions, LogOutput, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
+    NetworkingConfig, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    UploadToContainerOptions,
 };
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions};
 use bollard::image::CreateImageOptions;
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, HostConfig, Mount,
-    MountTypeEnum, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, EndpointSettings,
+    HostConfig, Mount,    MountTypeEnum, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use bollard::system::EventsOptions;
@@ -73,6 +74,11 @@ pub const MANAGED_BY: &str = "deployd";
 /// Set (to `stdin`) on containers whose secrets are written to their stdin
 /// at each start ([`Engine::start_with_secrets`]).
 pub const LABEL_SECRETS: &str = "lain.secrets";
+/// `lain.managed` of a portal container: kept apart from instances, so
+/// the per-proc machinery never adopts or removes one.
+pub const PORTAL_MANAGED_BY: &str = "deployd-portal";
+/// The client app a portal container serves.
+pub const LABEL_PORTAL_CLIENT: &str = "lain.portal.client";
 
 /// The mode of a secret file whose [`SecretFile::mode`] is 0.
 pub const DEFAULT_SECRET_MODE: u32 = 0o400;
@@ -208,6 +214,11 @@ pub struct ContainerSpec {
     pub secret_env: Vec<SecretEnv>,
     /// More labels; the `lain.*` ones above win over these.
     pub extra_labels: BTreeMap<String, String>,
+    /// Extra names the container answers to on `network`.
+    pub aliases: Vec<String>,
+    /// A portal container: the client app it serves (see
+    /// [`PORTAL_MANAGED_BY`]).
+    pub portal_client: Option<String>,
 }
 
 /// A file written into a container before it starts, never to the deployd
@@ -386,6 +397,11 @@ pub fn labels(spec: &ContainerSpec) -> HashMap<String, String> {
         (LABEL_MANAGED, MANAGED_BY.to_owned()),
     ] {
         labels.insert(k.to_owned(), v);
+    }
+    labels.remove(LABEL_PORTAL_CLIENT);
+    if let Some(client) = &spec.portal_client {
+        labels.insert(LABEL_MANAGED.to_owned(), PORTAL_MANAGED_BY.to_owned());
+        labels.insert(LABEL_PORTAL_CLIENT.to_owned(), client.clone());
     }
     labels.remove(LABEL_SECRETS);
     if spec.has_secrets() {
@@ -568,6 +584,17 @@ pub fn container_config_with(
         labels: Some(labels(spec)),
         exposed_ports,
         host_config: Some(host_config),
+        networking_config: (!spec.aliases.is_empty() && !spec.network.is_empty()).then(|| {
+            NetworkingConfig {
+                endpoints_config: HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(spec.aliases.clone()),
+                        ..Default::default()
+                    },
+                )]),
+            }
+        }),
         ..Default::default()
     };
     if spec.has_secrets() {
@@ -682,6 +709,72 @@ pub fn from_summary(c: &ContainerSummary) -> Option<LainContainer> {
         oom_killed: false,
         secrets: who.secrets,
     })
+}
+
+/// A portal container, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalContainer {
+    pub id: String,
+    pub name: String,
+    /// The service app and its portal proc.
+    pub app: String,
+    pub proc: String,
+    pub client: String,
+    pub spec_hash: String,
+    pub state: ContainerState,
+}
+
+/// A portal container of a list answer; `None` when it is not one.
+pub fn portal_from_summary(c: &ContainerSummary) -> Option<PortalContainer> {
+    let labels = c.labels.as_ref()?;
+    if labels.get(LABEL_MANAGED).map(String::as_str) != Some(PORTAL_MANAGED_BY) {
+        return None;
+    }
+    Some(PortalContainer {
+        id: c.id.clone()?,
+        name: c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .unwrap_or_default(),
+        app: labels.get(LABEL_APP)?.clone(),
+        proc: labels.get(LABEL_PROC)?.clone(),
+        client: labels.get(LABEL_PORTAL_CLIENT)?.clone(),
+        spec_hash: labels.get(LABEL_SPEC)?.clone(),
+        state: ContainerState::parse(c.state.as_deref().unwrap_or("")),
+    })
+}
+
+/// A tar of one file at absolute `path`, with its parent directories
+/// (mode 0755), for [`Engine::put_file`].
+pub fn file_tar(path: &str, contents: &[u8], mode: u32) -> std::result::Result<Vec<u8>, String> {
+    let rel = path
+        .strip_prefix('/')
+        .filter(|r| !r.is_empty() && r.split('/').all(|p| !p.is_empty() && p != "." && p != ".."))
+        .ok_or_else(|| format!("{path:?} is not a clean absolute file path"))?;
+    let mut b = tar::Builder::new(Vec::new());
+    let parts: Vec<&str> = rel.split('/').collect();
+    for i in 1..parts.len() {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, parts[..i].join("/"), std::io::empty())
+            .map_err(|e| e.to_string())?;
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(mode);
+    h.set_size(contents.len() as u64);
+    h.set_mtime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    b.append_data(&mut h, rel, contents)
+        .map_err(|e| e.to_string())?;
+    b.into_inner().map_err(|e| e.to_string())
 }
 
 /// A container of an inspect answer; `None` when it is not deployd's.
@@ -947,13 +1040,18 @@ fn network_lock(endpoint: &str) -> Arc<tokio::sync::Mutex<()>> {
 impl Engine {
     /// A client whose own (whole-second) timeout lies beyond `bound`, so
     /// that ours, finer, fires first.
-    fn client(&self, bound: Duration) -> Docker {
+    pub(crate) fn client(&self, bound: Duration) -> Docker {
         self.docker()
             .clone()
             .with_timeout(Duration::from_secs(bound.as_secs() + 2))
     }
 
-    fn call_error(&self, op: &'static str, target: &str, e: &BollardError) -> RuntimeError {
+    pub(crate) fn call_error(
+        &self,
+        op: &'static str,
+        target: &str,
+        e: &BollardError,
+    ) -> RuntimeError {
         if matches!(e, BollardError::RequestTimeoutError) {
             return RuntimeError::Timeout {
                 endpoint: self.endpoint().to_owned(),
@@ -971,7 +1069,12 @@ impl Engine {
         }
     }
 
-    fn timeout_error(&self, op: &'static str, target: &str, timeout: Duration) -> RuntimeError {
+    pub(crate) fn timeout_error(
+        &self,
+        op: &'static str,
+        target: &str,
+        timeout: Duration,
+    ) -> RuntimeError {
         RuntimeError::Timeout {
             endpoint: self.endpoint().to_owned(),
             op,
@@ -982,7 +1085,7 @@ impl Engine {
 
     /// Runs `call` bounded by `bound`; the engine's answer stays a bollard
     /// error for the caller to sort by status.
-    async fn within<T>(
+    pub(crate) async fn within<T>(
         &self,
         op: &'static str,
         target: &str,
@@ -996,7 +1099,7 @@ impl Engine {
 
     /// Like [`Engine::within`] with the call bound, every engine error an
     /// error.
-    async fn short<T>(
+    pub(crate) async fn short<T>(
         &self,
         op: &'static str,
         target: &str,
@@ -1461,6 +1564,47 @@ impl Engine {
             Err(e) if status_of(&e) == Some(404) => Ok(None),
             Err(e) => Err(self.call_error("container inspect", id_or_name, &e)),
         }
+    }
+
+    /// Every portal container on this engine, running or not, in one call.
+    pub async fn list_portals(&self) -> Result<Vec<PortalContainer>> {
+        let docker = self.client(self.timeouts().call);
+        let filter = format!("{LABEL_MANAGED}={PORTAL_MANAGED_BY}");
+        let all = self
+            .short(
+                "container list",
+                "portal containers",
+                docker.list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: HashMap::from([("label".to_owned(), vec![filter])]),
+                    ..Default::default()
+                })),
+            )
+            .await?;
+        Ok(all.iter().filter_map(portal_from_summary).collect())
+    }
+
+    /// Writes one file (and its parent directories) into container `id`,
+    /// running or not.
+    pub async fn put_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        let tar = file_tar(path, contents, mode).map_err(|detail| RuntimeError::InvalidSpec {
+            name: id.to_owned(),
+            detail,
+        })?;
+        let docker = self.client(self.timeouts().call);
+        self.short(
+            "file upload",
+            id,
+            docker.upload_to_container(
+                id,
+                Some(UploadToContainerOptions {
+                    path: "/".to_owned(),
+                    ..Default::default()
+                }),
+                Bytes::from(tar),
+            ),
+        )
+        .await
     }
 
     /// Every container deployd made on this engine, running or not, in

@@ -99,6 +99,8 @@ fn web(release: &str, image: &str, instances: u32, generation: u64) -> DesiredPr
         setup_time_secs: 0,
         stateful: false,
         filters: vec![],
+        services: vec![],
+        portal: None,
         generation,
     }
 }

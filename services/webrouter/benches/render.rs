@@ -80,6 +80,8 @@ fn state() -> RouteState {
             setup_time_secs: 0,
             stateful: false,
             filters: vec![],
+            services: vec![],
+            portal: None,
             generation: 1,
         };
         s.procs.insert((app.clone(), proc.clone()), d);

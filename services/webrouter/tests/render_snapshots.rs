@@ -38,6 +38,8 @@ fn proc(app: &str, name: &str, mountpoints: &[&str], https_only: bool) -> Desire
         setup_time_secs: 0,
         stateful: false,
         filters: vec![],
+        services: vec![],
+        portal: None,
         generation: 1,
     }
 }

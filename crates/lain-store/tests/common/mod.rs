@@ -163,6 +163,8 @@ pub fn desired(app: &str, proc: &str, generation: u64) -> DesiredProc {
         setup_time_secs: 0,
         stateful: false,
         filters: vec![],
+        services: vec![],
+        portal: None,
         generation,
     }
 }

@@ -30,6 +30,7 @@ use crate::deploy::{self as writer, DeployError, Scope, SecretValue};
 use crate::desired::{desired_procs, DesiredError, ReleaseRef};
 use crate::error::{split_hint, ApiError, ErrorBody};
 use crate::fit;
+use crate::services;
 
 pub(super) fn routes() -> OpenApiRouter<Api> {
     OpenApiRouter::new()
@@ -175,6 +176,9 @@ fn desired_error(e: DesiredError) -> ApiError {
     let hint = match &e {
         DesiredError::UnknownProc { .. } => "name one of the release's procs".to_owned(),
         DesiredError::ResourceApp { .. } => "deploy the apps that use the resource".to_owned(),
+        DesiredError::PortalScope { .. } => {
+            "deploy or scale the service's proc and its clients instead".to_owned()
+        }
         _ => String::new(),
     };
     let (message, h) = split_hint(
@@ -186,6 +190,45 @@ fn desired_error(e: DesiredError) -> ApiError {
         message,
         hint: if hint.is_empty() { h } else { hint },
     }
+}
+
+/// `procs` with the portals of the services the app uses, each checked
+/// against the service app's deployed portals and their `allow_clients`.
+async fn with_services(
+    api: &Api,
+    app: &str,
+    conf: &lain_spec::LainConf,
+    mut procs: Vec<DesiredProc>,
+) -> Result<Vec<DesiredProc>, ApiError> {
+    let wanted = services::wanted(conf);
+    if wanted.is_empty() {
+        return Ok(procs);
+    }
+    let mut apps = services::ServiceApps::new();
+    for (name, _) in &wanted {
+        if apps.contains_key(name) {
+            continue;
+        }
+        let found = match api.db().apps().get(name).await {
+            Ok(_) => Some(current(api, name).await?),
+            Err(DbError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        apps.insert(name.clone(), found);
+    }
+    let uses = services::resolve(app, &wanted, &apps).map_err(|errs| ApiError::Unprocessable {
+        code: "undeployable",
+        message: errs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        hint: "fix use_services (or the service app) and deploy again".into(),
+    })?;
+    for p in procs.iter_mut().filter(|p| p.portal.is_none()) {
+        p.services = uses.clone();
+    }
+    Ok(procs)
 }
 
 /// The app's desired procs in etcd now.
@@ -433,6 +476,7 @@ pub(crate) async fn deploy(
                 0,
             )
             .map_err(desired_error)?;
+            let procs = with_services(&api, &app, &parsed.conf, procs).await?;
             let now = current(&api, &app).await?;
             let from_release = running_release(&api, &app, &now).await;
             let mut out = Write {
@@ -601,6 +645,9 @@ pub(crate) async fn scale(
                 ));
             };
             let mut p = entry.value;
+            if p.portal.is_some() && b.instances.is_some() {
+                return Err(desired_error(DesiredError::PortalScope { proc: proc.clone() }));
+            }
             if let Some(n) = b.instances {
                 p.instances = n;
             }

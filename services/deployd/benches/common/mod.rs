@@ -163,6 +163,8 @@ pub fn desired(
         setup_time_secs: 0,
         stateful: false,
         filters: vec![],
+        services: vec![],
+        portal: None,
         generation: 1,
     }
 }

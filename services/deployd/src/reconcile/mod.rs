@@ -18,8 +18,11 @@
 //! leaves nothing its successor cannot adopt or remove.
 //!
 //! - [`spec`]: the spec hash and the names derived from a desired proc.
+//! - [`portals`]: the portal containers of the services clients use, one
+//!   per client app on each node where it runs.
 
 pub mod plan;
+pub mod portals;
 pub mod spec;
 pub mod state;
 pub mod sync;
@@ -157,6 +160,9 @@ pub struct Ctx {
     /// its outcome, taken by the proc's next round.
     creates: Mutex<(CreateResults, tokio::task::JoinSet<()>)>,
     events_lease: tokio::sync::Mutex<Option<(Lease, Instant)>>,
+    /// Wakes the portal controller ([`portals`]).
+    pub portals: Arc<Notify>,
+    portals_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Locks the set of procs waiting for capacity.
@@ -205,6 +211,7 @@ impl Ctx {
     }
 
     pub fn remember_container(&self, node: &str, c: LainContainer) {
+        self.portals.notify_one();
         self.state().put_container(node, c);
     }
 
@@ -419,6 +426,9 @@ impl Drop for Shutdown {
         for (_, (_, t)) in lock(&self.0.inventories).drain() {
             t.abort();
         }
+        if let Some(t) = lock(&self.0.portals_task).take() {
+            t.abort();
+        }
         lock(&self.0.stops).1.abort_all();
         lock(&self.0.creates).1.abort_all();
     }
@@ -492,6 +502,8 @@ pub async fn run(
         stops: Mutex::new(Default::default()),
         creates: Mutex::new(Default::default()),
         events_lease: tokio::sync::Mutex::new(None),
+        portals: Arc::new(Notify::new()),
+        portals_task: Mutex::new(None),
     });
     let _shutdown = Shutdown(ctx.clone());
 
@@ -572,6 +584,7 @@ pub async fn run(
             tracing::info!("desired procs, nodes, liveness and routers listed: reconciling");
             sync_inventories(&ctx);
             ctx.wake_all();
+            *lock(&ctx.portals_task) = Some(tokio::spawn(portals::run(ctx.clone())));
         }
     }
 }
@@ -589,6 +602,7 @@ fn on_desired(ctx: &Arc<Ctx>, ev: WatchEvent<DesiredKey>) {
                 wake.extend(state.desired.keys().cloned());
                 wake.extend(state.invalid.keys().cloned());
                 state.desired.clear();
+                state.portals.clear();
                 state.invalid.clear();
                 for e in items {
                     let id = proc_id(e.key.app(), e.key.proc());
@@ -611,6 +625,7 @@ fn on_desired(ctx: &Arc<Ctx>, ev: WatchEvent<DesiredKey>) {
             WatchEvent::Delete { key, .. } => {
                 let id = proc_id(key.app(), key.proc());
                 state.desired.remove(&id);
+                state.portals.remove(&id);
                 state.invalid.remove(&id);
                 wake.push(id);
             }
@@ -626,6 +641,7 @@ fn on_desired(ctx: &Arc<Ctx>, ev: WatchEvent<DesiredKey>) {
     for id in wake {
         ctx.wake(&id);
     }
+    ctx.portals.notify_one();
 }
 
 /// Stores a desired proc, or marks it invalid if deployd cannot run it.
@@ -668,6 +684,11 @@ fn check_and_insert(state: &mut State, id: ProcId, d: lain_store::DesiredProc) {
                 id.0, id.1
             )
         })
+    } else if (d.proc_type == lain_store::ProcType::Portal) != d.portal.is_some() {
+        Some(format!(
+            "desired proc {}/{} is a portal without what it fronts, or names a portal spec on a {:?} proc; deploy the app again with this console",
+            id.0, id.1, d.proc_type
+        ))
     } else if d.proc_type == lain_store::ProcType::Unknown {
         Some(format!(
             "desired proc {}/{} has a proc type this deployd does not know; upgrade deployd",
@@ -679,10 +700,17 @@ fn check_and_insert(state: &mut State, id: ProcId, d: lain_store::DesiredProc) {
     match problem {
         Some(p) => {
             state.desired.remove(&id);
+            state.portals.remove(&id);
             state.invalid.insert(id, p);
+        }
+        None if d.portal.is_some() => {
+            state.invalid.remove(&id);
+            state.desired.remove(&id);
+            state.portals.insert(id, d);
         }
         None => {
             state.invalid.remove(&id);
+            state.portals.remove(&id);
             state.desired.insert(id, d);
         }
     }

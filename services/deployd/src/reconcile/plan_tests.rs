@@ -27,6 +27,8 @@ fn desired(instances: u32, image: &str, generation: u64) -> DesiredProc {
         setup_time_secs: 0,
         stateful: false,
         filters: vec![],
+        services: vec![],
+        portal: None,
         generation,
     }
 }

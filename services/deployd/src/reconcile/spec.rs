@@ -112,6 +112,8 @@ mod tests {
             setup_time_secs: 0,
             stateful: false,
             filters: vec![],
+            services: vec![],
+            portal: None,
             generation: 1,
         }
     }

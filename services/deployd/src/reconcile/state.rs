@@ -24,6 +24,9 @@ pub struct Inventory {
 #[derive(Debug, Default)]
 pub struct State {
     pub desired: HashMap<ProcId, DesiredProc>,
+    /// Desired portal procs: run per client node by [`super::portals`],
+    /// never by the per-proc workers.
+    pub portals: HashMap<ProcId, DesiredProc>,
     /// Desired procs that could not be read, with why: their instances are
     /// left alone until the value is fixed.
     pub invalid: HashMap<ProcId, String>,

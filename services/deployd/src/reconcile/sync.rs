@@ -381,7 +381,7 @@ async fn create_container(
 }
 
 /// Pulls `image` onto `node` with the registry credentials deployd has.
-async fn pull(
+pub async fn pull(
     ctx: &Ctx,
     engine: &crate::docker::Engine,
     node: &str,
@@ -423,7 +423,37 @@ async fn container_spec(
     record: &Record,
     d: &DesiredProc,
 ) -> Result<ContainerSpec, String> {
-    let n = record.obs.instance;
+    spec_for(
+        ctx,
+        node,
+        d,
+        Slot {
+            instance: record.obs.instance,
+            slot: &record.slot,
+            generation: record.obs.generation,
+            spec_hash: &record.obs.spec,
+        },
+    )
+    .await
+}
+
+/// Which container of a proc a spec is for.
+pub struct Slot<'a> {
+    pub instance: u32,
+    pub slot: &'a str,
+    pub generation: u64,
+    pub spec_hash: &'a str,
+}
+
+/// The container of `d` for `slot` on `node`: env, limits, port, network,
+/// volumes and secrets (read from etcd and opened).
+pub async fn spec_for(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    d: &DesiredProc,
+    slot: Slot<'_>,
+) -> Result<ContainerSpec, String> {
+    let n = slot.instance;
     let mut env: Vec<(String, String)> = vec![
         ("LAIN_APP".into(), d.app.clone()),
         ("LAIN_PROC".into(), d.proc.clone()),
@@ -461,13 +491,13 @@ async fn container_spec(
         }
     }
     Ok(ContainerSpec {
-        name: container_name(&d.app, &d.proc, &record.slot),
+        name: container_name(&d.app, &d.proc, slot.slot),
         app: d.app.clone(),
         proc: d.proc.clone(),
         instance: n,
-        slot: record.slot.clone(),
-        generation: record.obs.generation,
-        spec_hash: record.obs.spec.clone(),
+        slot: slot.slot.to_owned(),
+        generation: slot.generation,
+        spec_hash: slot.spec_hash.to_owned(),
         image: d.image.clone(),
         cmd: d.cmd.clone(),
         entrypoint: d.entrypoint.clone(),
@@ -487,6 +517,8 @@ async fn container_spec(
         secret_files,
         secret_env,
         extra_labels: d.labels.clone(),
+        aliases: Vec::new(),
+        portal_client: None,
     })
 }
 

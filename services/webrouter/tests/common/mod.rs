@@ -234,6 +234,8 @@ pub fn desired(app: &str, proc: &str, mountpoints: &[&str], https_only: bool) ->
         setup_time_secs: 0,
         stateful: false,
         filters: vec![],
+        services: vec![],
+        portal: None,
         generation: 1,
     }
 }
