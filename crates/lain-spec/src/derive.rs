@@ -344,8 +344,11 @@ pub fn memory_bytes(memory: &str) -> Option<u64> {
     n.checked_mul(mult).filter(|b| *b <= MAX_MEMORY_BYTES)
 }
 
-/// `{registry}/{app}:release-{version}`.
+/// `{registry}/{app}:release-{version}`. A resource instance
+/// (`resource.{resource}.{client}`) runs the resource's images, so its
+/// `{app}` is the resource (LAIN's console looked them up there too).
 pub fn release_image(registry: &str, appname: &str, version: &str) -> String {
+    let appname = crate::resource::parse_instance_name(appname).map_or(appname, |(r, _)| r);
     format!(
         "{}/{appname}:release-{version}",
         registry.trim_end_matches('/')

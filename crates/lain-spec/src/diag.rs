@@ -177,6 +177,26 @@ impl Sink {
         }
     }
 
+    /// A point to [`Sink::forget_since`] back to.
+    pub(crate) fn mark(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Drops what was reported since `mark` at any of `at`: a caller that
+    /// already explained a node silences what later checks say about it.
+    pub(crate) fn forget_since(&mut self, mark: usize, at: &std::collections::HashSet<Pos>) {
+        if at.is_empty() || mark >= self.items.len() {
+            return;
+        }
+        let later = self.items.split_off(mark);
+        self.items.extend(later.into_iter().filter(|d| {
+            !at.contains(&Pos {
+                line: d.line,
+                col: d.col,
+            })
+        }));
+    }
+
     /// Once full, messages are dropped: callers skip costly extras.
     pub(crate) fn is_full(&self) -> bool {
         self.items.len() >= MAX_DIAGNOSTICS

@@ -10,6 +10,10 @@
 //! assert_eq!(web.mountpoints, ["hello.lain.local", "hello.lain"]);
 //! ```
 //!
+//! A resource's lain.yaml is a template: [`instantiate`] renders it for one
+//! client and validates the result as that client's own instance of the
+//! resource (see [`resource`]).
+//!
 //! A rejected file yields every problem at once, each with
 //! `file:line:col`, what was found and what is valid there. The rules, the
 //! YAML 1.1 decisions and the deliberate deviations from LAIN are in
@@ -19,6 +23,7 @@ mod derive;
 mod diag;
 mod model;
 mod resolve;
+pub mod resource;
 mod suggest;
 mod validate;
 mod yaml;
@@ -30,6 +35,7 @@ pub use derive::{
 };
 pub use diag::{Diagnostic, Diagnostics, Severity, MAX_DIAGNOSTICS};
 pub use model::*;
+pub use resource::{instance_name, instantiate, is_appname, is_instance_name, parse_instance_name};
 /// The keys a proc section takes, and the top-level keys that are not
 /// proc sections, as LAIN defines them (for editors, completions, tests).
 pub use validate::{is_core_name, PROC_KEYS, RESERVED_APPNAMES, TOP_KEYS};
@@ -78,6 +84,18 @@ pub struct Validated {
 /// Parses and validates a lain.yaml. `file_name` is only used in
 /// diagnostics. Never panics, whatever the input.
 pub fn parse(file_name: &str, text: &str, opts: &ParseOptions) -> Result<Validated, Diagnostics> {
+    check_text(file_name, text, |text, sink| {
+        yaml::load(text, sink).and_then(|root| validate::validate(&root, opts, sink, None))
+    })
+}
+
+/// The frame around loading and validating one file: the size cap, the
+/// byte-order mark, positions kept inside the text, and the verdict.
+pub(crate) fn check_text(
+    file_name: &str,
+    text: &str,
+    check: impl FnOnce(&str, &mut diag::Sink) -> Option<LainConf>,
+) -> Result<Validated, Diagnostics> {
     let mut sink = diag::Sink::new(file_name);
     if text.len() > MAX_FILE_BYTES {
         sink.error(
@@ -93,8 +111,7 @@ pub fn parse(file_name: &str, text: &str, opts: &ParseOptions) -> Result<Validat
     // A byte-order mark is not content (PyYAML skipped it too); editors do
     // not count it as a column either.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let conf =
-        yaml::load(text, &mut sink).and_then(|root| validate::validate(&root, opts, &mut sink));
+    let conf = check(text, &mut sink);
     sink.clamp_to(text);
     match conf {
         Some(conf) if !sink.has_errors() => Ok(Validated {

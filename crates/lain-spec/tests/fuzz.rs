@@ -2,8 +2,9 @@
 //! file. Property tests over raw bytes, YAML-ish text and generated
 //! lain.yaml-shaped documents, plus hand-made pathological inputs.
 
-use lain_spec::{parse, LainConf, ParseOptions};
+use lain_spec::{parse, LainConf, ParseOptions, ResourceParam};
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Parses and checks the invariants that hold for any input.
@@ -492,13 +493,17 @@ proptest! {
 // ---- pathological inputs ---------------------------------------------------------
 
 /// Runs `check` and asserts it is quick even in a debug build.
+/// A hang guard, not a performance figure (those are in the benches): a
+/// quadratic path on these ~1 MiB inputs takes many minutes, a linear one
+/// well under a second, so a bound this loose only trips on the former,
+/// however loaded the machine.
 fn quick(text: &str) {
     let start = Instant::now();
     check(text);
     let took = start.elapsed();
     assert!(
-        took < Duration::from_secs(5),
-        "took {took:?} on {} bytes",
+        took < Duration::from_secs(120),
+        "took {took:?} on {} bytes: is a path quadratic?",
         text.len()
     );
 }
@@ -589,5 +594,180 @@ fn odd_characters_do_not_crash() {
         "<<: 1\n",
     ] {
         quick(text);
+    }
+}
+
+// ---- resource templates ----------------------------------------------------------
+
+/// Instantiates a template and checks what holds for any input: an
+/// instance is named and fenced for its client and router-safe; a refusal
+/// points into the file and names the resource and the client.
+fn check_instance(text: &str, params: &BTreeMap<String, ResourceParam>) {
+    let opts = ParseOptions::default();
+    let start = Instant::now();
+    let result = lain_spec::instantiate(text, "res.yaml", "res", "cli", params, &opts);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    match result {
+        Ok(v) => {
+            assert_eq!(v.conf.appname, "resource.res.cli");
+            assert_eq!(v.conf.apptype, lain_spec::AppType::App);
+            for p in v.conf.procs() {
+                if p.kind == lain_spec::ProcKind::Portal {
+                    assert_eq!(p.allow_clients.as_deref(), Some("cli"));
+                }
+            }
+            let json = serde_json::to_string(&v.conf).expect("a valid conf serializes");
+            let back: LainConf = serde_json::from_str(&json).expect("and deserializes");
+            assert_eq!(back, v.conf);
+            router_safe(&v.conf);
+        }
+        Err(d) => {
+            assert!(d.errors().next().is_some(), "rejected without an error");
+            let lines = text.replace("\r\n", "\n").matches(['\n', '\r']).count() + 1;
+            for e in &d {
+                assert!(e.line >= 1 && e.line <= lines, "line outside the file: {e}");
+                assert!(e.col >= 1, "{e}");
+                assert!(
+                    e.message.contains("`res`") && e.message.contains("`cli`"),
+                    "{e}"
+                );
+            }
+        }
+    }
+}
+
+/// A template expression: mostly plausible, sometimes forbidden or broken.
+fn expression() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(&[
+            "{{ memory|default('64m') }}",
+            "{{ n|default(3)|int(3) }}",
+            "{{ n|int }}",
+            "{{ flag|default(false) }}",
+            "{{ memory if memory is defined else '32m' }}",
+            "{{ x|lower|trim }}",
+            "{{ nothing }}",
+            "{# note #}{{ n }}",
+            "{{ n|int(default=2, base=16) }}",
+            "{{ x|int(1, 99) }}",
+        ][..]).prop_map(str::to_owned),
+        2 => "\\{\\{ [a-z0-9|()'\",.~*+<=!% -]{0,16} \\}\\}",
+        1 => "\\{[%#{] ?[a-z ]{0,8}[%#}]?\\}?",
+        1 => "[a-z{}%#]{0,10}",
+    ]
+}
+
+fn templated_value() -> impl Strategy<Value = String> {
+    (
+        "[a-z0-9 ./=-]{0,6}",
+        expression(),
+        "[a-z0-9 ./=-]{0,6}",
+        0..4usize,
+    )
+        .prop_map(|(pre, expr, post, style)| {
+            let text = format!("{pre}{expr}{post}");
+            match style {
+                0 => text,
+                1 => format!("'{}'", text.replace('\'', "''")),
+                _ => serde_json::to_string(&text).expect("a string serializes"),
+            }
+        })
+}
+
+fn resource_template() -> impl Strategy<Value = String> {
+    let line = (
+        prop::sample::select([lain_spec::PROC_KEYS, SECTION_PROC_KEYS].concat()),
+        prop_oneof![2 => templated_value(), 1 => scalar()],
+    )
+        .prop_map(|(k, v)| format!("  {k}: {v}\n"));
+    let section = (
+        prop::sample::select(PROC_SECTION_NAMES),
+        prop::collection::vec(line, 0..5),
+    )
+        .prop_map(|(name, lines)| format!("{name}:\n  cmd: x\n{}", lines.concat()));
+    (
+        prop::sample::select(&["res", "other", "\"{{ name }}\""][..]),
+        prop::sample::select(&["resource", "app", "\"{{ t }}\""][..]),
+        prop::collection::vec(section, 0..4),
+    )
+        .prop_map(|(app, kind, sections)| {
+            format!(
+                "appname: {app}\napptype: {kind}\nbuild:\n  base: b\n  script: []\n{}",
+                sections.concat()
+            )
+        })
+}
+
+fn resource_params() -> impl Strategy<Value = BTreeMap<String, ResourceParam>> {
+    let value = prop_oneof![
+        any::<i64>().prop_map(ResourceParam::Integer),
+        any::<bool>().prop_map(ResourceParam::Bool),
+        "[a-z0-9{}%:\n -]{0,12}".prop_map(ResourceParam::String),
+        prop::sample::select(&["64m", "1g", "3", "true"][..])
+            .prop_map(|s| ResourceParam::String(s.to_owned())),
+    ];
+    prop::collection::btree_map(
+        prop::sample::select(&["memory", "n", "x", "flag", "name", "t", "services"][..])
+            .prop_map(str::to_owned),
+        value,
+        0..5,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn resource_templates_never_panic(text in resource_template(), params in resource_params()) {
+        check_instance(&text, &params);
+    }
+
+    #[test]
+    fn arbitrary_templates_never_panic(
+        text in "[a-z0-9 :\\-\\[\\]{}#&*!|>'\"%@`,.?~=<()+\n]{0,300}",
+        params in resource_params(),
+    ) {
+        check_instance(&text, &params);
+    }
+}
+
+#[test]
+fn pathological_expressions_are_bounded() {
+    let head = "appname: res\napptype: resource\nbuild:\n  base: b\n  script: []\nweb:\n  cmd: ";
+    let none = BTreeMap::new();
+    // Chains that nest as deep as the token cap allows, and far deeper
+    // ones (refused before minijinja's recursive parser sees them), and
+    // values too long for it.
+    for n in [24, 3_000] {
+        for expr in [
+            format!("{{{{ {}x{} }}}}", "(".repeat(2 * n), ")".repeat(2 * n)),
+            format!("{{{{ {}x{} }}}}", "[".repeat(2 * n), "]".repeat(2 * n)),
+            format!("{{{{ {}x }}}}", "not ".repeat(4 * n)),
+            format!("{{{{ {}x }}}}", "-".repeat(4 * n)),
+            format!("{{{{ x{} }}}}", "|d".repeat(2 * n)),
+            format!("{{{{ x{} }}}}", ".a".repeat(2 * n)),
+            format!("{{{{ x{} }}}}", " or x".repeat(2 * n)),
+            format!("{{{{ x{} }}}}", " == x".repeat(2 * n)),
+            format!("{{{{ {}1 }}}}", "x if x else ".repeat(n)),
+            "{{ x }".repeat(n),
+            "{#".repeat(n),
+        ] {
+            let doc = format!("{head}{}\n", serde_json::to_string(&expr).expect("json"));
+            check_instance(&doc, &none);
+        }
+    }
+    for expr in [
+        "{% raw %}{{ x }}{% endraw %}".to_owned(),
+        format!("{{{{ x }}}}{}", "y".repeat(200_000)),
+        format!("{{{{ {}x }}}}", "not ".repeat(100_000)),
+    ] {
+        check_instance(
+            &format!("{head}{}\n", serde_json::to_string(&expr).expect("json")),
+            &none,
+        );
     }
 }

@@ -13,13 +13,15 @@ pub use procs::PROC_KEYS;
 
 use crate::diag::{Pos, Sink};
 use crate::model::{
-    AppType, Build, CopySpec, LainConf, Notify, Prepare, Release, ResourceParam, Test, UseResource,
+    AppType, Build, CopySpec, LainConf, Notify, Prepare, ProcKind, Release, ResourceParam, Test,
+    UseResource,
 };
 use crate::suggest;
 use crate::yaml::{short, Node, Value};
 use crate::ParseOptions;
 pub use fields::is_core_name;
-use fields::{Single, NAME_RULE};
+use fields::Single;
+pub(crate) use fields::NAME_RULE;
 use std::collections::BTreeMap;
 
 /// Top-level keys that are not proc sections.
@@ -38,7 +40,21 @@ pub const TOP_KEYS: &[&str] = &[
 /// Appnames LAIN reserves.
 pub const RESERVED_APPNAMES: &[&str] = &["service", "resource", "portal"];
 
-pub(crate) fn validate(root: &Node, opts: &ParseOptions, sink: &mut Sink) -> Option<LainConf> {
+/// A resource template rendered for one client, validated as the app
+/// `resource.{resource}.{client}` (see [`crate::resource`]).
+pub(crate) struct Instance<'a> {
+    pub resource: &'a str,
+    pub client: &'a str,
+    /// `resource.{resource}.{client}`.
+    pub name: &'a str,
+}
+
+pub(crate) fn validate(
+    root: &Node,
+    opts: &ParseOptions,
+    sink: &mut Sink,
+    instance: Option<&Instance<'_>>,
+) -> Option<LainConf> {
     let entries = match &root.value {
         Value::Map(es) => es,
         Value::Null => {
@@ -64,6 +80,8 @@ pub(crate) fn validate(root: &Node, opts: &ParseOptions, sink: &mut Sink) -> Opt
     let mut appname: Option<String> = None;
     let mut giturl = None;
     let mut apptype = AppType::App;
+    let mut apptype_pos = None;
+    let mut apptype_bad = false;
     let mut build: Option<Build> = None;
     let mut build_seen = false;
     let mut release = None;
@@ -78,21 +96,29 @@ pub(crate) fn validate(root: &Node, opts: &ParseOptions, sink: &mut Sink) -> Opt
             continue;
         };
         match key {
-            "appname" => appname = check_appname(sink, v),
+            "appname" => {
+                appname = match instance {
+                    None => check_appname(sink, v),
+                    Some(i) => check_template_appname(sink, v, i),
+                }
+            }
             "giturl" => giturl = fields::string(sink, "giturl", v),
             "apptype" => {
-                if let Some(t) = fields::string(sink, "apptype", v) {
-                    match t.as_str() {
-                        "app" => apptype = AppType::App,
-                        "resource" => apptype = AppType::Resource,
-                        _ => sink.error(
+                apptype_pos = Some(v.pos);
+                match fields::string(sink, "apptype", v).as_deref() {
+                    Some("app") => apptype = AppType::App,
+                    Some("resource") => apptype = AppType::Resource,
+                    Some(t) => {
+                        apptype_bad = true;
+                        sink.error(
                             v.pos,
                             format!(
                                 "`apptype`: expected `app` or `resource`, found `{}`",
-                                short(&t)
+                                short(t)
                             ),
-                        ),
+                        );
                     }
+                    None => apptype_bad = true,
                 }
             }
             "build" => {
@@ -134,13 +160,39 @@ pub(crate) fn validate(root: &Node, opts: &ParseOptions, sink: &mut Sink) -> Opt
         );
     }
 
+    if let Some(i) = instance {
+        // The instance runs as an ordinary app; only a resource's template
+        // may be instantiated.
+        if apptype != AppType::Resource && !apptype_bad {
+            let at = apptype_pos.unwrap_or(root.pos);
+            sink.error(
+                at,
+                format!(
+                    "`{}` is not a resource: its lain.yaml must say `apptype: resource` to be used \
+                     in `use_resources`",
+                    i.resource
+                ),
+            );
+        }
+        apptype = AppType::App;
+    }
+
     // Derived values need an appname; with a bad one the file is rejected
     // anyway, and a placeholder lets the procs still be checked.
     let app_for_domains = appname.clone().unwrap_or_else(|| "app".to_owned());
     check_domain_options(sink, opts);
     let default_domains =
         crate::derive::default_domains(&app_for_domains, &opts.cluster_domain, &opts.extra_domains);
-    let procs = procs::check_procs(sink, &sections, &default_domains);
+    if let Some(i) = instance {
+        check_instance_domains(sink, root, i, &default_domains);
+    }
+    let mut procs = procs::check_procs(sink, &sections, &default_domains);
+    if let Some(i) = instance {
+        // An instance serves its one client, whatever the template allowed.
+        for p in procs.iter_mut().filter(|p| p.kind == ProcKind::Portal) {
+            p.allow_clients = Some(i.client.to_owned());
+        }
+    }
 
     if sink.has_errors() {
         return None;
@@ -179,6 +231,52 @@ fn check_domain_options(sink: &mut Sink, opts: &ParseOptions) {
                     short(raw)
                 ),
             );
+        }
+    }
+}
+
+/// A resource template names the resource itself; the instance takes the
+/// instance name instead.
+fn check_template_appname(sink: &mut Sink, v: &Node, i: &Instance<'_>) -> Option<String> {
+    let name = fields::string(sink, "appname", v)?;
+    if name != i.resource {
+        sink.error(
+            v.pos,
+            format!(
+                "`appname`: the template names the app `{}`, but it was fetched as the resource \
+                 `{}`: its appname must be `{}` (or use the resource by its own name)",
+                short(&name),
+                i.resource,
+                i.resource
+            ),
+        );
+        return None;
+    }
+    Some(i.name.to_owned())
+}
+
+/// Two appnames and a cluster domain can together exceed DNS limits (63
+/// characters a label, 253 in all), which a single appname rarely does.
+fn check_instance_domains(sink: &mut Sink, root: &Node, i: &Instance<'_>, domains: &[String]) {
+    let at = match &root.value {
+        Value::Map(es) => es
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("appname"))
+            .map_or(root.pos, |(_, v)| v.pos),
+        _ => root.pos,
+    };
+    for d in domains {
+        if let Some(problem) = crate::derive::domain_problem(&d.to_ascii_lowercase()) {
+            sink.error(
+                at,
+                format!(
+                    "the default domain `{}` of the instance `{}` {problem}: use a shorter \
+                     resource or client app name",
+                    short(d),
+                    i.name
+                ),
+            );
+            return;
         }
     }
 }
