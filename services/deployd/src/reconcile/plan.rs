@@ -201,6 +201,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let want = t.as_ref().map_or(0, |t| t.desired.instances);
     let spec = t.as_ref().map(|t| t.spec.as_str());
     let stateful = t.as_ref().is_some_and(|t| t.desired.stateful);
+    // Instances with volumes keep their node: a rollout stops the old
+    // version first and starts the new one there, and a plain drain leaves
+    // them (`--with-volumes` moves the data). Only `stateful` ones also
+    // wait for a lost node instead of starting afresh elsewhere.
+    let pinned = stateful || t.as_ref().is_some_and(|t| !t.desired.volumes.is_empty());
     let routed = routed(input.desired);
     let seen = |r: &Record| !routed || input.routers_applied.is_none_or(|a| a >= r.rev);
     let now = input.now_ms;
@@ -256,7 +261,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let mut current: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
     let mut old: Vec<&Record> = Vec::new();
     for r in &on_live_nodes {
-        let evacuate = !stateful && (input.node)(&r.obs.node) == NodeView::Draining;
+        let evacuate = !pinned && (input.node)(&r.obs.node) == NodeView::Draining;
         if spec == Some(r.obs.spec.as_str()) && r.obs.instance >= 1 && !evacuate {
             current.entry(r.obs.instance).or_default().push(r);
         } else {
@@ -315,8 +320,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         let taken: std::collections::HashSet<&str> =
             input.records.iter().map(|r| r.slot.as_str()).collect();
         // Once per round, not per instance.
-        let (homes, recorded): (BTreeMap<u32, String>, std::collections::HashSet<u32>) = if stateful
-        {
+        let (homes, recorded): (BTreeMap<u32, String>, std::collections::HashSet<u32>) = if pinned {
             (
                 homes(input),
                 input.records.iter().map(|r| r.obs.instance).collect(),
@@ -329,7 +333,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
                 continue;
             }
             let olds = old_by_n.get(&n).map(Vec::as_slice).unwrap_or(&[]);
-            if stateful {
+            if pinned {
                 // Stop first: two versions must not share the volumes. The
                 // successor waits until no record of `n` is left, and goes
                 // to the node that holds them.
@@ -365,7 +369,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         let replaced = keep.get(n).is_some_and(|r| {
             r.ready() && (seen(r) || now > r.obs.updated_at_ms + input.policy.drain_timeout_ms)
         });
-        if *n > want || *n == 0 || replaced || t.is_none() || (stateful && t.is_some()) {
+        if *n > want || *n == 0 || replaced || t.is_none() || (pinned && t.is_some()) {
             retire.extend(olds.iter().copied());
         } else if !keep.get(n).is_some_and(|r| r.ready()) {
             for r in olds
@@ -428,7 +432,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     }
 
     rollout_status(input, &mut plan, &keep, &old_by_n);
-    if stateful {
+    if pinned {
         remember_homes(input, &mut plan, want);
     }
     plan

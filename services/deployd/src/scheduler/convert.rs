@@ -67,7 +67,8 @@ impl ProcRequest {
             proc: d.proc.clone(),
             resources: Resources::of_desired(d),
             filters: d.filters.clone(),
-            stateful: d.stateful,
+            // Instances with volumes go back to the node holding them.
+            stateful: d.stateful || !d.volumes.is_empty(),
             placed,
             pending,
         }
