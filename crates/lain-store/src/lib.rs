@@ -52,7 +52,7 @@ pub use value::{
     decode, encode, unix_millis, AppSecret, Candidate, Capacity, ClusterConfig, DecodeError,
     DesiredProc, DockerEndpoint, DockerTls, EncodeError, Event, EventKind, Health, HealthCheck,
     InstanceState, Liveness, NodeRegistration, ObservedInstance, ObservedNode, PortalSpec,
-    ProcRollout, ProcType, RolloutPhase, RouterEvent, RouterEventKind, RouterStatus, Schema, SealedSecret,
-    SecretRef, SecretTarget, ServiceUse, Severity, TlsCertificate,
+    ProcRollout, ProcType, RolloutPhase, RouterEvent, RouterEventKind, RouterStatus, Schema,
+    SealedSecret, SecretRef, SecretTarget, ServiceUse, Severity, TlsCertificate,
 };
 pub use watch::{Watch, WatchEvent};

@@ -201,7 +201,9 @@ mod tests {
         .unwrap_err();
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 5, "{text:?}");
-        assert!(text[0].contains("does not let client use its service echo (allow_clients: friend)"));
+        assert!(
+            text[0].contains("does not let client use its service echo (allow_clients: friend)")
+        );
         assert!(text[1].contains("no portal for service nope (it offers: echo)"));
         assert!(text[2].contains("idle, which is not deployed"));
         assert!(text[3].contains("gone, which is not registered"));

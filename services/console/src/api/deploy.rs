@@ -646,7 +646,9 @@ pub(crate) async fn scale(
             };
             let mut p = entry.value;
             if p.portal.is_some() && b.instances.is_some() {
-                return Err(desired_error(DesiredError::PortalScope { proc: proc.clone() }));
+                return Err(desired_error(DesiredError::PortalScope {
+                    proc: proc.clone(),
+                }));
             }
             if let Some(n) = b.instances {
                 p.instances = n;

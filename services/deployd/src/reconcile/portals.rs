@@ -112,7 +112,9 @@ pub fn wanted(state: &super::state::State) -> (Vec<Wanted>, Vec<Refused>) {
                 refused.insert((r.client.clone(), r.app.clone(), r.proc.clone()), r);
                 continue;
             };
-            let Some(spec) = p.portal.as_ref() else { continue };
+            let Some(spec) = p.portal.as_ref() else {
+                continue;
+            };
             if !spec.allows(&d.app) {
                 let r = refuse(format!(
                     "portal {} of {} does not allow client {} (allow_clients: {}); it gets no route to service {}",
@@ -174,7 +176,10 @@ fn identity(p: &DesiredProc, client: &str, aliases: &BTreeSet<String>) -> String
         h.update([0]);
         h.update(a.as_bytes());
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What the controller remembers between rounds.
@@ -225,7 +230,10 @@ async fn round(ctx: &Arc<Ctx>, local: &mut Local) {
         .map(|r| (r.client.clone(), r.app.clone(), r.proc.clone()))
         .collect();
     for r in &refused {
-        if !local.refused.contains(&(r.client.clone(), r.app.clone(), r.proc.clone())) {
+        if !local
+            .refused
+            .contains(&(r.client.clone(), r.app.clone(), r.proc.clone()))
+        {
             ctx.event(
                 &r.client,
                 None,
@@ -456,11 +464,18 @@ async fn portal_spec(
     spec.network = network_name(&w.client);
     spec.aliases = w.aliases.iter().cloned().collect();
     spec.portal_client = Some(w.client.clone());
-    let service = p.portal.as_ref().map(|s| s.service.clone()).unwrap_or_default();
+    let service = p
+        .portal
+        .as_ref()
+        .map(|s| s.service.clone())
+        .unwrap_or_default();
     spec.env.extend([
         ("LAIN_CLIENT_APP".to_owned(), w.client.clone()),
         ("LAIN_SERVICE".to_owned(), service),
-        ("LAIN_PORTAL_BACKENDS_FILE".to_owned(), BACKENDS_FILE.to_owned()),
+        (
+            "LAIN_PORTAL_BACKENDS_FILE".to_owned(),
+            BACKENDS_FILE.to_owned(),
+        ),
     ]);
     Ok(spec)
 }
