@@ -43,7 +43,7 @@ use bollard::exec::{CreateExecOptions, StartExecOptions};
 use bollard::image::CreateImageOptions;
 use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, EndpointSettings,
-    HostConfig, Mount,    MountTypeEnum, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    HostConfig, Mount, MountTypeEnum, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use bollard::system::EventsOptions;
