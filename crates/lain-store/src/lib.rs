@@ -52,7 +52,8 @@ pub use value::{
     decode, encode, unix_millis, AppSecret, Candidate, Capacity, ClusterConfig, DecodeError,
     DesiredProc, DockerEndpoint, DockerTls, EncodeError, Event, EventKind, Health, HealthCheck,
     InstanceState, Liveness, NodeRegistration, ObservedInstance, ObservedNode, PortalSpec,
-    ProcRollout, ProcType, RolloutPhase, RouterEvent, RouterEventKind, RouterStatus, Schema,
-    SealedSecret, SecretRef, SecretTarget, ServiceUse, Severity, TlsCertificate,
+    ProcRollout, ProcType, RestoreRequest, RolloutPhase, RouterEvent, RouterEventKind,
+    RouterStatus, Schema, SealedSecret, SecretRef, SecretTarget, ServiceUse, Severity,
+    TlsCertificate, VolumeBackup,
 };
 pub use watch::{Watch, WatchEvent};

@@ -297,6 +297,14 @@ pub struct DesiredProc {
     /// deploy. deployd runs each on every node where the proc runs.
     #[serde(default)]
     pub services: Vec<ServiceUse>,
+    /// Backup schedules of the persistent directories that have them
+    /// (`backup_full`/`backup_increment` in lain.yaml).
+    #[serde(default)]
+    pub backups: Vec<VolumeBackup>,
+    /// A restore this rollout makes: the named backup is written into an
+    /// instance's volume before that instance's new container starts.
+    #[serde(default)]
+    pub restore: Option<RestoreRequest>,
     /// Portal procs only: what the portal fronts and who may use it.
     /// deployd runs a portal's containers per client node, not by
     /// `instances`.
@@ -304,6 +312,38 @@ pub struct DesiredProc {
     pub portal: Option<PortalSpec>,
     /// Bumped by console on every change of the app's desired procs.
     pub generation: u64,
+}
+
+/// A backup schedule of one persistent directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeBackup {
+    /// The directory in the container, as in `volumes`.
+    pub path: String,
+    /// `full` or `increment`.
+    pub mode: String,
+    /// Cron, five fields, UTC.
+    pub schedule: String,
+    /// How long a backup is kept (`10d`, `12h`, `30m`); empty: forever.
+    #[serde(default)]
+    pub expire: String,
+    /// Run in the instance's container (`sh -c`) before and after.
+    #[serde(default)]
+    pub pre_run: String,
+    #[serde(default)]
+    pub post_run: String,
+}
+
+/// Which backup to restore into which instance's volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub instance: u32,
+    /// The directory in the container, as in `volumes`.
+    pub path: String,
+    /// The backup's id, as `lain backup list` shows it.
+    pub backup: String,
+    /// The deployment that asked for it (the restore happens once per
+    /// request, however often the proc is rolled out after).
+    pub request: String,
 }
 
 /// A portal a client proc uses.
@@ -815,6 +855,8 @@ mod tests {
             stateful: false,
             filters: vec!["constraint:node==n1".into()],
             services: vec![],
+            backups: vec![],
+            restore: None,
             portal: None,
             generation: 7,
         }

@@ -6,8 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lain_spec::{AppType, FilterKind, LainConf, Proc, ProcKind};
-use lain_store::{DesiredProc, HealthCheck, PortalSpec, ProcType, SecretRef, SecretTarget};
+use lain_spec::{AppType, BackupMode, FilterKind, LainConf, Proc, ProcKind};
+use lain_store::{
+    DesiredProc, HealthCheck, PortalSpec, ProcType, SecretRef, SecretTarget, VolumeBackup,
+};
 
 /// The release being deployed.
 #[derive(Debug, Clone, Copy)]
@@ -229,6 +231,25 @@ fn desired_proc(
         stateful: p.stateful,
         filters: p.filters.iter().map(|f| f.raw.clone()).collect(),
         services: Vec::new(),
+        backups: p
+            .volumes
+            .iter()
+            .flat_map(|v| {
+                v.backups.iter().map(|b| VolumeBackup {
+                    path: v.path.clone(),
+                    mode: match b.mode {
+                        BackupMode::Full => "full",
+                        BackupMode::Increment => "increment",
+                    }
+                    .to_owned(),
+                    schedule: b.schedule.clone(),
+                    expire: b.expire.clone(),
+                    pre_run: b.pre_run.clone(),
+                    post_run: b.post_run.clone(),
+                })
+            })
+            .collect(),
+        restore: None,
         portal,
         generation,
     })

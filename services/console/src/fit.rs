@@ -283,6 +283,8 @@ mod tests {
             stateful: false,
             filters: vec![],
             services: vec![],
+            backups: vec![],
+            restore: None,
             portal: None,
             generation: 0,
         }

@@ -146,6 +146,8 @@ mod tests {
             stateful: false,
             filters: vec![],
             services: vec![],
+            backups: vec![],
+            restore: None,
             portal: Some(PortalSpec {
                 service: service.into(),
                 service_proc: format!("worker.{service}"),

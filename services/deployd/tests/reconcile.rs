@@ -100,6 +100,8 @@ fn web(release: &str, image: &str, instances: u32, generation: u64) -> DesiredPr
         stateful: false,
         filters: vec![],
         services: vec![],
+        backups: vec![],
+        restore: None,
         portal: None,
         generation,
     }

@@ -65,6 +65,8 @@ fn proc(app: &str, proc: &str, proc_type: ProcType, script: &str) -> DesiredProc
         stateful: false,
         filters: vec![],
         services: vec![],
+        backups: vec![],
+        restore: None,
         portal: None,
         generation: 1,
     }

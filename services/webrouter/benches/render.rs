@@ -81,6 +81,8 @@ fn state() -> RouteState {
             stateful: false,
             filters: vec![],
             services: vec![],
+            backups: vec![],
+            restore: None,
             portal: None,
             generation: 1,
         };

@@ -39,6 +39,8 @@ fn proc(app: &str, name: &str, mountpoints: &[&str], https_only: bool) -> Desire
         stateful: false,
         filters: vec![],
         services: vec![],
+        backups: vec![],
+        restore: None,
         portal: None,
         generation: 1,
     }

@@ -164,6 +164,8 @@ pub fn desired(app: &str, proc: &str, generation: u64) -> DesiredProc {
         stateful: false,
         filters: vec![],
         services: vec![],
+        backups: vec![],
+        restore: None,
         portal: None,
         generation,
     }

@@ -164,6 +164,8 @@ pub fn desired(
         stateful: false,
         filters: vec![],
         services: vec![],
+        backups: vec![],
+        restore: None,
         portal: None,
         generation: 1,
     }

@@ -28,6 +28,8 @@ fn desired(instances: u32, image: &str, generation: u64) -> DesiredProc {
         stateful: false,
         filters: vec![],
         services: vec![],
+        backups: vec![],
+        restore: None,
         portal: None,
         generation,
     }

@@ -24,6 +24,9 @@ struct SpecFields<'a> {
     healthcheck: &'a Option<HealthCheck>,
     volumes: &'a [String],
     labels: &'a std::collections::BTreeMap<String, String>,
+    /// A restore rolls the proc out like a deploy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restore: &'a Option<lain_store::RestoreRequest>,
 }
 
 /// A short, stable hash of what the proc's containers run.
@@ -42,6 +45,7 @@ pub fn spec_hash(d: &DesiredProc) -> String {
         healthcheck: &d.healthcheck,
         volumes: &d.volumes,
         labels: &d.labels,
+        restore: &d.restore,
     };
     // Serializing plain strings, numbers and BTreeMaps cannot fail.
     let bytes = serde_json::to_vec(&fields).unwrap_or_default();
@@ -113,6 +117,8 @@ mod tests {
             stateful: false,
             filters: vec![],
             services: vec![],
+            backups: vec![],
+            restore: None,
             portal: None,
             generation: 1,
         }

@@ -235,6 +235,8 @@ pub fn desired(app: &str, proc: &str, mountpoints: &[&str], https_only: bool) ->
         stateful: false,
         filters: vec![],
         services: vec![],
+        backups: vec![],
+        restore: None,
         portal: None,
         generation: 1,
     }
