@@ -106,12 +106,21 @@ pub fn resolve(
     Ok(uses)
 }
 
-/// The (app, service) pairs of a client's `use_services`.
+/// The (app, service) pairs of a client's `use_services`, and of the
+/// services of its `use_resources` (served by its own instance of each
+/// resource, `resource.RES.CLIENT`).
 pub fn wanted(conf: &lain_spec::LainConf) -> Vec<(String, String)> {
-    conf.use_services
+    let services = conf
+        .use_services
         .iter()
-        .flat_map(|(app, names)| names.iter().map(move |n| (app.clone(), n.clone())))
-        .collect()
+        .flat_map(|(app, names)| names.iter().map(move |n| (app.clone(), n.clone())));
+    let resources = conf.use_resources.iter().flat_map(|(res, u)| {
+        let instance = lain_spec::instance_name(res, &conf.appname);
+        u.services
+            .iter()
+            .map(move |n| (instance.clone(), n.clone()))
+    });
+    services.chain(resources).collect()
 }
 
 #[cfg(test)]

@@ -1163,3 +1163,271 @@ async fn deploy_routes_authorization_matrix() {
         assert!(ok >= 2, "{action}: {ok} ok entries");
     }
 }
+
+const SVC: &str = "appname: svc
+build:
+  base: golang
+  script: [go build]
+service.echo:
+  type: worker
+  cmd: ./echo
+  port: 8080
+  portal:
+    allow_clients: \"client-a, client-b\"
+    cmd: ./proxy
+    port: 9000
+";
+
+/// A resource: its lain.yaml is a template rendered for each client.
+const KV: &str = "appname: kv
+apptype: resource
+build:
+  base: golang
+  script: [go build]
+worker.store:
+  cmd: ./kv
+  port: 6379
+  memory: \"{{ memory|default('64m') }}\"
+portal.portal-kv:
+  service_name: store
+  allow_clients: \"**\"
+  cmd: ./proxy
+  port: 6379
+";
+
+fn client_yaml(name: &str, memory: &str) -> String {
+    format!(
+        "appname: {name}
+build:
+  base: golang
+  script: [go build]
+worker:
+  cmd: ./c
+use_services:
+  svc: [echo]
+use_resources:
+  kv:
+    memory: {memory}
+    services: [store]
+"
+    )
+}
+
+async fn desired_of(store: &Store, app: &str) -> std::collections::BTreeMap<String, DesiredProc> {
+    store
+        .list(&DesiredKey::of_app(app).unwrap())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.key.proc().to_owned(), e.value))
+        .collect()
+}
+
+/// use_services and use_resources through the API: a client deploy
+/// resolves its services to the service apps' portals, checks
+/// allow_clients, and instantiates each resource for the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_and_resources_through_the_api() {
+    let etcd = block_in_place(Etcd::start).expect("etcd");
+    let key = SecretsKey::generate();
+    let sso = TestSso::start().await;
+    let console = block_in_place(|| start_console(&sso.issuer, &etcd.endpoint(), &key, None));
+    let base = console.base.as_str();
+    let alice = sso.token("alice", &[]);
+    let plain = Store::connect(&[etcd.endpoint()]).await.unwrap();
+    plain
+        .as_writer(Component::NodeManagement)
+        .put(
+            &NodeKey::new("node-1").unwrap(),
+            &registration(64_000, 64 * G),
+        )
+        .await
+        .unwrap();
+    plain
+        .as_writer(Component::Deployd)
+        .put(
+            &ObservedNodeKey::new("node-1").unwrap(),
+            &ObservedNode {
+                liveness: Liveness::Alive,
+                last_seen_ms: 1,
+                since_ms: 1,
+                docker_version: None,
+                instances: 0,
+                message: None,
+            },
+        )
+        .await
+        .unwrap();
+
+    let create = |name: &'static str, apptype: &'static str| {
+        let (base, alice) = (base.to_owned(), alice.clone());
+        async move {
+            let a = call(
+                &base,
+                Method::POST,
+                "/api/v1/apps",
+                &alice,
+                Some(json!({"name": name, "apptype": apptype})),
+            )
+            .await;
+            assert_eq!(a.status, 201, "{}", a.text);
+        }
+    };
+    let push = |app: &'static str, yaml: String| {
+        let (base, alice) = (base.to_owned(), alice.clone());
+        async move {
+            let a = call(
+                &base,
+                Method::POST,
+                &format!("/api/v1/apps/{app}/releases"),
+                &alice,
+                Some(release(1, &yaml)),
+            )
+            .await;
+            assert_eq!(a.status, 201, "{}", a.text);
+        }
+    };
+    let deploy = |app: &'static str| {
+        let (base, alice) = (base.to_owned(), alice.clone());
+        async move {
+            call(
+                &base,
+                Method::POST,
+                &format!("/api/v1/apps/{app}/deploy"),
+                &alice,
+                Some(json!({})),
+            )
+            .await
+        }
+    };
+    for (name, apptype) in [
+        ("svc", "app"),
+        ("kv", "resource"),
+        ("client-a", "app"),
+        ("client-b", "app"),
+        ("outsider", "app"),
+    ] {
+        create(name, apptype).await;
+    }
+    // The resource's template registers although it does not parse on
+    // its own (it renders with its defaults).
+    push("svc", SVC.into()).await;
+    push("kv", KV.into()).await;
+    push("client-a", client_yaml("client-a", "128m")).await;
+    push("client-b", client_yaml("client-b", "256m")).await;
+    push(
+        "outsider",
+        client_yaml("outsider", "64m").replace(
+            "use_resources:\n  kv:\n    memory: 64m\n    services: [store]\n",
+            "",
+        ),
+    )
+    .await;
+
+    // Before the service is deployed, its clients are refused.
+    let m = deploy("client-a").await.error(422, "undeployable");
+    assert!(m.contains("svc, which is not deployed"), "{m}");
+    assert!(desired_of(&plain, "client-a").await.is_empty());
+
+    deploy("svc").await.ok();
+    let svc = desired_of(&plain, "svc").await;
+    let portal = &svc["portal.portal-echo"];
+    assert_eq!(portal.instances, 0, "a portal runs per client node");
+    let spec = portal.portal.as_ref().unwrap();
+    assert_eq!(spec.service_proc, "worker.echo");
+    assert_eq!(spec.allow_clients, ["client-a", "client-b"]);
+    // A portal is neither scaled nor deployed on its own.
+    let m = call(
+        base,
+        Method::POST,
+        "/api/v1/apps/svc/procs/portal.portal-echo/scale",
+        &alice,
+        Some(json!({"instances": 3})),
+    )
+    .await
+    .error(422, "undeployable");
+    assert!(m.contains("is a portal"), "{m}");
+
+    // Each client gets its own instance of the resource, rendered with
+    // its parameters, whose portal serves it alone.
+    deploy("client-a").await.ok();
+    deploy("client-b").await.ok();
+    for (client, memory) in [("client-a", 128 * M), ("client-b", 256 * M)] {
+        let instance = format!("resource.kv.{client}");
+        let inst = desired_of(&plain, &instance).await;
+        assert_eq!(inst["worker.store"].memory_bytes, memory, "{inst:?}");
+        assert_eq!(inst["worker.store"].image, image(1).replace("hello", "kv"));
+        let kv_portal = inst["portal.portal-kv"].portal.as_ref().unwrap();
+        assert_eq!(kv_portal.allow_clients, [client]);
+        let c = desired_of(&plain, client).await;
+        let uses = &c["worker"].services;
+        assert_eq!(uses.len(), 2, "{uses:?}");
+        assert_eq!(uses[0].app, "svc");
+        assert_eq!(uses[0].aliases, ["echo.svc.lain", "echo"]);
+        assert_eq!(uses[1].app, instance);
+        assert_eq!(uses[1].portal, "portal.portal-kv");
+        assert_eq!(
+            uses[1].aliases,
+            [format!("store.{instance}.lain"), "store".into()]
+        );
+        // The instance is an app of its own, listed and owned by the
+        // deployer.
+        call(
+            base,
+            Method::GET,
+            &format!("/api/v1/apps/{instance}"),
+            &alice,
+            None,
+        )
+        .await
+        .ok();
+    }
+    // A second deploy of a client leaves its unchanged instance alone.
+    let before: Vec<i64> = plain
+        .list(&DesiredKey::of_app("resource.kv.client-a").unwrap())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.mod_revision)
+        .collect();
+    deploy("client-a").await.ok();
+    let after: Vec<i64> = plain
+        .list(&DesiredKey::of_app("resource.kv.client-a").unwrap())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.mod_revision)
+        .collect();
+    assert_eq!(before, after);
+
+    // Not in allow_clients: refused, nothing written.
+    let m = deploy("outsider").await.error(422, "undeployable");
+    assert!(
+        m.contains(
+            "does not let outsider use its service echo (allow_clients: client-a, client-b)"
+        ),
+        "{m}"
+    );
+    assert!(desired_of(&plain, "outsider").await.is_empty());
+
+    // Instances are made and deployed through their clients only.
+    let m = deploy("resource.kv.client-a")
+        .await
+        .error(422, "undeployable");
+    assert!(m.contains("deployed with its client"), "{m}");
+    call(
+        base,
+        Method::POST,
+        "/api/v1/apps",
+        &alice,
+        Some(json!({"name": "resource.kv.mallory"})),
+    )
+    .await
+    .error(400, "invalid");
+    // A resource is not deployed itself.
+    let m = deploy("kv").await.error(422, "undeployable");
+    assert!(m.contains("is a resource"), "{m}");
+}

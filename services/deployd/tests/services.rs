@@ -10,7 +10,9 @@
 //!    the portal follows the service's instances;
 //! 3. an app that the portal's `allow_clients` does not name gets no
 //!    portal and no route, and an event says why;
-//! 4. when the client leaves a node its portal there goes, and when the
+//! 4. two clients of one resource each reach their own instance of it,
+//!    by the bare service name;
+//! 5. when the client leaves a node its portal there goes, and when the
 //!    client goes every portal goes.
 
 mod common;
@@ -113,15 +115,51 @@ fn echo_service(instances: u32, first_node: &str) -> Vec<DesiredProc> {
     vec![echo, portal]
 }
 
+/// A resource's instance for `client`, as console writes it: its own
+/// store, whose portal serves that client alone.
+fn kv_instance(client: &str) -> Vec<DesiredProc> {
+    let app = format!("resource.kv.{client}");
+    let mut store = proc(
+        &app,
+        "worker.store",
+        ProcType::Worker,
+        &serve(&format!("kv-for-{client}"), 6379),
+    );
+    store.port = Some(6379);
+    let mut portal = proc(
+        &app,
+        "portal.portal-kv",
+        ProcType::Portal,
+        &RELAY.replace("9000", "6379"),
+    );
+    portal.instances = 0;
+    portal.port = Some(6379);
+    portal.portal = Some(PortalSpec {
+        service: "store".into(),
+        service_proc: "worker.store".into(),
+        allow_clients: vec![client.into()],
+    });
+    vec![store, portal]
+}
+
 fn client(app: &str, instances: u32) -> DesiredProc {
     let mut c = proc(app, "worker", ProcType::Worker, IDLE);
     c.instances = instances;
-    c.services = vec![ServiceUse {
-        app: "svc".into(),
-        portal: "portal.portal-echo".into(),
-        service: "echo".into(),
-        aliases: vec!["echo.svc.lain".into(), "echo".into()],
-    }];
+    let instance = format!("resource.kv.{app}");
+    c.services = vec![
+        ServiceUse {
+            app: "svc".into(),
+            portal: "portal.portal-echo".into(),
+            service: "echo".into(),
+            aliases: vec!["echo.svc.lain".into(), "echo".into()],
+        },
+        ServiceUse {
+            app: instance.clone(),
+            portal: "portal.portal-kv".into(),
+            service: "store".into(),
+            aliases: vec![format!("store.{instance}.lain"), "store".into()],
+        },
+    ];
     c
 }
 
@@ -231,6 +269,12 @@ fn services_reach_each_other_only_through_portals() {
     for d in echo_service(1, &first) {
         c.put(&d);
     }
+    for d in kv_instance("client")
+        .into_iter()
+        .chain(kv_instance("outsider"))
+    {
+        c.put(&d);
+    }
     c.put(&client("client", 2));
     c.put(&client("outsider", 1));
     wait_until(
@@ -238,6 +282,8 @@ fn services_reach_each_other_only_through_portals() {
         Duration::from_secs(90),
         || {
             c.running("svc", "worker.echo").len() == 1
+                && c.running("resource.kv.client", "worker.store").len() == 1
+                && c.running("resource.kv.outsider", "worker.store").len() == 1
                 && c.running("client", "worker").len() == 2
                 && c.running("outsider", "worker").len() == 1
         },
@@ -256,7 +302,7 @@ fn services_reach_each_other_only_through_portals() {
     wait_until(
         "a portal on each client node",
         Duration::from_secs(30),
-        || (0..2).all(|i| c.containers(i, "lain-portal.client.svc.").len() == 1),
+        || (0..2).all(|i| c.containers(i, "lain-portal.client.").len() == 2),
     );
     for i in 0..2 {
         let name = c.containers(i, "lain.client.worker.")[0].clone();
@@ -273,11 +319,28 @@ fn services_reach_each_other_only_through_portals() {
         }
     }
 
-    // 3. Not allowed: no portal, no name, and an event that says why.
+    // 4. Each client reaches its own instance of the resource, by name.
     let outsider_node = c.index_of(&c.running("outsider", "worker")[0].0);
     let outsider = c.containers(outsider_node, "lain.outsider.worker.")[0].clone();
+    let on_first = c.containers(0, "lain.client.worker.")[0].clone();
+    for (i, name, want) in [
+        (0, &on_first, "kv-for-client"),
+        (outsider_node, &outsider, "kv-for-outsider"),
+    ] {
+        let mut last = String::new();
+        wait_until(
+            &format!("its store from {name}"),
+            Duration::from_secs(30),
+            || {
+                last = c.exec(i, name, &get("store", 6379)).unwrap_or_else(|e| e);
+                last.contains(want)
+            },
+        );
+    }
+
+    // 3. Not allowed: no portal, no name, and an event that says why.
     assert!(c
-        .containers(outsider_node, "lain-portal.outsider.")
+        .containers(outsider_node, "lain-portal.outsider.svc.")
         .is_empty());
     let answer = c.exec(outsider_node, &outsider, &get("echo.svc.lain", 9000));
     assert!(
@@ -313,7 +376,6 @@ fn services_reach_each_other_only_through_portals() {
         .exec(0, &svc_container, &get(&svc_ip, 8080))
         .unwrap_or_default();
     assert!(own.contains("echo-answers"), "control: {own:?}");
-    let on_first = c.containers(0, "lain.client.worker.")[0].clone();
     for name in std::iter::once(&on_first).chain((outsider_node == 0).then_some(&outsider)) {
         let direct = c.exec(0, name, &get(&svc_ip, 8080)).unwrap_or_default();
         assert!(
@@ -341,7 +403,7 @@ fn services_reach_each_other_only_through_portals() {
         },
     );
 
-    // 4. The client down to one instance: the other node's portal goes;
+    // 5. The client down to one instance: the other node's portal goes;
     // the client gone: every portal goes.
     c.put(&client("client", 1));
     wait_until("one client, one portal", Duration::from_secs(60), || {
@@ -355,6 +417,7 @@ fn services_reach_each_other_only_through_portals() {
     let kept = c.index_of(&c.running("client", "worker")[0].0);
     assert_eq!(c.containers(kept, "lain-portal.client.svc.").len(), 1);
     c.delete("client", "worker");
+    c.delete("outsider", "worker");
     wait_until("no portal left", Duration::from_secs(60), || {
         (0..2).all(|i| c.containers(i, "lain-portal.").is_empty())
     });

@@ -124,6 +124,12 @@ async fn create_app(
         .run(async {
             let caller = ctx.caller()?;
             let b = body(b)?;
+            if let Some((res, client)) = lain_spec::parse_instance_name(&b.name) {
+                return Err(ApiError::invalid(
+                    format!("`{}` names the instance of resource {res} for {client}; instances are made by deploying their client", b.name),
+                    format!("deploy {client} with {res} under use_resources"),
+                ));
+            }
             let apptype = match &b.apptype {
                 None => AppType::App,
                 Some(t) => parse::<AppType>("apptype", t)?,

@@ -192,6 +192,124 @@ fn desired_error(e: DesiredError) -> ApiError {
     }
 }
 
+/// Deploys `client`'s instance of resource `res` (`resource.RES.CLIENT`):
+/// the resource's latest release rendered with the client's parameters.
+/// The instance app is created on first use, owned by the caller. Nothing
+/// is written when the instance already runs exactly this. Returns the
+/// template's warnings.
+async fn deploy_instance(
+    api: &Api,
+    caller: &Caller,
+    client: &str,
+    res: &str,
+    u: &lain_spec::UseResource,
+) -> Result<Vec<String>, ApiError> {
+    let unusable = |message: String, hint: &str| ApiError::Unprocessable {
+        code: "undeployable",
+        message,
+        hint: hint.to_owned(),
+    };
+    let resource = match api.db().apps().get(res).await {
+        Ok(a) => a,
+        Err(DbError::NotFound { .. }) => {
+            return Err(unusable(
+                format!("use_resources names {res}, which is not registered"),
+                "register and push the resource app, or remove it from use_resources",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if resource.apptype != crate::db::AppType::Resource {
+        return Err(unusable(
+            format!("use_resources names {res}, which is an app, not a resource (apptype: resource)"),
+            "use it through use_services, or name a resource",
+        ));
+    }
+    let Some(release) = api.db().releases().latest(res).await? else {
+        return Err(unusable(
+            format!("resource {res} has no release to instantiate"),
+            "push a release of the resource first (`lain build && lain push` in its repository)",
+        ));
+    };
+    let instance = lain_spec::instance_name(res, client);
+    let parsed = lain_spec::instantiate(
+        &release.lain_yaml,
+        "lain.yaml",
+        res,
+        client,
+        &u.params,
+        &api.inner.spec,
+    )
+    .map_err(|d| ApiError::InvalidLainYaml(d.iter().map(ToString::to_string).collect()))?;
+    match api.db().apps().get(&instance).await {
+        Ok(_) => {}
+        Err(DbError::NotFound { .. }) => {
+            match api
+                .db()
+                .apps()
+                .create(&crate::db::NewApp {
+                    name: instance.clone(),
+                    apptype: crate::db::AppType::App,
+                    giturl: None,
+                    created_by: caller.subject.clone(),
+                })
+                .await
+            {
+                // Another deploy of the client made it meanwhile.
+                Ok(_) | Err(DbError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let secrets: BTreeMap<String, u64> = api
+        .db()
+        .secrets()
+        .list(&instance)
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.version as u64))
+        .collect();
+    let procs = desired_procs(
+        &parsed.conf,
+        ReleaseRef {
+            version: &release.version,
+            image: &release.image,
+        },
+        None,
+        &secrets,
+        0,
+    )
+    .map_err(desired_error)?;
+    let procs = with_services(api, &instance, &parsed.conf, procs).await?;
+    let now = current(api, &instance).await?;
+    // The same procs with the same values, whatever their generation.
+    let key = |p: &DesiredProc| {
+        let mut p = p.clone();
+        p.generation = 0;
+        (p.proc.clone(), p)
+    };
+    let same = now.iter().map(key).collect::<BTreeMap<_, _>>()
+        == procs.iter().map(key).collect::<BTreeMap<_, _>>();
+    if !same {
+        let from_release = running_release(api, &instance, &now)
+            .await
+            .or_else(|| now.first().map(|p| p.release.clone()));
+        Write {
+            app: &instance,
+            caller,
+            kind: DeploymentKind::Deploy,
+            from_release,
+            to_release: Some(release.version.clone()),
+            scope: Scope::All,
+            procs,
+        }
+        .run(api)
+        .await?;
+    }
+    Ok(parsed.warnings.iter().map(ToString::to_string).collect())
+}
+
 /// `procs` with the portals of the services the app uses, each checked
 /// against the service app's deployed portals and their `allow_clients`.
 async fn with_services(
@@ -444,6 +562,15 @@ pub(crate) async fn deploy(
             let b = body(b)?;
             api.store()?;
             api.db().apps().get(&app).await?;
+            if let Some((res, client)) = lain_spec::parse_instance_name(&app) {
+                return Err(ApiError::Unprocessable {
+                    code: "undeployable",
+                    message: format!(
+                        "app {app} is the instance of resource {res} for {client}; it is deployed with its client"
+                    ),
+                    hint: format!("deploy {client} (`lain deploy` in its repository)"),
+                });
+            }
             let release = match &b.version {
                 Some(v) => api.db().releases().get(&app, v).await?,
                 None => api.db().releases().latest(&app).await?.ok_or_else(|| {
@@ -476,6 +603,11 @@ pub(crate) async fn deploy(
                 0,
             )
             .map_err(desired_error)?;
+            let mut warnings: Vec<String> =
+                parsed.warnings.iter().map(ToString::to_string).collect();
+            for (res, u) in &parsed.conf.use_resources {
+                warnings.extend(deploy_instance(&api, caller, &app, res, u).await?);
+            }
             let procs = with_services(&api, &app, &parsed.conf, procs).await?;
             let now = current(&api, &app).await?;
             let from_release = running_release(&api, &app, &now).await;
@@ -493,7 +625,7 @@ pub(crate) async fn deploy(
             }
             .run(&api)
             .await?;
-            out.warnings = parsed.warnings.iter().map(ToString::to_string).collect();
+            out.warnings = warnings;
             let detail = outcome_detail(&out);
             Ok((Json(out), detail))
         })

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{body, Api, Audited, Ctx};
-use crate::db::{NewRelease, Release};
+use crate::db::{AppType, NewRelease, Release};
 use crate::error::{ApiError, ErrorBody};
 
 pub(super) fn routes() -> OpenApiRouter<Api> {
@@ -111,10 +111,33 @@ async fn register_release(
             let caller = ctx.caller()?;
             api.may_change(caller, &app).await?;
             let b = body(b)?;
-            let validated =
-                lain_spec::parse("lain.yaml", &b.lain_yaml, &api.inner.spec).map_err(|d| {
-                    ApiError::InvalidLainYaml(d.iter().map(ToString::to_string).collect())
-                })?;
+            let validated = match lain_spec::parse("lain.yaml", &b.lain_yaml, &api.inner.spec) {
+                Ok(v) => v,
+                // A resource's lain.yaml is a template: it must render,
+                // with its defaults, into a valid app for some client.
+                Err(_) if api.db().apps().get(&app).await?.apptype == AppType::Resource => {
+                    lain_spec::instantiate(
+                        &b.lain_yaml,
+                        "lain.yaml",
+                        &app,
+                        "client",
+                        &Default::default(),
+                        &api.inner.spec,
+                    )
+                    .map_err(|d| {
+                        ApiError::InvalidLainYaml(d.iter().map(ToString::to_string).collect())
+                    })
+                    .map(|mut v| {
+                        v.conf.appname = app.clone();
+                        v
+                    })?
+                }
+                Err(d) => {
+                    return Err(ApiError::InvalidLainYaml(
+                        d.iter().map(ToString::to_string).collect(),
+                    ))
+                }
+            };
             if validated.conf.appname != app {
                 return Err(ApiError::invalid(
                     format!(

@@ -41,6 +41,11 @@ pub use lain_spec::is_core_name;
 
 /// An app name as lain.yaml's `appname` allows it.
 pub fn app_name(name: &str) -> Result<(), DbError> {
+    // A resource instance (`resource.RES.CLIENT`), made by console when
+    // the client deploys; the API does not let anyone create one.
+    if lain_spec::is_instance_name(name) && name.len() <= 2 * MAX_APP_NAME + 10 {
+        return Ok(());
+    }
     if !is_core_name(name) {
         return Err(DbError::invalid(
             "app name",
