@@ -59,6 +59,9 @@ enum Command {
     /// Set, list and remove the app's secrets.
     #[command(subcommand)]
     Secret(cmd::secret::SecretCommand),
+    /// List, take and restore the app's volume backups.
+    #[command(subcommand)]
+    Backup(cmd::backup::BackupCommand),
     /// Register, cordon, drain and remove nodes (admins).
     #[command(subcommand)]
     Node(cmd::node::NodeCommand),
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
             Command::Logs(a) => cmd::ops::logs(a, &globals).await,
             Command::Events(a) => cmd::ops::events(a, &globals).await,
             Command::Secret(c) => c.run(&globals).await,
+            Command::Backup(c) => c.run(&globals).await,
             Command::Node(c) => c.run(&globals).await,
             Command::Cert(c) => c.run(&globals).await,
             Command::Cluster(c) => c.run(&globals).await,

@@ -211,7 +211,7 @@ pub async fn rollback(a: RollbackArgs, g: &Globals) -> anyhow::Result<ExitCode> 
 }
 
 /// Prints what console accepted, then follows the rollout.
-async fn finish(
+pub(crate) async fn finish(
     console: &Console,
     g: &Globals,
     app: &str,

@@ -56,8 +56,15 @@ pub enum NodeCommand {
     Cordon { name: String },
     /// Place instances on the node again.
     Uncordon { name: String },
-    /// Move the node's instances elsewhere (and cordon it).
-    Drain { name: String },
+    /// Move the node's instances elsewhere (and cordon it). Instances with
+    /// volumes stay unless `--with-volumes`.
+    Drain {
+        name: String,
+        /// Move instances with volumes too, copying their data to their
+        /// new node before they start there.
+        #[arg(long)]
+        with_volumes: bool,
+    },
     /// Remove a drained node.
     Rm { name: String },
 }
@@ -94,7 +101,9 @@ pub fn node_table(nodes: &[Value]) -> Table {
         "MESSAGE",
     ]);
     for n in nodes {
-        let scheduling = if n["draining"] == true {
+        let scheduling = if n["draining"] == true && n["drain_volumes"] == true {
+            "draining (with volumes)"
+        } else if n["draining"] == true {
             "draining"
         } else if n["schedulable"] == false {
             "cordoned"
@@ -181,8 +190,11 @@ impl NodeCommand {
             }
             NodeCommand::Cordon { name } => action(g, &name, "cordon", "cordoned: no new instances go there").await?,
             NodeCommand::Uncordon { name } => action(g, &name, "uncordon", "schedulable again").await?,
-            NodeCommand::Drain { name } => {
-                action(g, &name, "drain", "draining: deployd moves its instances away; `lain node list` shows when it is empty").await?
+            NodeCommand::Drain { name, with_volumes: false } => {
+                action(g, &name, "drain", "draining: deployd moves its instances away, except those with volumes (`--with-volumes` moves them with their data); `lain node list` shows when it is empty").await?
+            }
+            NodeCommand::Drain { name, with_volumes: true } => {
+                action(g, &name, "drain?with_volumes=true", "draining: deployd moves its instances away, those with volumes after copying their data; `lain node list` shows when it is empty").await?
             }
             NodeCommand::Rm { name } => {
                 let console = Console::connect(g).await?;

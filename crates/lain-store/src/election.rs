@@ -519,6 +519,7 @@ mod tests {
             instance: 1,
             spec: String::new(),
             recent_restarts_ms: vec![],
+            volumes_from: None,
         };
         let mut txn = Transaction::new();
         txn.put(&key, &value).unwrap();

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::value::{
     AppSecret, Candidate, ClusterConfig, DesiredProc, Event, NodeRegistration, ObservedInstance,
-    ObservedNode, ProcRollout, RouterEvent, RouterStatus, Schema, TlsCertificate,
+    ObservedNode, ProcRollout, RestoreRecord, RouterEvent, RouterStatus, Schema, TlsCertificate,
 };
 
 /// The root of everything LAIN keeps in etcd.
@@ -181,10 +181,12 @@ pub enum Prefix {
     Rollouts,
     /// `/lain/secrets/{app}/{name}/{version}`
     Secrets,
+    /// `/lain/restores/{app}/{proc}/{instance}`
+    Restores,
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 12] = [
+    pub const ALL: [Prefix; 13] = [
         Prefix::Config,
         Prefix::Nodes,
         Prefix::Desired,
@@ -197,6 +199,7 @@ impl Prefix {
         Prefix::Certs,
         Prefix::Rollouts,
         Prefix::Secrets,
+        Prefix::Restores,
     ];
 
     /// The prefix path, always ending in `/` so that `/lain/observed/`
@@ -215,6 +218,7 @@ impl Prefix {
             Prefix::Certs => "/lain/certs/",
             Prefix::Rollouts => "/lain/rollouts/",
             Prefix::Secrets => "/lain/secrets/",
+            Prefix::Restores => "/lain/restores/",
         }
     }
 
@@ -229,7 +233,8 @@ impl Prefix {
             | Prefix::ObservedNodes
             | Prefix::Election
             | Prefix::Events
-            | Prefix::Rollouts => Component::Deployd,
+            | Prefix::Rollouts
+            | Prefix::Restores => Component::Deployd,
             Prefix::Routers | Prefix::RouterEvents => Component::Webrouter,
         }
     }
@@ -249,6 +254,7 @@ impl Prefix {
             Prefix::Certs => &[Component::Webrouter, Component::Console],
             Prefix::Rollouts => &[Component::Console, Component::Deployd],
             Prefix::Secrets => &[Component::Deployd, Component::Console],
+            Prefix::Restores => &[Component::Deployd, Component::Console],
         }
     }
 
@@ -970,6 +976,79 @@ impl StoreKey for SecretKey {
     }
 }
 
+/// `/lain/restores/{app}/{proc}/{instance}`: the last restore request
+/// deployd carried out on instance `{instance}` (a number) of a proc, so
+/// that each request is restored once, however often the proc is rolled
+/// out (or rolled back) with it afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RestoreKey {
+    app: Name,
+    proc: Name,
+    instance: u32,
+}
+
+impl RestoreKey {
+    pub fn new(app: &str, proc: &str, instance: u32) -> Result<Self, KeyError> {
+        Ok(Self {
+            app: Name::parse("app name", app)?,
+            proc: Name::parse("proc name", proc)?,
+            instance,
+        })
+    }
+
+    pub fn app(&self) -> &str {
+        self.app.as_str()
+    }
+
+    pub fn proc(&self) -> &str {
+        self.proc.as_str()
+    }
+
+    pub fn instance(&self) -> u32 {
+        self.instance
+    }
+
+    /// All restores of one app.
+    pub fn of_app(app: &str) -> Result<KeyPrefix<Self>, KeyError> {
+        let app = Name::parse("app name", app)?;
+        Ok(KeyPrefix::new(format!("{}{app}/", Self::PREFIX.path())))
+    }
+}
+
+impl StoreKey for RestoreKey {
+    type Value = RestoreRecord;
+    const PREFIX: Prefix = Prefix::Restores;
+
+    fn path(&self) -> String {
+        format!(
+            "{}{}/{}/{}",
+            Self::PREFIX.path(),
+            self.app,
+            self.proc,
+            self.instance
+        )
+    }
+
+    fn parse(path: &str) -> Result<Self, KeyError> {
+        let expected = "/lain/restores/{app}/{proc}/{instance}";
+        let [app, proc, instance] = segments(
+            path,
+            Self::PREFIX,
+            expected,
+            ["app name", "proc name", "instance number"],
+        )?;
+        let instance = instance.as_str().parse().map_err(|_| KeyError::Malformed {
+            key: path.to_owned(),
+            expected,
+        })?;
+        Ok(Self {
+            app,
+            proc,
+            instance,
+        })
+    }
+}
+
 // Keys print as their etcd path, for logs and errors.
 macro_rules! display_as_path {
     ($($key:ty),*) => {$(
@@ -994,6 +1073,7 @@ display_as_path!(
     CertKey,
     RolloutKey,
     SecretKey,
+    RestoreKey,
     AnyKey
 );
 
@@ -1013,6 +1093,7 @@ pub enum AnyKey {
     Cert(CertKey),
     Rollout(RolloutKey),
     Secret(SecretKey),
+    Restore(RestoreKey),
 }
 
 impl AnyKey {
@@ -1035,6 +1116,7 @@ impl AnyKey {
             Prefix::Certs => AnyKey::Cert(CertKey::parse(path)?),
             Prefix::Rollouts => AnyKey::Rollout(RolloutKey::parse(path)?),
             Prefix::Secrets => AnyKey::Secret(SecretKey::parse(path)?),
+            Prefix::Restores => AnyKey::Restore(RestoreKey::parse(path)?),
         })
     }
 
@@ -1052,6 +1134,7 @@ impl AnyKey {
             AnyKey::Cert(k) => k.path(),
             AnyKey::Rollout(k) => k.path(),
             AnyKey::Secret(k) => k.path(),
+            AnyKey::Restore(k) => k.path(),
         }
     }
 
@@ -1069,6 +1152,7 @@ impl AnyKey {
             AnyKey::Cert(_) => Prefix::Certs,
             AnyKey::Rollout(_) => Prefix::Rollouts,
             AnyKey::Secret(_) => Prefix::Secrets,
+            AnyKey::Restore(_) => Prefix::Restores,
         }
     }
 }
@@ -1133,6 +1217,15 @@ mod tests {
             "/lain/secrets/hello/db-password/3",
         );
         assert!(SecretKey::parse("/lain/secrets/hello/db-password/x").is_err());
+        round_trip(
+            RestoreKey::new("hello", "worker.db", 2).unwrap(),
+            "/lain/restores/hello/worker.db/2",
+        );
+        assert!(RestoreKey::parse("/lain/restores/hello/worker/2-7").is_err());
+        assert_eq!(
+            RestoreKey::of_app("hello").unwrap().path(),
+            "/lain/restores/hello/"
+        );
         assert!(RouterKey::parse("/lain/router-events/r1/1").is_err());
         assert_eq!(
             RouterEventKey::of_router("r1").unwrap().path(),
@@ -1246,6 +1339,8 @@ mod tests {
         assert!(Prefix::Certs.readers().contains(&Component::Webrouter));
         assert_eq!(Prefix::RouterEvents.writer(), Component::Webrouter);
         assert!(Prefix::RouterEvents.leased());
+        assert_eq!(Prefix::Restores.writer(), Component::Deployd);
+        assert!(!Prefix::Restores.leased());
     }
 
     #[test]

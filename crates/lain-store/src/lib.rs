@@ -40,8 +40,8 @@ pub use election::{Election, FencedWriter, LeaderInfo, LeaderWatch, Leadership};
 pub use error::{Result, StoreError};
 pub use keys::{
     AnyKey, CertKey, ClusterConfigKey, Component, DesiredKey, ElectionKey, EventKey, KeyError,
-    KeyPrefix, Name, NodeKey, ObservedKey, ObservedNodeKey, Prefix, RolloutKey, RouterEventKey,
-    RouterKey, SecretKey, StoreKey,
+    KeyPrefix, Name, NodeKey, ObservedKey, ObservedNodeKey, Prefix, RestoreKey, RolloutKey,
+    RouterEventKey, RouterKey, SecretKey, StoreKey,
 };
 pub use lease::Lease;
 pub use store::{
@@ -52,8 +52,8 @@ pub use value::{
     decode, encode, unix_millis, AppSecret, Candidate, Capacity, ClusterConfig, DecodeError,
     DesiredProc, DockerEndpoint, DockerTls, EncodeError, Event, EventKind, Health, HealthCheck,
     InstanceState, Liveness, NodeRegistration, ObservedInstance, ObservedNode, PortalSpec,
-    ProcRollout, ProcType, RestoreRequest, RolloutPhase, RouterEvent, RouterEventKind,
-    RouterStatus, Schema, SealedSecret, SecretRef, SecretTarget, ServiceUse, Severity,
-    TlsCertificate, VolumeBackup,
+    ProcRollout, ProcType, RestoreRecord, RestoreRequest, RolloutPhase, RouterEvent,
+    RouterEventKind, RouterStatus, Schema, SealedSecret, SecretRef, SecretTarget, ServiceUse,
+    Severity, TlsCertificate, VolumeBackup,
 };
 pub use watch::{Watch, WatchEvent};

@@ -195,6 +195,10 @@ pub struct NodeRegistration {
     /// True while draining: deployd moves the node's instances away.
     #[serde(default)]
     pub draining: bool,
+    /// With `draining`: instances with volumes move too, their data
+    /// copied to their new node first (`lain node drain --with-volumes`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain_volumes: bool,
     #[serde(default)]
     pub registered_at_ms: u64,
 }
@@ -495,6 +499,11 @@ pub struct ObservedInstance {
     /// detection across deployd restarts.
     #[serde(default)]
     pub recent_restarts_ms: Vec<u64>,
+    /// The node holding this instance's volumes, when they are still to
+    /// be copied here before its container is made (a drain with
+    /// volumes); cleared once copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes_from: Option<String>,
 }
 
 impl Schema for ObservedInstance {
@@ -563,6 +572,27 @@ pub struct ProcRollout {
 
 impl Schema for ProcRollout {
     const KIND: &'static str = "ProcRollout";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// `/lain/restores/{app}/{proc}/{instance}`: the last restore request
+/// deployd carried out into an instance's volume. A desired proc whose
+/// `restore` names this request again (a later rollout or rollback that
+/// still carries it) restores nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    /// [`RestoreRequest::request`].
+    pub request: String,
+    /// The backup written, and into which directory.
+    pub backup: String,
+    pub path: String,
+    /// The node whose volume holds it.
+    pub node: String,
+    pub restored_at_ms: u64,
+}
+
+impl Schema for RestoreRecord {
+    const KIND: &'static str = "RestoreRecord";
     const SCHEMA_VERSION: u32 = 1;
 }
 
@@ -667,6 +697,10 @@ pub enum EventKind {
     NodeRecovered,
     /// A client's portal to a service could not run, or is not allowed.
     PortalFailed,
+    /// A scheduled or requested volume backup failed (or its pre_run did).
+    BackupFailed,
+    /// A backup was written into an instance's volume by a restore.
+    BackupRestored,
     #[serde(other)]
     Other,
 }
@@ -967,6 +1001,7 @@ mod tests {
             },
             schedulable: true,
             draining: false,
+            drain_volumes: false,
             registered_at_ms: 1,
         });
         rt(desired());

@@ -188,6 +188,7 @@ fn registration() -> NodeRegistration {
         },
         schedulable: true,
         draining: false,
+        drain_volumes: false,
         registered_at_ms: 0,
     }
 }
@@ -292,6 +293,7 @@ async fn setup(etcd: &str, base: &str, token: &str) -> usize {
                 instance: i,
                 spec: format!("{:016x}", d.generation),
                 recent_restarts_ms: Vec::new(),
+                volumes_from: None,
             };
             let id = format!("{i}-{}", d.generation);
             deployd

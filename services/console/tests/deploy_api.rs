@@ -201,6 +201,7 @@ fn registration(cpu_millis: u64, memory_bytes: u64) -> NodeRegistration {
         },
         schedulable: true,
         draining: false,
+        drain_volumes: false,
         registered_at_ms: 0,
     }
 }
@@ -521,6 +522,7 @@ async fn deploy_scale_rollback_undeploy(pg: Option<&lain_testkit::Postgres>) {
         instance: 1,
         spec: String::new(),
         recent_restarts_ms: Vec::new(),
+        volumes_from: None,
     };
     deployd
         .put(&ObservedKey::new("other", "web", "1-1").unwrap(), &record)
@@ -1357,7 +1359,9 @@ async fn services_and_resources_through_the_api() {
         let instance = format!("resource.kv.{client}");
         let inst = desired_of(&plain, &instance).await;
         assert_eq!(inst["worker.store"].memory_bytes, memory, "{inst:?}");
-        assert_eq!(inst["worker.store"].image, image(1).replace("hello", "kv"));
+        // The resource's release image (all of this test's releases name
+        // the same one).
+        assert_eq!(inst["worker.store"].image, image(1));
         let kv_portal = inst["portal.portal-kv"].portal.as_ref().unwrap();
         assert_eq!(kv_portal.allow_clients, [client]);
         let c = desired_of(&plain, client).await;
@@ -1426,7 +1430,7 @@ async fn services_and_resources_through_the_api() {
         Some(json!({"name": "resource.kv.mallory"})),
     )
     .await
-    .error(400, "invalid");
+    .error(400, "invalid_request");
     // A resource is not deployed itself.
     let m = deploy("kv").await.error(422, "undeployable");
     assert!(m.contains("is a resource"), "{m}");

@@ -185,6 +185,7 @@ fn observed(node: &str, instance: u32, container: &str) -> ObservedInstance {
         instance,
         spec: "hash-7".into(),
         recent_restarts_ms: Vec::new(),
+        volumes_from: None,
     }
 }
 
@@ -270,6 +271,7 @@ async fn logs_events_and_cluster_status_through_console() {
                 },
                 schedulable: true,
                 draining: false,
+                drain_volumes: false,
                 registered_at_ms: unix_millis(),
             },
         )

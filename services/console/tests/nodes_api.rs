@@ -93,6 +93,7 @@ fn registration(address: &str) -> NodeRegistration {
         },
         schedulable: true,
         draining: false,
+        drain_volumes: false,
         registered_at_ms: 1,
     }
 }
@@ -125,6 +126,7 @@ fn instance_on(node: &str) -> ObservedInstance {
         instance: 1,
         spec: String::new(),
         recent_restarts_ms: Vec::new(),
+        volumes_from: None,
     }
 }
 
@@ -319,6 +321,7 @@ async fn node_mutations_authorization_matrix() {
             },
             schedulable: true,
             draining: false,
+            drain_volumes: false,
             registered_at_ms: registered_at,
         }
     );

@@ -111,6 +111,7 @@ fn main() {
                 },
                 schedulable: true,
                 draining: false,
+                drain_volumes: false,
                 registered_at_ms: unix_millis(),
             };
             admin

@@ -12,6 +12,12 @@
 //! - `GET /api/v1/apps/{app}/procs/{proc}/instances/{instance}/logs`
 //!   `?follow=&tail=&timestamps=`: the container's output, streamed.
 //! - `GET /api/v1/apps/{app}/events?since_ms=&proc=`: the app's events.
+//! - `GET /api/v1/apps/{app}/backups?proc=&instance=`: the app's volume
+//!   backups, newest first (read from the backup target: any replica).
+//! - `POST /api/v1/apps/{app}/backups` `{"proc","instance","path"}`: a
+//!   backup of that volume now (the leader only: others answer 503
+//!   `not_leader`); 200 with the backup once stored, 202 when it takes
+//!   longer than [`RUN_WAIT`] (it goes on; the list shows it when done).
 //!
 //! Reads come from etcd (`/lain/observed/`, `/lain/nodes/`,
 //! `/lain/events/`), so any replica serves them, leader or not. The API
@@ -26,7 +32,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -45,6 +51,7 @@ use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::backup::{BackupError, BackupService, BackupView};
 use crate::config::{AuthConfig, Config};
 use crate::docker::Engine;
 use crate::runtime::{LogChunk, LogStream, RuntimeError, RuntimeTimeouts};
@@ -53,8 +60,10 @@ use crate::runtime::{LogChunk, LogStream, RuntimeError, RuntimeTimeouts};
 pub const DEFAULT_TAIL: u64 = 100;
 /// Largest `tail` accepted.
 pub const MAX_TAIL: u64 = 10_000;
-/// Largest request body (the API has only GETs).
+/// Largest request body (a backup request is a few hundred bytes).
 pub const BODY_LIMIT: usize = 16 * 1024;
+/// How long a backup request waits for the backup before answering 202.
+pub const RUN_WAIT: Duration = Duration::from_secs(25);
 /// Bound of everything before a response starts (etcd reads, the engine
 /// connection and inspect); a followed log stream itself is unbounded.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -104,6 +113,20 @@ pub enum ApiError {
     /// The request took longer than [`HANDLER_TIMEOUT`].
     #[error("{0} took longer than {HANDLER_TIMEOUT:?}; retry, and check etcd and the node if it persists")]
     Timeout(&'static str),
+    /// Something this replica cannot serve now (503 with `code`):
+    /// backups off, or a backup asked of a replica that does not lead.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+    /// The request conflicts with what runs (409): the volume is busy,
+    /// the instance is not running.
+    #[error("{0}")]
+    Conflict(String),
+    /// A backup's `pre_run` failed (422): the app's command, not deployd.
+    #[error("{0}")]
+    PreRunFailed(String),
+    /// A backup failed on the node or the target (502).
+    #[error("{0}")]
+    BackupFailed(String),
 }
 
 impl ApiError {
@@ -118,6 +141,10 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NodeUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreRunFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BackupFailed(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -132,6 +159,30 @@ impl ApiError {
             ApiError::EtcdUnavailable(_) => "etcd_unavailable",
             ApiError::NodeUnreachable { .. } => "node_unreachable",
             ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable { code, .. } => code,
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PreRunFailed(_) => "pre_run_failed",
+            ApiError::BackupFailed(_) => "backup_failed",
+        }
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        let message = e.to_string();
+        match e {
+            BackupError::Off => ApiError::Unavailable {
+                code: "backups_not_configured",
+                message,
+            },
+            BackupError::NotLeader => ApiError::Unavailable {
+                code: "not_leader",
+                message,
+            },
+            BackupError::NotFound(_) => ApiError::NotFound(message),
+            BackupError::NotRunning(_) | BackupError::Busy(_) => ApiError::Conflict(message),
+            BackupError::PreRun { .. } => ApiError::PreRunFailed(message),
+            BackupError::Failed(_) => ApiError::BackupFailed(message),
         }
     }
 }
@@ -186,6 +237,8 @@ struct Inner {
     auth: Option<Auth>,
     etcd: Vec<String>,
     store: OnceLock<Store>,
+    /// Volume backups (set at start; off without `[backup]`).
+    backups: OnceLock<Arc<BackupService>>,
     /// Turns true when deployd stops: open log streams end then, so that
     /// a followed stream never holds up the shutdown.
     stop: watch::Receiver<bool>,
@@ -230,9 +283,23 @@ impl Api {
                 auth,
                 etcd: config.etcd.clone(),
                 store: OnceLock::new(),
+                backups: OnceLock::new(),
                 stop,
             }),
         })
+    }
+
+    /// Serves backups through `backups` (set once, at start).
+    pub fn with_backups(self, backups: Arc<BackupService>) -> Api {
+        let _ = self.inner.backups.set(backups);
+        self
+    }
+
+    fn backups(&self) -> Result<&Arc<BackupService>, ApiError> {
+        match self.inner.backups.get() {
+            Some(b) if b.is_on() => Ok(b),
+            _ => Err(BackupError::Off.into()),
+        }
     }
 
     fn auth(a: &AuthConfig) -> Result<Auth, AuthError> {
@@ -310,6 +377,10 @@ impl Api {
                 get(logs),
             )
             .route("/api/v1/apps/{app}/events", get(events))
+            .route(
+                "/api/v1/apps/{app}/backups",
+                get(list_backups).post(run_backup),
+            )
             .route_layer(middleware::from_fn_with_state(self.clone(), authenticate))
             .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
             .layer(TimeoutLayer::with_status_code(
@@ -821,6 +892,122 @@ async fn events(
     )))
 }
 
+// ---------------------------------------------------------------------
+// Backups
+// ---------------------------------------------------------------------
+
+/// The query of the backup list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsQuery {
+    pub proc: Option<String>,
+    pub instance: Option<String>,
+}
+
+/// What `POST /api/v1/apps/{app}/backups` takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    pub proc: String,
+    /// The instance number (1-based).
+    pub instance: u32,
+    /// The volume's directory in the container, as in lain.yaml.
+    pub path: String,
+}
+
+/// The longest volume path accepted.
+const MAX_PATH: usize = 4096;
+
+fn check_path(path: &str) -> Result<(), ApiError> {
+    if !path.starts_with('/') || path.len() > MAX_PATH || path.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "path {:?} is not a volume path: give the absolute directory as in lain.yaml's volumes, e.g. /data",
+            short(path)
+        )));
+    }
+    Ok(())
+}
+
+fn parse_instance(value: &str) -> Result<u32, ApiError> {
+    match value.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ApiError::BadRequest(format!(
+            "instance={:?} is not an instance number: give 1, 2, ...",
+            short(value)
+        ))),
+    }
+}
+
+async fn list_backups(
+    State(api): State<Api>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<BackupsQuery>, QueryRejection>,
+) -> Result<Json<Vec<BackupView>>, ApiError> {
+    let Path(app) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{}; the parameters are proc and instance",
+            e.body_text()
+        ))
+    })?;
+    Name::parse("app name", &app)?;
+    let proc = match query.proc {
+        Some(p) => Some(Name::parse("proc name", &p)?.as_str().to_owned()),
+        None => None,
+    };
+    let instance = query.instance.as_deref().map(parse_instance).transpose()?;
+    let backups = api.backups()?;
+    let metas = tokio::time::timeout(
+        HANDLER_TIMEOUT,
+        backups.list(&app, &crate::backup::filter(proc, instance)),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout("listing backups"))??;
+    Ok(Json(metas.iter().map(BackupView::from).collect()))
+}
+
+async fn run_backup(
+    State(api): State<Api>,
+    Extension(claims): Extension<Claims>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<BackupRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(app) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(b) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{}; send {{\"proc\": \"worker\", \"instance\": 1, \"path\": \"/data\"}}",
+            e.body_text()
+        ))
+    })?;
+    Name::parse("app name", &app)?;
+    Name::parse("proc name", &b.proc)?;
+    if b.instance == 0 {
+        return Err(ApiError::BadRequest(
+            "instance 0 does not exist: instances are numbered from 1".into(),
+        ));
+    }
+    check_path(&b.path)?;
+    let backups = api.backups()?;
+    let rx = backups.request(&app, &b.proc, b.instance, &b.path)?;
+    tracing::info!(subject = %claims.sub, app = %app, proc = %b.proc, instance = b.instance, path = %b.path, "backup requested");
+    match tokio::time::timeout(RUN_WAIT, rx).await {
+        Ok(Ok(Ok(meta))) => Ok(Json(BackupView::from(&meta)).into_response()),
+        Ok(Ok(Err(e))) => Err(e.into()),
+        Ok(Err(_)) => Err(ApiError::Unavailable {
+            code: "not_leader",
+            message: "the backup was cut short: this replica stopped leading; retry (the new leader takes it)".into(),
+        }),
+        Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "state": "running",
+                "message": format!("the backup of {} of instance {} of {app}/{} is still running after {RUN_WAIT:?}; it goes on, and the backup list shows it once stored (a failure shows in the app's events)", b.path, b.instance, b.proc),
+            })),
+        )
+            .into_response()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -907,6 +1094,21 @@ mod tests {
                 "node_unreachable",
             ),
             (ApiError::Timeout("x"), 504, "timeout"),
+            (BackupError::Off.into(), 503, "backups_not_configured"),
+            (BackupError::NotLeader.into(), 503, "not_leader"),
+            (BackupError::NotFound("x".into()).into(), 404, "not_found"),
+            (BackupError::Busy("x".into()).into(), 409, "conflict"),
+            (BackupError::NotRunning("x".into()).into(), 409, "conflict"),
+            (
+                BackupError::PreRun {
+                    what: "x".into(),
+                    detail: "y".into(),
+                }
+                .into(),
+                422,
+                "pre_run_failed",
+            ),
+            (BackupError::Failed("x".into()).into(), 502, "backup_failed"),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status().as_u16(), status, "{e}");
@@ -926,6 +1128,23 @@ mod tests {
             detail: "x".into(),
         };
         assert!(e.to_string().contains("node-7"));
+    }
+
+    #[test]
+    fn backup_inputs_are_checked() {
+        assert!(check_path("/data").is_ok());
+        for bad in ["data", "", "/a\nb"] {
+            assert_eq!(
+                check_path(bad).unwrap_err().status(),
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+        assert!(check_path(&format!("/{}", "a".repeat(MAX_PATH))).is_err());
+        assert_eq!(parse_instance("2").unwrap(), 2);
+        for bad in ["0", "-1", "x", ""] {
+            assert!(parse_instance(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -964,6 +1183,7 @@ mod tests {
             instance,
             spec: String::new(),
             recent_restarts_ms: Vec::new(),
+            volumes_from: None,
         }
     }
 

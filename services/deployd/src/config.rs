@@ -27,10 +27,23 @@
 //! issuer = "https://sso.lain.local"     # sso's issuer URL
 //! audience = "deployd"                  # default "deployd"
 //! allowed_clients = ["client:console"]  # token subjects allowed in
+//!
+//! [backup]                              # volume backups (lain.yaml `backup_full`/`backup_increment`)
+//! max_concurrent = 2                    # backups at once, cluster-wide
+//! check_interval_secs = 30              # how often schedules are looked at
+//! hook_timeout_secs = 300               # each pre_run / post_run
+//! timeout_secs = 21600                  # one volume's export and upload
+//! retry_after_secs = 900                # after a failed scheduled backup
+//! spool_dir = "/var/lib/lain/spool"     # default: the temporary directory
+//! [backup.target]                       # where backups go (lain_backup::TargetConfig)
+//! kind = "dir"                          # or "s3" (endpoint, bucket, access_key_id, secret_access_key_file, ...)
+//! path = "/var/lib/lain/backups"
 //! ```
 //!
 //! Without `[auth]` the operational API answers 503 (`/healthz` and
 //! `/metrics` are served as usual): it is never served unauthenticated.
+//! Without `[backup]` no backup is taken, and backup requests and restore
+//! rollouts fail with a message that says so.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -46,7 +59,7 @@ pub const MIN_PING_INTERVAL_MS: u64 = 100;
 pub const MIN_LEASE_TTL_SECS: u64 = 2;
 
 /// The whole config of a deployd replica.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address of the HTTP listener (`/healthz`, `/metrics`).
@@ -107,6 +120,59 @@ pub struct Config {
     /// pulls are anonymous.
     #[serde(default)]
     pub registry_auth: Option<RegistryAuthConfig>,
+    /// Volume backups and restores. Absent: off.
+    #[serde(default)]
+    pub backup: Option<BackupConfig>,
+}
+
+/// `[backup]`: where volume backups go and how many run at once.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// A directory on the leader's host (shared by every replica that may
+    /// lead, e.g. NFS) or an S3-compatible bucket.
+    pub target: lain_backup::TargetConfig,
+    /// Backups running at once, over the whole cluster.
+    #[serde(default = "default_backup_concurrency")]
+    pub max_concurrent: u32,
+    /// How often the leader looks for backups that are due.
+    #[serde(default = "default_backup_check_secs")]
+    pub check_interval_secs: u64,
+    /// Bound of each `pre_run` and `post_run` command.
+    #[serde(default = "default_backup_hook_secs")]
+    pub hook_timeout_secs: u64,
+    /// Bound of one volume's export and upload (and of one restore's
+    /// download and import).
+    #[serde(default = "default_backup_timeout_secs")]
+    pub timeout_secs: u64,
+    /// A scheduled backup that failed is tried again after this long (or
+    /// at its next scheduled time, if that comes first).
+    #[serde(default = "default_backup_retry_secs")]
+    pub retry_after_secs: u64,
+    /// Where archives are spooled (room for the largest volume; not
+    /// tmpfs). Default: the system's temporary directory.
+    #[serde(default)]
+    pub spool_dir: Option<std::path::PathBuf>,
+}
+
+fn default_backup_concurrency() -> u32 {
+    2
+}
+
+fn default_backup_check_secs() -> u64 {
+    30
+}
+
+fn default_backup_hook_secs() -> u64 {
+    300
+}
+
+fn default_backup_timeout_secs() -> u64 {
+    6 * 3600
+}
+
+fn default_backup_retry_secs() -> u64 {
+    900
 }
 
 /// `[registry_auth]`: deployd's own sso client (client credentials,
@@ -288,6 +354,27 @@ impl Config {
         if let Some(auth) = &self.auth {
             auth.validate(path)?;
         }
+        if let Some(b) = &self.backup {
+            let positive = [
+                ("backup.max_concurrent", u64::from(b.max_concurrent)),
+                ("backup.check_interval_secs", b.check_interval_secs),
+                ("backup.hook_timeout_secs", b.hook_timeout_secs),
+                ("backup.timeout_secs", b.timeout_secs),
+                ("backup.retry_after_secs", b.retry_after_secs),
+            ];
+            if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+                return Err(invalid(key, "is 0: use a positive value".into()));
+            }
+            if b.max_concurrent > 64 {
+                return Err(invalid(
+                    "backup.max_concurrent",
+                    format!(
+                        "is {}: use at most 64 (each backup holds a volume export and a spool file)",
+                        b.max_concurrent
+                    ),
+                ));
+            }
+        }
         if self.restart_backoff_max_ms < self.restart_backoff_ms {
             return Err(invalid(
                 "restart_backoff_max_ms",
@@ -457,6 +544,57 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth().unwrap().audience, "ops");
         assert!(c.auth().unwrap().allowed_clients.is_empty());
+    }
+
+    #[test]
+    fn backup_is_optional_and_read_with_defaults() {
+        assert_eq!(parse(MINIMAL).unwrap().backup, None);
+        let c = parse(&format!(
+            "{MINIMAL}[backup.target]\nkind = \"dir\"\npath = \"/var/lib/lain/backups\"\n"
+        ))
+        .unwrap();
+        let b = c.backup.unwrap();
+        assert_eq!(
+            b.target,
+            lain_backup::TargetConfig::Dir(lain_backup::DirConfig {
+                path: "/var/lib/lain/backups".into()
+            })
+        );
+        assert_eq!(
+            (b.max_concurrent, b.check_interval_secs, b.hook_timeout_secs),
+            (2, 30, 300)
+        );
+        let c = parse(&format!(
+            "{MINIMAL}[backup]\nmax_concurrent = 4\nspool_dir = \"/spool\"\n\
+             [backup.target]\nkind = \"dir\"\npath = \"/b\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.backup.as_ref().unwrap().max_concurrent, 4);
+        for (section, want) in [
+            (
+                "[backup]\nmax_concurrent = 0\n[backup.target]\nkind = \"dir\"\npath = \"/b\"\n",
+                "backup.max_concurrent",
+            ),
+            (
+                "[backup]\nmax_concurrent = 500\n[backup.target]\nkind = \"dir\"\npath = \"/b\"\n",
+                "at most 64",
+            ),
+            (
+                "[backup]\nhook_timeout_secs = 0\n[backup.target]\nkind = \"dir\"\npath = \"/b\"\n",
+                "backup.hook_timeout_secs",
+            ),
+            ("[backup]\nmax_concurrent = 1\n", "target"),
+            (
+                "[backup]\nschedule = 1\n[backup.target]\nkind = \"dir\"\npath = \"/b\"\n",
+                "schedule",
+            ),
+            ("[backup.target]\nkind = \"ftp\"\npath = \"/b\"\n", "ftp"),
+        ] {
+            let e = parse(&format!("{MINIMAL}{section}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e:?} lacks {want:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Leadership: every replica campaigns under `/lain/election/deployd`;
-//! the one that leads runs the node monitor and the reconciler, the
-//! others wait their turn.
+//! the one that leads runs the node monitor and the reconciler (which
+//! starts the backup runner), the others wait their turn.
 //!
 //! Both run inside a `select!` with the loss of leadership, so it
 //! is dropped (its pings aborted, its writes abandoned) the moment the
@@ -30,9 +30,15 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Campaigns and leads until `stop` turns true; a leader resigns on the
 /// way out. Never fails: etcd trouble is logged and retried.
-pub async fn run(config: Config, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    backups: Arc<crate::backup::BackupService>,
+    mut stop: watch::Receiver<bool>,
+) {
     let settings = MonitorSettings::from_config(&config);
-    let reconcile_settings = reconcile::Settings::from_config(&config);
+    let mut reconcile_settings = reconcile::Settings::from_config(&config);
+    reconcile_settings.backup = Some(backups);
     let options = StoreOptions {
         writer: Some(Component::Deployd),
         ..StoreOptions::default()

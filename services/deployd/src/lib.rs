@@ -13,11 +13,14 @@
 //!   `/lain/observed-nodes/`.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`api`]: the operational API (`/api/v1/...`: instance logs, app
-//!   events), for console; bearer tokens from sso.
+//!   events, volume backups), for console; bearer tokens from sso.
+//! - [`backup`]: volume backups on the leader's schedule or on request,
+//!   and restores as part of a rollout.
 //!
 //! See `docs/reference/deployd.md`.
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod docker;
 pub mod leader;
@@ -27,6 +30,7 @@ pub mod monitor;
 pub mod reconcile;
 pub mod runtime;
 pub mod scheduler;
+pub mod volumes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,6 +54,8 @@ pub enum DeploydError {
     Serve(#[from] ServeError),
     #[error("cannot set up the operational API's token verification from [auth]: {0}")]
     Auth(#[from] lain_auth::AuthError),
+    #[error("cannot set up volume backups from [backup]: {0}")]
+    Backup(#[from] lain_backup::Error),
 }
 
 /// Runs deployd until SIGTERM or SIGINT: the HTTP listener (`/healthz`,
@@ -82,7 +88,8 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DeploydError> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let api = api::Api::from_config(&config, stop_rx.clone())?;
+    let backups = backup::BackupService::from_config(&config)?;
+    let api = api::Api::from_config(&config, stop_rx.clone())?.with_backups(backups.clone());
     let router = Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(metrics.clone())
@@ -107,7 +114,7 @@ pub async fn run_on(
         stop_tx.send_replace(true);
     };
     let connect_api = api.connect(stop_rx.clone());
-    let control = leader::run(config, metrics, stop_rx);
+    let control = leader::run(config, metrics, backups, stop_rx);
     let (served, (), (), ()) = tokio::join!(server, trigger, control, connect_api);
     served?;
     Ok(())

@@ -29,6 +29,11 @@ pub struct Metrics {
     /// node), but shared with the monitor, which publishes each node's
     /// count in its observed value (`lain node list`).
     node_instances: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    backups: AtomicU64,
+    backups_failed: AtomicU64,
+    backup_bytes: AtomicU64,
+    restores: AtomicU64,
+    restores_failed: AtomicU64,
 }
 
 /// The instance states `/metrics` counts, as labelled.
@@ -129,6 +134,28 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner()) = per_node;
     }
 
+    /// One volume backup ended: stored (with its archive's size) or not.
+    pub fn backup(&self, stored_bytes: Option<u64>) {
+        match stored_bytes {
+            Some(b) => {
+                self.backups.fetch_add(1, Ordering::Relaxed);
+                self.backup_bytes.fetch_add(b, Ordering::Relaxed);
+            }
+            None => {
+                self.backups_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One restore into a volume ended.
+    pub fn restore(&self, ok: bool) {
+        if ok {
+            self.restores.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.restores_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// How many instances deployd last counted on `node`.
     pub fn node_instances(&self, node: &str) -> u32 {
         self.node_instances
@@ -223,6 +250,36 @@ impl Metrics {
             out,
             "deployd_reconcile_seconds_total {:.6}",
             get(&self.reconcile_micros) as f64 / 1e6
+        );
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "deployd_backups_total",
+            "counter",
+            "Volume backups by outcome (leader only).",
+            &[
+                ("{result=\"stored\"}", get(&self.backups)),
+                ("{result=\"failed\"}", get(&self.backups_failed)),
+            ],
+        );
+        metric(
+            "deployd_backup_bytes_total",
+            "counter",
+            "Bytes of backup archives stored.",
+            &[("", get(&self.backup_bytes))],
+        );
+        metric(
+            "deployd_restores_total",
+            "counter",
+            "Restores of a backup into an instance's volume, by outcome.",
+            &[
+                ("{result=\"restored\"}", get(&self.restores)),
+                ("{result=\"failed\"}", get(&self.restores_failed)),
+            ],
         );
         let labels: Vec<String> = INSTANCE_STATES
             .iter()

@@ -179,6 +179,7 @@ fn observed(node: &str, instance: u32, container: &str) -> ObservedInstance {
         instance,
         spec: "hash-7".into(),
         recent_restarts_ms: Vec::new(),
+        volumes_from: None,
     }
 }
 
@@ -193,6 +194,7 @@ fn registration(docker: DockerEndpoint) -> NodeRegistration {
         },
         schedulable: true,
         draining: false,
+        drain_volumes: false,
         registered_at_ms: unix_millis(),
     }
 }

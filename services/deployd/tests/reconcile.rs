@@ -835,6 +835,7 @@ fn deployd_runs_apps_on_real_nodes() {
                     instance: 1,
                     spec,
                     recent_restarts_ms: vec![],
+                    volumes_from: None,
                 },
             )
             .await

@@ -422,3 +422,93 @@ fn services_reach_each_other_only_through_portals() {
         (0..2).all(|i| c.containers(i, "lain-portal.").is_empty())
     });
 }
+
+/// A worker whose volume holds data: a plain drain leaves it on its node
+/// (a volume-less worker moves), a drain with volumes moves it with its
+/// data, byte for byte.
+#[test]
+fn a_drain_with_volumes_moves_the_data() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let etcd = Etcd::start().expect("start etcd");
+    let nodes = DockerNodes::start(2, NodesOptions::default()).expect("start nodes");
+    import_base_image_all(&nodes).expect("import base image");
+    let (console, admin) = rt.block_on(async {
+        let admin = node_admin(&etcd.endpoint()).await;
+        for n in nodes.nodes() {
+            register(&admin, n).await;
+        }
+        let console = Store::connect(&[etcd.endpoint()])
+            .await
+            .expect("connect")
+            .as_writer(Component::Console);
+        (console, admin)
+    });
+    let c = Cluster { rt, console, nodes };
+    let _deployd = spawn(&etcd);
+
+    let first = c.nodes.node(0).name().to_owned();
+    let mut db = proc("db", "worker", ProcType::Worker, IDLE);
+    db.volumes = vec!["/data".into()];
+    db.filters = vec![format!("constraint:node=={first}")];
+    let mut plain = proc("plain", "worker", ProcType::Worker, IDLE);
+    plain.filters = db.filters.clone();
+    c.put(&db);
+    c.put(&plain);
+    wait_until("both workers on the first node", Duration::from_secs(60), || {
+        c.running("db", "worker").len() == 1 && c.running("plain", "worker").len() == 1
+    });
+    let name = c.containers(0, "lain.db.worker.")[0].clone();
+    // Some data: a 2 MiB file, a small one with odd permissions, a link.
+    let sums = "cd /data && find . -type f | sort | xargs sha256sum; \
+                find . | sort | xargs stat -c '%n %a %s %Y'";
+    c.exec(
+        0,
+        &name,
+        "head -c 2097152 /dev/urandom > /data/blob && echo hello > /data/note \
+         && chmod 640 /data/note && mkdir -p /data/sub && ln -s ../note /data/sub/link",
+    )
+    .expect("write data");
+    let before = c.exec(0, &name, sums).expect("checksums");
+    assert!(before.contains("./blob"), "{before}");
+
+    // The filters would keep both on the first node: drop them, as an
+    // operator would before draining.
+    db.filters.clear();
+    db.generation = 2;
+    plain.filters.clear();
+    plain.generation = 2;
+    c.put(&db);
+    c.put(&plain);
+    let drain = |with_volumes: bool| {
+        let mut reg = common::registration(c.nodes.node(0));
+        reg.schedulable = false;
+        reg.draining = true;
+        reg.drain_volumes = with_volumes;
+        c.rt.block_on(admin.put(&lain_store::NodeKey::new(&first).unwrap(), &reg))
+            .expect("drain");
+    };
+    drain(false);
+    wait_until("the plain worker off the drained node", Duration::from_secs(60), || {
+        c.running("plain", "worker").iter().all(|(n, _)| *n != first)
+            && c.running("plain", "worker").len() == 1
+    });
+    // The worker with a volume stays where its data is.
+    let db_now = c.running("db", "worker");
+    assert_eq!(db_now.len(), 1);
+    assert_eq!(db_now[0].0, first, "a plain drain moved an instance with volumes");
+
+    drain(true);
+    wait_until("the db worker on the other node", Duration::from_secs(90), || {
+        let r = c.running("db", "worker");
+        r.len() == 1 && r[0].0 != first
+    });
+    let moved = c.containers(1, "lain.db.worker.")[0].clone();
+    let after = c.exec(1, &moved, sums).expect("checksums after the move");
+    assert_eq!(before, after, "the data did not move byte for byte");
+    assert!(c.containers(0, "lain.db.").is_empty());
+    // No helper containers left on either node.
+    for i in 0..2 {
+        let all = c.nodes.node(i).docker(&["ps", "-a", "--format", "{{.Names}}"]).unwrap();
+        assert!(!all.contains("lain-volume-helper"), "{all}");
+    }
+}

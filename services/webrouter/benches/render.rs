@@ -118,6 +118,7 @@ fn state() -> RouteState {
                     instance: 0,
                     spec: String::new(),
                     recent_restarts_ms: vec![],
+                    volumes_from: None,
                 },
             );
         }

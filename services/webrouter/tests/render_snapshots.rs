@@ -63,6 +63,7 @@ fn inst(state: InstanceState, health: Health, addr: Option<&str>) -> ObservedIns
         instance: 0,
         spec: String::new(),
         recent_restarts_ms: vec![],
+        volumes_from: None,
     }
 }
 

@@ -188,6 +188,7 @@ pub fn observed(node: &str, generation: u64) -> ObservedInstance {
         instance: 1,
         spec: String::new(),
         recent_restarts_ms: vec![],
+        volumes_from: None,
     }
 }
 

@@ -192,18 +192,23 @@ fn desired_error(e: DesiredError) -> ApiError {
     }
 }
 
-/// Deploys `client`'s instance of resource `res` (`resource.RES.CLIENT`):
-/// the resource's latest release rendered with the client's parameters.
-/// The instance app is created on first use, owned by the caller. Nothing
-/// is written when the instance already runs exactly this. Returns the
-/// template's warnings.
-async fn deploy_instance(
+/// A client's instance of a resource, ready to write.
+struct Instance {
+    name: String,
+    release: crate::db::Release,
+    procs: Vec<DesiredProc>,
+    warnings: Vec<String>,
+}
+
+/// `client`'s instance of resource `res` (`resource.RES.CLIENT`): the
+/// resource's latest release rendered with the client's parameters.
+/// Reads only: [`write_instance`] writes it.
+async fn prepare_instance(
     api: &Api,
-    caller: &Caller,
     client: &str,
     res: &str,
     u: &lain_spec::UseResource,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Instance, ApiError> {
     let unusable = |message: String, hint: &str| ApiError::Unprocessable {
         code: "undeployable",
         message,
@@ -231,7 +236,7 @@ async fn deploy_instance(
             "push a release of the resource first (`lain build && lain push` in its repository)",
         ));
     };
-    let instance = lain_spec::instance_name(res, client);
+    let name = lain_spec::instance_name(res, client);
     let parsed = lain_spec::instantiate(
         &release.lain_yaml,
         "lain.yaml",
@@ -241,35 +246,14 @@ async fn deploy_instance(
         &api.inner.spec,
     )
     .map_err(|d| ApiError::InvalidLainYaml(d.iter().map(ToString::to_string).collect()))?;
-    match api.db().apps().get(&instance).await {
-        Ok(_) => {}
-        Err(DbError::NotFound { .. }) => {
-            match api
-                .db()
-                .apps()
-                .create(&crate::db::NewApp {
-                    name: instance.clone(),
-                    apptype: crate::db::AppType::App,
-                    giturl: None,
-                    created_by: caller.subject.clone(),
-                })
-                .await
-            {
-                // Another deploy of the client made it meanwhile.
-                Ok(_) | Err(DbError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+    let secrets: BTreeMap<String, u64> = match api.db().secrets().list(&name).await {
+        Ok(list) => list
+            .into_iter()
+            .map(|s| (s.name, s.version as u64))
+            .collect(),
+        Err(DbError::NotFound { .. }) => BTreeMap::new(),
         Err(e) => return Err(e.into()),
-    }
-    let secrets: BTreeMap<String, u64> = api
-        .db()
-        .secrets()
-        .list(&instance)
-        .await?
-        .into_iter()
-        .map(|s| (s.name, s.version as u64))
-        .collect();
+    };
     let procs = desired_procs(
         &parsed.conf,
         ReleaseRef {
@@ -281,33 +265,70 @@ async fn deploy_instance(
         0,
     )
     .map_err(desired_error)?;
-    let procs = with_services(api, &instance, &parsed.conf, procs).await?;
-    let now = current(api, &instance).await?;
+    let procs = with_services(api, &name, &parsed.conf, procs, &BTreeMap::new()).await?;
+    Ok(Instance {
+        name,
+        release,
+        procs,
+        warnings: parsed.warnings.iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// Writes an instance: the app (created on first use, owned by the
+/// caller), its release (the resource's, under the instance's name) and
+/// its desired procs, unless it already runs exactly these.
+async fn write_instance(api: &Api, caller: &Caller, i: Instance) -> Result<(), ApiError> {
+    match api
+        .db()
+        .apps()
+        .create(&crate::db::NewApp {
+            name: i.name.clone(),
+            apptype: crate::db::AppType::App,
+            giturl: None,
+            created_by: caller.subject.clone(),
+        })
+        .await
+    {
+        // Made by an earlier deploy of the client.
+        Ok(_) | Err(DbError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    api.db()
+        .releases()
+        .register(&crate::db::NewRelease {
+            app: i.name.clone(),
+            version: i.release.version.clone(),
+            image: i.release.image.clone(),
+            digest: i.release.digest.clone(),
+            lain_yaml: i.release.lain_yaml.clone(),
+            pushed_by: caller.subject.clone(),
+        })
+        .await?;
+    let now = current(api, &i.name).await?;
     // The same procs with the same values, whatever their generation.
     let key = |p: &DesiredProc| {
         let mut p = p.clone();
         p.generation = 0;
         (p.proc.clone(), p)
     };
-    let same = now.iter().map(key).collect::<BTreeMap<_, _>>()
-        == procs.iter().map(key).collect::<BTreeMap<_, _>>();
-    if !same {
-        let from_release = running_release(api, &instance, &now)
-            .await
-            .or_else(|| now.first().map(|p| p.release.clone()));
-        Write {
-            app: &instance,
-            caller,
-            kind: DeploymentKind::Deploy,
-            from_release,
-            to_release: Some(release.version.clone()),
-            scope: Scope::All,
-            procs,
-        }
-        .run(api)
-        .await?;
+    if now.iter().map(key).collect::<BTreeMap<_, _>>()
+        == i.procs.iter().map(key).collect::<BTreeMap<_, _>>()
+    {
+        return Ok(());
     }
-    Ok(parsed.warnings.iter().map(ToString::to_string).collect())
+    let from_release = running_release(api, &i.name, &now).await;
+    Write {
+        app: &i.name,
+        caller,
+        kind: DeploymentKind::Deploy,
+        from_release,
+        to_release: Some(i.release.version.clone()),
+        scope: Scope::All,
+        procs: i.procs,
+    }
+    .run(api)
+    .await?;
+    Ok(())
 }
 
 /// `procs` with the portals of the services the app uses, each checked
@@ -317,6 +338,9 @@ async fn with_services(
     app: &str,
     conf: &lain_spec::LainConf,
     mut procs: Vec<DesiredProc>,
+    // Apps about to be written (a client's resource instances): their
+    // procs as they will be, not as etcd has them.
+    pending: &BTreeMap<String, Vec<DesiredProc>>,
 ) -> Result<Vec<DesiredProc>, ApiError> {
     let wanted = services::wanted(conf);
     if wanted.is_empty() {
@@ -325,6 +349,10 @@ async fn with_services(
     let mut apps = services::ServiceApps::new();
     for (name, _) in &wanted {
         if apps.contains_key(name) {
+            continue;
+        }
+        if let Some(p) = pending.get(name) {
+            apps.insert(name.clone(), Some(p.clone()));
             continue;
         }
         let found = match api.db().apps().get(name).await {
@@ -561,7 +589,10 @@ pub(crate) async fn deploy(
             api.may_change(caller, &app).await?;
             let b = body(b)?;
             api.store()?;
-            api.db().apps().get(&app).await?;
+            let registered = api.db().apps().get(&app).await?;
+            if registered.apptype == crate::db::AppType::Resource {
+                return Err(desired_error(DesiredError::ResourceApp { app: app.clone() }));
+            }
             if let Some((res, client)) = lain_spec::parse_instance_name(&app) {
                 return Err(ApiError::Unprocessable {
                     code: "undeployable",
@@ -605,10 +636,22 @@ pub(crate) async fn deploy(
             .map_err(desired_error)?;
             let mut warnings: Vec<String> =
                 parsed.warnings.iter().map(ToString::to_string).collect();
+            // Everything is checked before anything is written: the
+            // instances, then the client's services (the instances'
+            // portals as they will be).
+            let mut instances = Vec::new();
             for (res, u) in &parsed.conf.use_resources {
-                warnings.extend(deploy_instance(&api, caller, &app, res, u).await?);
+                instances.push(prepare_instance(&api, &app, res, u).await?);
             }
-            let procs = with_services(&api, &app, &parsed.conf, procs).await?;
+            let pending: BTreeMap<String, Vec<DesiredProc>> = instances
+                .iter()
+                .map(|i| (i.name.clone(), i.procs.clone()))
+                .collect();
+            let procs = with_services(&api, &app, &parsed.conf, procs, &pending).await?;
+            for i in instances {
+                warnings.extend(i.warnings.iter().cloned());
+                write_instance(&api, caller, i).await?;
+            }
             let now = current(&api, &app).await?;
             let from_release = running_release(&api, &app, &now).await;
             let mut out = Write {

@@ -27,6 +27,7 @@
 
 pub(crate) mod apps;
 pub(crate) mod audit;
+pub(crate) mod backups;
 pub(crate) mod certs;
 pub(crate) mod cluster;
 pub(crate) mod deploy;
@@ -363,6 +364,7 @@ fn api_routes() -> OpenApiRouter<Api> {
         .merge(registry::routes())
         .merge(nodes::routes())
         .merge(certs::routes())
+        .merge(backups::routes())
 }
 
 /// An etcd failure as an API error: 503 while etcd cannot be reached,

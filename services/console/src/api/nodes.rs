@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use lain_store::{
@@ -22,7 +22,7 @@ use lain_store::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -146,6 +146,8 @@ pub struct RegisteredNode {
     pub schedulable: bool,
     /// True while deployd moves the node's instances away.
     pub draining: bool,
+    /// Draining with volumes: instances with volumes move too, data first.
+    pub drain_volumes: bool,
     /// Unix milliseconds of the first registration.
     pub registered_at_ms: u64,
     /// `alive`, `suspect`, `lost`, or `unknown` while deployd has not
@@ -167,6 +169,7 @@ impl RegisteredNode {
             memory_bytes: r.capacity.memory_bytes,
             schedulable: r.schedulable,
             draining: r.draining,
+            drain_volumes: r.drain_volumes,
             registered_at_ms: r.registered_at_ms,
             liveness: o.map_or_else(|| "unknown".to_owned(), |o| super::enum_name(&o.liveness)),
             last_seen_ms: o.map(|o| o.last_seen_ms),
@@ -478,6 +481,7 @@ async fn put_node(
                                 capacity,
                                 schedulable: !cordoned,
                                 draining: false,
+                                drain_volumes: false,
                                 registered_at_ms: unix_millis(),
                             },
                         ),
@@ -527,7 +531,7 @@ async fn set_flags(
     ctx: &Ctx,
     action: &'static str,
     name: String,
-    change: fn(&mut NodeRegistration),
+    change: impl Fn(&mut NodeRegistration),
 ) -> Result<Json<RegisteredNode>, ApiError> {
     Audited::new(api, ctx, action)
         .target(name.clone())
@@ -547,6 +551,7 @@ async fn set_flags(
                         let detail = json!({
                             "schedulable": registration.schedulable,
                             "draining": registration.draining,
+                            "drain_volumes": registration.drain_volumes,
                             "revision": revision,
                         });
                         return Ok((Json(view(&store, &key, registration).await), detail));
@@ -592,14 +597,25 @@ pub(crate) async fn uncordon_node(
     set_flags(&api, &ctx, "node.uncordon", name, |r| {
         r.schedulable = true;
         r.draining = false;
+        r.drain_volumes = false;
     })
     .await
 }
 
-/// Drains a node: cordoned, and deployd moves its instances away.
-/// Admins only.
+/// How a drain treats instances with volumes.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DrainOptions {
+    /// Move instances with volumes too, their data copied to their new
+    /// node first. Without it they stay on the node.
+    #[serde(default)]
+    with_volumes: bool,
+}
+
+/// Drains a node: cordoned, and deployd moves its instances away (those
+/// with volumes only with `with_volumes`, data first). Admins only.
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/drain", tag = "nodes",
-    params(("name" = String, Path, description = "node name")),
+    params(("name" = String, Path, description = "node name"), DrainOptions),
     responses((status = 200, body = RegisteredNode), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -608,10 +624,13 @@ pub(crate) async fn drain_node(
     State(api): State<Api>,
     ctx: Ctx,
     Path(name): Path<String>,
+    q: Result<Query<DrainOptions>, QueryRejection>,
 ) -> Result<Json<RegisteredNode>, ApiError> {
-    set_flags(&api, &ctx, "node.drain", name, |r| {
+    let Query(q) = q?;
+    set_flags(&api, &ctx, "node.drain", name, move |r| {
         r.schedulable = false;
         r.draining = true;
+        r.drain_volumes = q.with_volumes;
     })
     .await
 }

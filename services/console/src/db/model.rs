@@ -63,6 +63,8 @@ text_enum!(
         Rollback = "rollback",
         Scale = "scale",
         Undeploy = "undeploy",
+        /// A proc rolled out to restore a volume backup into an instance.
+        Restore = "restore",
     }
 );
 

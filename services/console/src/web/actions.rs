@@ -568,7 +568,17 @@ pub async fn node(
     let call = match flag.as_str() {
         "cordon" => api::nodes::cordon_node(s.state(), ctx, Path(name.clone())).await,
         "uncordon" => api::nodes::uncordon_node(s.state(), ctx, Path(name.clone())).await,
-        _ => api::nodes::drain_node(s.state(), ctx, Path(name.clone())).await,
+        // The web console drains as the CLI does by default: instances
+        // with volumes stay.
+        _ => {
+            api::nodes::drain_node(
+                s.state(),
+                ctx,
+                Path(name.clone()),
+                Ok(axum::extract::Query(Default::default())),
+            )
+            .await
+        }
     };
     let Json(n) = call?;
     Ok(done(

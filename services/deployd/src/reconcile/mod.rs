@@ -78,6 +78,8 @@ pub struct Settings {
     pub secrets_key_file: Option<std::path::PathBuf>,
     pub retired_secrets_key_files: Vec<std::path::PathBuf>,
     pub registry_auth: Option<crate::config::RegistryAuthConfig>,
+    /// Volume backups: run while leading, and restores before creates.
+    pub backup: Option<Arc<crate::backup::BackupService>>,
 }
 
 impl Settings {
@@ -97,6 +99,7 @@ impl Settings {
             secrets_key_file: c.secrets_key_file.clone(),
             retired_secrets_key_files: c.retired_secrets_key_files.clone(),
             registry_auth: c.registry_auth.clone(),
+            backup: None,
         }
     }
 }
@@ -163,6 +166,7 @@ pub struct Ctx {
     /// Wakes the portal controller ([`portals`]).
     pub portals: Arc<Notify>,
     portals_task: Mutex<Option<JoinHandle<()>>>,
+    backup_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Locks the set of procs waiting for capacity.
@@ -429,6 +433,9 @@ impl Drop for Shutdown {
         if let Some(t) = lock(&self.0.portals_task).take() {
             t.abort();
         }
+        if let Some(t) = lock(&self.0.backup_task).take() {
+            t.abort();
+        }
         lock(&self.0.stops).1.abort_all();
         lock(&self.0.creates).1.abort_all();
     }
@@ -504,6 +511,7 @@ pub async fn run(
         events_lease: tokio::sync::Mutex::new(None),
         portals: Arc::new(Notify::new()),
         portals_task: Mutex::new(None),
+        backup_task: Mutex::new(None),
     });
     let _shutdown = Shutdown(ctx.clone());
 
@@ -585,6 +593,9 @@ pub async fn run(
             sync_inventories(&ctx);
             ctx.wake_all();
             *lock(&ctx.portals_task) = Some(tokio::spawn(portals::run(ctx.clone())));
+            if let Some(b) = ctx.settings.backup.clone() {
+                *lock(&ctx.backup_task) = Some(tokio::spawn(crate::backup::run(ctx.clone(), b)));
+            }
         }
     }
 }
@@ -877,7 +888,7 @@ fn sync_inventories(ctx: &Arc<Ctx>) {
             .filter(|(n, _)| {
                 matches!(
                     state.node_view(n),
-                    plan::NodeView::Alive | plan::NodeView::Draining
+                    plan::NodeView::Alive | plan::NodeView::Draining | plan::NodeView::Evacuating
                 )
             })
             .map(|(n, reg)| (n.clone(), reg.docker.clone()))

@@ -47,6 +47,9 @@ pub enum NodeView {
     /// Alive, but its registration says to move instances away: they are
     /// replaced elsewhere like an old version (stateful ones stay).
     Draining,
+    /// Draining with volumes: every instance moves, those with volumes
+    /// with their data.
+    Evacuating,
     /// Suspect or not yet observed: wait, act on nothing there.
     Doubtful,
     /// Declared lost: its instances are rescheduled (stateful ones wait).
@@ -116,6 +119,9 @@ pub struct PlaceRequest {
     /// Set when an instance moves off a lost node: its record is kept and
     /// rewritten (restarts and history carry over).
     pub moves: Option<ObservedInstance>,
+    /// The node whose copy of the instance's volumes its new node gets
+    /// first (a drain with volumes).
+    pub volumes_from: Option<String>,
 }
 
 /// An event to record on the app.
@@ -222,7 +228,9 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let mut moving: BTreeMap<u32, ()> = BTreeMap::new();
     for r in active {
         match (input.node)(&r.obs.node) {
-            NodeView::Alive | NodeView::Doubtful | NodeView::Draining => on_live_nodes.push(r),
+            NodeView::Alive | NodeView::Doubtful | NodeView::Draining | NodeView::Evacuating => {
+                on_live_nodes.push(r)
+            }
             NodeView::Lost | NodeView::Gone => {
                 let current = spec == Some(r.obs.spec.as_str());
                 let wanted = current && r.obs.instance >= 1 && r.obs.instance <= want;
@@ -247,6 +255,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
                         slot: r.slot.clone(),
                         home: None,
                         moves: Some(r.obs.clone()),
+                        volumes_from: None,
                     });
                 } else {
                     // Replaced by the rollout (or unwanted): its container,
@@ -261,7 +270,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let mut current: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
     let mut old: Vec<&Record> = Vec::new();
     for r in &on_live_nodes {
-        let evacuate = !pinned && (input.node)(&r.obs.node) == NodeView::Draining;
+        let evacuate = match (input.node)(&r.obs.node) {
+            NodeView::Draining => !pinned,
+            NodeView::Evacuating => true,
+            _ => false,
+        };
         if spec == Some(r.obs.spec.as_str()) && r.obs.instance >= 1 && !evacuate {
             current.entry(r.obs.instance).or_default().push(r);
         } else {
@@ -345,7 +358,14 @@ pub fn plan(input: &Input<'_>) -> Plan {
                     continue;
                 }
             }
-            let home = homes.get(&n).cloned();
+            let mut home = homes.get(&n).cloned();
+            // Its volumes' node is being emptied: anywhere else, data
+            // copied first.
+            let mut volumes_from = None;
+            if let Some(h) = home.as_ref().filter(|h| (input.node)(h) == NodeView::Evacuating) {
+                volumes_from = Some(h.clone());
+                home = None;
+            }
             if !olds.is_empty() {
                 if surging >= input.policy.max_surge {
                     continue;
@@ -357,6 +377,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
                 slot: fresh_slot(n, t.desired.generation, &taken),
                 home,
                 moves: None,
+                volumes_from,
             });
         }
     }

@@ -61,6 +61,7 @@ fn record(
             instance: n,
             spec: spec_hash(d),
             recent_restarts_ms: vec![],
+            volumes_from: None,
         },
         rev,
     }

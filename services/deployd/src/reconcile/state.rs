@@ -57,7 +57,11 @@ impl State {
         }
         match self.liveness.get(node).map(|o| o.liveness) {
             Some(Liveness::Alive) if self.nodes.get(node).is_some_and(|r| r.draining) => {
-                NodeView::Draining
+                if self.nodes.get(node).is_some_and(|r| r.drain_volumes) {
+                    NodeView::Evacuating
+                } else {
+                    NodeView::Draining
+                }
             }
             Some(Liveness::Alive) => NodeView::Alive,
             Some(Liveness::Lost) => NodeView::Lost,
@@ -67,7 +71,10 @@ impl State {
 
     /// Alive and its containers listed: safe to act on.
     pub fn actionable(&self, node: &str) -> bool {
-        matches!(self.node_view(node), NodeView::Alive | NodeView::Draining)
+        matches!(
+            self.node_view(node),
+            NodeView::Alive | NodeView::Draining | NodeView::Evacuating
+        )
             && self.inventory.contains_key(node)
     }
 

@@ -149,6 +149,57 @@ pub async fn create(
         }
         other => other,
     };
+    // A drain with volumes: the data first, from the node being emptied
+    // (whose container of this instance is gone: rollouts of instances
+    // with volumes stop the old one first). Cleared once copied, so a
+    // later re-create never copies stale data over newer.
+    let copied;
+    let obs = match (&obs.volumes_from, found) {
+        (Some(from), None) if *from != obs.node => {
+            if let Err(message) = copy_volumes(ctx, node, from, obs, target).await {
+                if obs.message.as_deref() != Some(message.as_str()) {
+                    let mut next = obs.clone();
+                    next.message = Some(message);
+                    out.put = Some(next);
+                }
+                out.again_in = Some(Duration::from_secs(5));
+                return out;
+            }
+            copied = ObservedInstance {
+                volumes_from: None,
+                message: Some(format!("volumes copied from node {from}")),
+                ..obs.clone()
+            };
+            out.put = Some(copied.clone());
+            &copied
+        }
+        _ => obs,
+    };
+    // A restore rollout writes the backup into the volume before the
+    // container that mounts it exists (see crate::backup).
+    if found.is_none() {
+        match crate::backup::restore_before_create(ctx, node, record, target).await {
+            Ok(()) => {}
+            Err(crate::backup::RestoreFailure::Transient(message)) => {
+                if obs.message.as_deref() != Some(message.as_str()) {
+                    let mut next = obs.clone();
+                    next.message = Some(message);
+                    out.put = Some(next);
+                }
+                out.again_in = Some(Duration::from_secs(5));
+                return out;
+            }
+            Err(crate::backup::RestoreFailure::Permanent(message)) => {
+                out.put = Some(with_state(
+                    obs,
+                    InstanceState::Failed,
+                    Health::Unhealthy,
+                    Some(message),
+                ));
+                return out;
+            }
+        }
+    }
     let t0 = std::time::Instant::now();
     let made = match found {
         Some(c) if c.state == ContainerState::Running => Ok((c.clone(), None)),
@@ -251,6 +302,65 @@ fn backoff_ms(ctx: &Ctx, k: usize) -> u64 {
     let base = u64::try_from(s.restart_backoff.as_millis()).unwrap_or(u64::MAX);
     let max = u64::try_from(s.restart_backoff_max.as_millis()).unwrap_or(u64::MAX);
     base.saturating_mul(1u64 << k.min(20)).min(max)
+}
+
+/// Copies every volume of instance `obs` from node `from` to `node`
+/// through the engines' archive endpoints, replacing what `node` had.
+/// `Err` is the message for `lain ps`.
+async fn copy_volumes(
+    ctx: &Ctx,
+    node: &NodeAccess,
+    from: &str,
+    obs: &ObservedInstance,
+    d: &DesiredProc,
+) -> Result<(), String> {
+    let source = {
+        let state = ctx.state();
+        state
+            .nodes
+            .get(from)
+            .filter(|_| state.actionable(from))
+            .map(|r| (r.docker.clone(), r.address.clone()))
+    };
+    let Some((endpoint, address)) = source else {
+        return Err(format!(
+            "waiting to copy its volumes from node {from}, which is not reachable; bring it back, or cancel the drain (`lain node uncordon {from}`)"
+        ));
+    };
+    let src = ctx
+        .access(from, &endpoint, &address)
+        .map_err(|e| format!("cannot reach node {from} to copy its volumes: {e}"))?;
+    for path in &d.volumes {
+        let volume = volume_name(&d.app, &d.proc, obs.instance, path);
+        // The helper containers are made from the proc's image, which the
+        // source node may not have (it ran an older release).
+        for (engine, name) in [(&src.engine, from), (&node.engine, obs.node.as_str())] {
+            if !engine.image_present(&d.image).await.map_err(|e| e.to_string())? {
+                pull(ctx, engine, name, &d.image).await?;
+            }
+        }
+        if !src
+            .engine
+            .volume_exists(&volume)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            // Never written there: nothing to copy.
+            continue;
+        }
+        let tar = src
+            .engine
+            .export_volume(&volume, &d.image)
+            .await
+            .map_err(|e| format!("cannot read volume {volume} on node {from}: {e}"))?;
+        let bytes = node
+            .engine
+            .import_volume(&volume, &d.image, tar, true)
+            .await
+            .map_err(|e| format!("cannot copy volume {volume} from node {from}: {e}"))?;
+        tracing::info!(volume = %volume, from, to = %obs.node, bytes, "volume copied");
+    }
+    Ok(())
 }
 
 /// Starts a container and inspects it (for its host port and start time).

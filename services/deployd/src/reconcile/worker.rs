@@ -307,8 +307,23 @@ async fn apply(
                     instance: req.instance,
                     spec: target.spec.clone(),
                     recent_restarts_ms: Vec::new(),
+                    volumes_from: None,
                 },
             };
+            let mut obs = obs;
+            if let Some(from) = req.volumes_from.as_ref().filter(|from| **from != node) {
+                events.push(PlannedEvent {
+                    kind: lain_store::EventKind::Rescheduled,
+                    severity: lain_store::Severity::Info,
+                    message: format!(
+                        "instance {} moves from draining node {from} to {node}, its volumes copied first",
+                        req.instance
+                    ),
+                    instance: Some(req.instance),
+                });
+                obs.volumes_from = Some(from.clone());
+                obs.message = Some(format!("copying its volumes from node {from}"));
+            }
             txn.put(&observed_key(id, &req.slot)?, &obs)?;
             written.push((req.slot.clone(), Some(obs)));
         }
@@ -505,6 +520,7 @@ async fn adopt_or_remove_orphans(
                 instance: c.instance,
                 spec: c.spec_hash.clone(),
                 recent_restarts_ms: Vec::new(),
+                volumes_from: None,
             };
             let rev = ctx.writer.put(&observed_key(id, &c.slot)?, &obs).await?;
             ctx.state().records.entry(id.clone()).or_default().insert(

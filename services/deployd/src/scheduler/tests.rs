@@ -647,6 +647,7 @@ fn status_from_registration_and_liveness() {
         },
         schedulable,
         draining,
+        drain_volumes: false,
         registered_at_ms: 0,
     };
     let seen = |liveness| ObservedNode {

@@ -39,6 +39,7 @@ pub fn registration(node: &Node) -> NodeRegistration {
         },
         schedulable: true,
         draining: false,
+        drain_volumes: false,
         registered_at_ms: unix_millis(),
     }
 }

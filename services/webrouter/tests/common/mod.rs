@@ -263,6 +263,7 @@ pub fn instance(addr: SocketAddr, healthy: bool) -> ObservedInstance {
         instance: 0,
         spec: String::new(),
         recent_restarts_ms: vec![],
+        volumes_from: None,
     }
 }
 
