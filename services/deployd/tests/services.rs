@@ -454,9 +454,11 @@ fn a_drain_with_volumes_moves_the_data() {
     plain.filters = db.filters.clone();
     c.put(&db);
     c.put(&plain);
-    wait_until("both workers on the first node", Duration::from_secs(60), || {
-        c.running("db", "worker").len() == 1 && c.running("plain", "worker").len() == 1
-    });
+    wait_until(
+        "both workers on the first node",
+        Duration::from_secs(60),
+        || c.running("db", "worker").len() == 1 && c.running("plain", "worker").len() == 1,
+    );
     let name = c.containers(0, "lain.db.worker.")[0].clone();
     // Some data: a 2 MiB file, a small one with odd permissions, a link.
     let sums = "cd /data && find . -type f | sort | xargs sha256sum; \
@@ -488,27 +490,44 @@ fn a_drain_with_volumes_moves_the_data() {
             .expect("drain");
     };
     drain(false);
-    wait_until("the plain worker off the drained node", Duration::from_secs(60), || {
-        c.running("plain", "worker").iter().all(|(n, _)| *n != first)
-            && c.running("plain", "worker").len() == 1
-    });
+    wait_until(
+        "the plain worker off the drained node",
+        Duration::from_secs(60),
+        || {
+            c.running("plain", "worker")
+                .iter()
+                .all(|(n, _)| *n != first)
+                && c.running("plain", "worker").len() == 1
+        },
+    );
     // The worker with a volume stays where its data is.
     let db_now = c.running("db", "worker");
     assert_eq!(db_now.len(), 1);
-    assert_eq!(db_now[0].0, first, "a plain drain moved an instance with volumes");
+    assert_eq!(
+        db_now[0].0, first,
+        "a plain drain moved an instance with volumes"
+    );
 
     drain(true);
-    wait_until("the db worker on the other node", Duration::from_secs(90), || {
-        let r = c.running("db", "worker");
-        r.len() == 1 && r[0].0 != first
-    });
+    wait_until(
+        "the db worker on the other node",
+        Duration::from_secs(90),
+        || {
+            let r = c.running("db", "worker");
+            r.len() == 1 && r[0].0 != first
+        },
+    );
     let moved = c.containers(1, "lain.db.worker.")[0].clone();
     let after = c.exec(1, &moved, sums).expect("checksums after the move");
     assert_eq!(before, after, "the data did not move byte for byte");
     assert!(c.containers(0, "lain.db.").is_empty());
     // No helper containers left on either node.
     for i in 0..2 {
-        let all = c.nodes.node(i).docker(&["ps", "-a", "--format", "{{.Names}}"]).unwrap();
+        let all = c
+            .nodes
+            .node(i)
+            .docker(&["ps", "-a", "--format", "{{.Names}}"])
+            .unwrap();
         assert!(!all.contains("lain-volume-helper"), "{all}");
     }
 }

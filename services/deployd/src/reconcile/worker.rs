@@ -123,10 +123,18 @@ fn snapshot(ctx: &Ctx, id: &ProcId) -> Snapshot {
     let containers = state.containers_of(id);
     let mut views = HashMap::new();
     let mut actionable = HashMap::new();
+    // The homes remembered for instances with volumes too: a home whose
+    // records are gone may be a node being emptied with its volumes.
+    let homes: Vec<String> = state
+        .rollouts
+        .get(id)
+        .map(|r| r.homes.values().cloned().collect())
+        .unwrap_or_default();
     let nodes = records
         .iter()
         .map(|r| r.obs.node.clone())
-        .chain(containers.iter().map(|(n, _)| n.clone()));
+        .chain(containers.iter().map(|(n, _)| n.clone()))
+        .chain(homes);
     for n in nodes {
         views.insert(n.clone(), state.node_view(&n));
         if state.actionable(&n) {
