@@ -226,7 +226,9 @@ async fn prepare_instance(
     };
     if resource.apptype != crate::db::AppType::Resource {
         return Err(unusable(
-            format!("use_resources names {res}, which is an app, not a resource (apptype: resource)"),
+            format!(
+                "use_resources names {res}, which is an app, not a resource (apptype: resource)"
+            ),
             "use it through use_services, or name a resource",
         ));
     }
