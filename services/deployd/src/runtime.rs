@@ -1568,20 +1568,24 @@ impl Engine {
 
     /// Every portal container on this engine, running or not, in one call.
     pub async fn list_portals(&self) -> Result<Vec<PortalContainer>> {
-        let docker = self.client(self.timeouts().call);
-        let filter = format!("{LABEL_MANAGED}={PORTAL_MANAGED_BY}");
-        let all = self
-            .short(
-                "container list",
-                "portal containers",
-                docker.list_containers(Some(ListContainersOptions {
-                    all: true,
-                    filters: HashMap::from([("label".to_owned(), vec![filter])]),
-                    ..Default::default()
-                })),
-            )
-            .await?;
+        let all = self.list_managed(PORTAL_MANAGED_BY, "portal containers").await?;
         Ok(all.iter().filter_map(portal_from_summary).collect())
+    }
+
+    /// Every container, running or not, labelled `lain.managed={by}`.
+    async fn list_managed(&self, by: &str, what: &str) -> Result<Vec<ContainerSummary>> {
+        let docker = self.client(self.timeouts().call);
+        let filter = format!("{LABEL_MANAGED}={by}");
+        self.short(
+            "container list",
+            what,
+            docker.list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: HashMap::from([("label".to_owned(), vec![filter])]),
+                ..Default::default()
+            })),
+        )
+        .await
     }
 
     /// Writes one file (and its parent directories) into container `id`,
@@ -1611,19 +1615,7 @@ impl Engine {
     /// one call. Containers with unreadable `lain.*` labels are left out
     /// (and logged).
     pub async fn list(&self) -> Result<Vec<LainContainer>> {
-        let docker = self.client(self.timeouts().call);
-        let filter = format!("{LABEL_MANAGED}={MANAGED_BY}");
-        let all = self
-            .short(
-                "container list",
-                "all containers",
-                docker.list_containers(Some(ListContainersOptions {
-                    all: true,
-                    filters: HashMap::from([("label".to_owned(), vec![filter])]),
-                    ..Default::default()
-                })),
-            )
-            .await?;
+        let all = self.list_managed(MANAGED_BY, "all containers").await?;
         let mut out = Vec::with_capacity(all.len());
         for c in &all {
             match from_summary(c) {
