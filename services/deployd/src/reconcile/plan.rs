@@ -362,7 +362,10 @@ pub fn plan(input: &Input<'_>) -> Plan {
             // Its volumes' node is being emptied: anywhere else, data
             // copied first.
             let mut volumes_from = None;
-            if let Some(h) = home.as_ref().filter(|h| (input.node)(h) == NodeView::Evacuating) {
+            if let Some(h) = home
+                .as_ref()
+                .filter(|h| (input.node)(h) == NodeView::Evacuating)
+            {
                 volumes_from = Some(h.clone());
                 home = None;
             }

@@ -74,8 +74,7 @@ impl State {
         matches!(
             self.node_view(node),
             NodeView::Alive | NodeView::Draining | NodeView::Evacuating
-        )
-            && self.inventory.contains_key(node)
+        ) && self.inventory.contains_key(node)
     }
 
     /// Records a container as it is now.
