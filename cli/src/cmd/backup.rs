@@ -186,10 +186,14 @@ async fn run(
     let console = Console::connect(g).await?;
     let status = crate::cmd::ops::app_status(&console, app).await?;
     let proc = crate::cmd::ops::proc_in(&status, proc);
-    let spinner = g
-        .progress
-        .spinner(format!("{app} {proc} #{instance} {path}:"));
-    spinner.message("backing up");
+    // Not with -o json: in plain mode the spinner prints lines on stdout.
+    let spinner = (output == Format::Text).then(|| {
+        let s = g
+            .progress
+            .spinner(format!("{app} {proc} #{instance} {path}:"));
+        s.message("backing up");
+        s
+    });
     let out: Value = console
         .call(
             Method::POST,
@@ -197,7 +201,9 @@ async fn run(
             &json!({"proc": proc, "instance": instance, "path": path}),
         )
         .await?;
-    spinner.done();
+    if let Some(s) = spinner {
+        s.done();
+    }
     if output == Format::Json {
         print_json(&out)?;
         return Ok(ExitCode::SUCCESS);

@@ -289,10 +289,13 @@ impl TestCluster {
                  restart_backoff_ms = 200\nrestart_backoff_max_ms = 2000\n\
                  [auth]\nissuer = \"{issuer}\"\nallowed_clients = [\"client:console\"]\n\
                  [registry_auth]\nissuer = \"{issuer}\"\nclient_id = \"deployd\"\n\
-                 client_secret_file = \"{}\"\n",
+                 client_secret_file = \"{}\"\n\
+                 [backup]\ncheck_interval_secs = 5\n\
+                 [backup.target]\nkind = \"dir\"\npath = \"{}\"\n",
                 etcd.endpoint(),
                 secrets_key.display(),
                 deployd_secret.display(),
+                home.path().join("backups").display(),
             ),
             ServerDir::new("e2e-deployd").unwrap(),
         );

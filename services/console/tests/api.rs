@@ -1422,6 +1422,8 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         ("/api/v1/nodes/{name}/drain", &["post"]),
         ("/api/v1/certs", &["get"]),
         ("/api/v1/certs/{name}", &["put", "delete"]),
+        ("/api/v1/apps/{app}/backups", &["get", "post"]),
+        ("/api/v1/apps/{app}/backups/restore", &["post"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(

@@ -39,7 +39,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use lain_backup::{
     BackupId, BackupMeta, BackupMode, Backups, Expire, ListFilter, Schedule, Target, VolumeKey,
@@ -920,7 +920,7 @@ fn locate(
         .max_by_key(|r| (r.obs.generation, r.obs.started_at_ms))?;
     if !matches!(
         state.node_view(&r.obs.node),
-        NodeView::Alive | NodeView::Draining
+        NodeView::Alive | NodeView::Draining | NodeView::Evacuating
     ) {
         return None;
     }
@@ -1330,11 +1330,6 @@ impl From<&BackupMeta> for BackupView {
     }
 }
 
-/// Unix milliseconds as a time (for tests and callers with ms clocks).
-pub fn utc_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
 /// The filter of a list request.
 pub fn filter(proc: Option<String>, instance: Option<u32>) -> ListFilter {
     ListFilter {
@@ -1347,6 +1342,7 @@ pub fn filter(proc: Option<String>, instance: Option<u32>) -> ListFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()

@@ -1568,7 +1568,9 @@ impl Engine {
 
     /// Every portal container on this engine, running or not, in one call.
     pub async fn list_portals(&self) -> Result<Vec<PortalContainer>> {
-        let all = self.list_managed(PORTAL_MANAGED_BY, "portal containers").await?;
+        let all = self
+            .list_managed(PORTAL_MANAGED_BY, "portal containers")
+            .await?;
         Ok(all.iter().filter_map(portal_from_summary).collect())
     }
 

@@ -12,7 +12,6 @@
 //! deployd lists the backup for exactly that volume. A refused restore
 //! changes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -20,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lain_store::{DesiredKey, DesiredProc, RestoreRequest as StoreRestore};
+use lain_store::{DesiredKey, RestoreRequest as StoreRestore};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -28,14 +27,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{body, store_error, Api, Audited, Caller, Ctx, DeployOutcome};
-use crate::db::{
-    DbError, DeploymentKind, DeploymentSnapshot, DeploymentState, DeploymentUpdate, NewDeployment,
-    ProcSelection,
-};
-use crate::deploy::{self as writer, DeployError, Scope, SecretValue};
+use super::deploy::Write;
+use super::{body, store_error, Api, Audited, Ctx, DeployOutcome};
+use crate::db::DeploymentKind;
+use crate::deploy::Scope;
 use crate::deployd::{base_url, replicas};
-use crate::error::{split_hint, ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 
 pub(super) fn routes() -> OpenApiRouter<Api> {
     OpenApiRouter::new()
@@ -612,7 +609,19 @@ pub(crate) async fn restore_backup(
                 backup: b.backup.clone(),
                 request: request.clone(),
             });
-            let out = write_restore(&api, &app, caller, p).await?;
+            // Written as a scale is: one proc, a deployment of its own.
+            let release = Some(p.release.clone());
+            let out = Write {
+                app: &app,
+                caller,
+                kind: DeploymentKind::Restore,
+                from_release: release.clone(),
+                to_release: release,
+                scope: Scope::One(p.proc.clone()),
+                procs: vec![p],
+            }
+            .run(&api)
+            .await?;
             let detail = json!({
                 "deployment": out.deployment.id,
                 "generation": out.deployment.generation,
@@ -626,142 +635,6 @@ pub(crate) async fn restore_backup(
             Ok((Json(out), detail))
         })
         .await
-}
-
-/// Writes one proc's desired state (with `restore` set) as a deployment,
-/// as a scale does: the deployment row first, then one etcd transaction,
-/// then the row's state.
-async fn write_restore(
-    api: &Api,
-    app: &str,
-    caller: &Caller,
-    p: DesiredProc,
-) -> Result<DeployOutcome, ApiError> {
-    let proc = p.proc.clone();
-    let scope = Scope::One(proc.clone());
-    let secrets = secret_values(api, app, &p).await?;
-    let store = api.store()?;
-    let current: Vec<DesiredProc> = store
-        .list(&DesiredKey::of_app(app).map_err(|e| store_error(e.into()))?)
-        .await
-        .map_err(store_error)?
-        .items
-        .into_iter()
-        .map(|e| e.value)
-        .collect();
-    let whole = writer::merged(&current, std::slice::from_ref(&p), &scope);
-    let mut used: BTreeMap<String, i64> = BTreeMap::new();
-    let mut desired = serde_json::Map::new();
-    for d in &whole {
-        for r in &d.secrets {
-            let v = used.entry(r.name.clone()).or_insert(0);
-            *v = (*v).max(r.version as i64);
-        }
-        desired.insert(
-            d.proc.clone(),
-            serde_json::to_value(d).map_err(|e| ApiError::Internal(e.to_string()))?,
-        );
-    }
-    let release = Some(p.release.clone());
-    let d = api
-        .db()
-        .deployments()
-        .create(&NewDeployment {
-            app: app.to_owned(),
-            kind: DeploymentKind::Restore,
-            from_release: release.clone(),
-            to_release: release,
-            procs: ProcSelection::Only(vec![proc]),
-            requested_by: caller.subject.clone(),
-            generation: None,
-            snapshot: DeploymentSnapshot {
-                desired: Value::Object(desired),
-                secrets: used,
-            },
-        })
-        .await?;
-    let floor = api.db().deployments().max_generation(app).await?;
-    let applied = writer::apply(
-        store,
-        api.secrets_key(),
-        app,
-        vec![p],
-        &scope,
-        &secrets,
-        floor,
-    )
-    .await;
-    drop(secrets);
-    let (state, error, generation) = match &applied {
-        Ok(a) => (
-            DeploymentState::Progressing,
-            None,
-            Some(a.generation as i64),
-        ),
-        Err(e) => (DeploymentState::Failed, Some(e.to_string()), None),
-    };
-    let d = api
-        .db()
-        .deployments()
-        .update(
-            d.id,
-            &DeploymentUpdate {
-                state,
-                error,
-                generation,
-            },
-        )
-        .await?;
-    let applied = applied.map_err(|e| match e {
-        DeployError::Conflict { .. } => {
-            let (m, h) = split_hint(e.to_string(), "try again");
-            ApiError::conflict(m, h)
-        }
-        DeployError::Store(s) => store_error(s),
-        e => ApiError::Internal(e.to_string()),
-    })?;
-    Ok(DeployOutcome {
-        deployment: (&d).into(),
-        written: applied.procs,
-        removed: applied.removed,
-        warnings: Vec::new(),
-    })
-}
-
-/// The values of the secret versions `p` names (deployd reads them from
-/// etcd; the write re-seals any missing there).
-async fn secret_values(
-    api: &Api,
-    app: &str,
-    p: &DesiredProc,
-) -> Result<Vec<SecretValue>, ApiError> {
-    let wanted: BTreeSet<(String, u64)> = p
-        .secrets
-        .iter()
-        .map(|r| (r.name.clone(), r.version))
-        .collect();
-    let mut out = Vec::with_capacity(wanted.len());
-    for (name, version) in wanted {
-        let value = api
-            .db()
-            .secrets()
-            .get_value(app, &name, version as i64)
-            .await
-            .map_err(|e| match e {
-                DbError::NotFound { .. } => ApiError::Unprocessable {
-                    code: "undeployable",
-                    message: format!("secret {name} version {version} of app {app} does not exist"),
-                    hint: format!("set it with `lain secret set {app} {name}` and deploy again"),
-                },
-                e => ApiError::from(e),
-            })?;
-        out.push(SecretValue {
-            name,
-            version,
-            value,
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ pub struct RollbackRequest {
 pub struct DeploymentView {
     pub id: i64,
     pub app: String,
-    /// `deploy`, `rollback`, `scale` or `undeploy`.
+    /// `deploy`, `rollback`, `scale`, `undeploy` or `restore` (a backup written back).
     pub kind: String,
     pub from_release: Option<String>,
     pub to_release: Option<String>,
@@ -447,25 +447,29 @@ async fn secret_values(
 }
 
 /// One write of desired state and its deployment row.
-struct Write<'a> {
-    app: &'a str,
-    caller: &'a Caller,
-    kind: DeploymentKind,
-    from_release: Option<String>,
-    to_release: Option<String>,
-    scope: Scope,
-    procs: Vec<DesiredProc>,
+pub(crate) struct Write<'a> {
+    pub(crate) app: &'a str,
+    pub(crate) caller: &'a Caller,
+    pub(crate) kind: DeploymentKind,
+    pub(crate) from_release: Option<String>,
+    pub(crate) to_release: Option<String>,
+    pub(crate) scope: Scope,
+    pub(crate) procs: Vec<DesiredProc>,
 }
 
 impl Write<'_> {
     /// Checks the fit, writes etcd in one transaction, records the
     /// deployment (`progressing`, with its generation and snapshot).
-    async fn run(self, api: &Api) -> Result<DeployOutcome, ApiError> {
+    pub(crate) async fn run(self, api: &Api) -> Result<DeployOutcome, ApiError> {
         let replaced = match &self.scope {
             Scope::All => None,
             Scope::One(p) => Some(p.as_str()),
         };
-        check_fit(api, self.app, &self.procs, replaced).await?;
+        // A restore runs the same instances again: nothing new to fit
+        // (and the backup is wanted most when the cluster is short).
+        if self.kind != DeploymentKind::Restore {
+            check_fit(api, self.app, &self.procs, replaced).await?;
+        }
         let secrets = secret_values(api, self.app, &self.procs).await?;
         // The deployment is recorded before etcd changes, so that a write
         // that fails leaves a failed row, and a row that cannot be written

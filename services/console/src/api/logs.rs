@@ -267,7 +267,8 @@ pub struct EventView {
     pub id: String,
     /// `rollout_started`, `rollout_succeeded`, `rollout_failed`,
     /// `rolled_back`, `crash_loop`, `rescheduled`, `unschedulable`,
-    /// `node_lost`, `node_recovered` or `other`.
+    /// `node_lost`, `node_recovered`, `portal_failed`, `backup_failed`,
+    /// `backup_restored` or `other`.
     pub kind: String,
     /// `info`, `warning` or `error`.
     pub severity: String,

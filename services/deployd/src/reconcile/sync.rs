@@ -335,7 +335,11 @@ async fn copy_volumes(
         // The helper containers are made from the proc's image, which the
         // source node may not have (it ran an older release).
         for (engine, name) in [(&src.engine, from), (&node.engine, obs.node.as_str())] {
-            if !engine.image_present(&d.image).await.map_err(|e| e.to_string())? {
+            if !engine
+                .image_present(&d.image)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 pull(ctx, engine, name, &d.image).await?;
             }
         }
