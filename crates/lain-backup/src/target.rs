@@ -84,6 +84,9 @@ impl Target {
     /// A bucket of an S3-compatible store. Nothing is sent until the first
     /// operation.
     pub fn s3(config: &S3Config) -> Result<Self> {
+        // The S3 client's TLS uses the process's rustls provider: ring, as
+        // everywhere in lain. Installing it is a no-op when one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let endpoint = config.endpoint.trim_end_matches('/');
         let http = endpoint.starts_with("http://");
         if !http && !endpoint.starts_with("https://") {
