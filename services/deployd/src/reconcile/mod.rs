@@ -214,13 +214,23 @@ impl Ctx {
         })
     }
 
+    /// Portals follow their clients' containers: a change to one wakes
+    /// the portal controller.
     pub fn remember_container(&self, node: &str, c: LainContainer) {
-        self.portals.notify_one();
-        self.state().put_container(node, c);
+        let mut state = self.state();
+        if state.uses_portals(&c.app) {
+            self.portals.notify_one();
+        }
+        state.put_container(node, c);
     }
 
     pub fn forget_container(&self, node: &str, id: &str) {
-        self.state().remove_container(node, id);
+        let mut state = self.state();
+        if let Some(app) = state.remove_container(node, id) {
+            if state.uses_portals(&app) {
+                self.portals.notify_one();
+            }
+        }
     }
 
     /// Whether the leader stopped reconciling (or lost its leadership).
@@ -885,12 +895,7 @@ fn sync_inventories(ctx: &Arc<Ctx>) {
         state
             .nodes
             .iter()
-            .filter(|(n, _)| {
-                matches!(
-                    state.node_view(n),
-                    plan::NodeView::Alive | plan::NodeView::Draining | plan::NodeView::Evacuating
-                )
-            })
+            .filter(|(n, _)| state.node_view(n).is_up())
             .map(|(n, reg)| (n.clone(), reg.docker.clone()))
             .collect()
     };
@@ -919,6 +924,7 @@ fn sync_inventories(ctx: &Arc<Ctx>) {
 /// whose containers change. Runs while the node is alive.
 async fn inventory(ctx: Arc<Ctx>, node: String, endpoint: DockerEndpoint) {
     let mut delay = Duration::from_millis(200);
+    let mut first = true;
     loop {
         // The workers' cached client for the node (not a new one per
         // relist).
@@ -941,6 +947,21 @@ async fn inventory(ctx: Arc<Ctx>, node: String, endpoint: DockerEndpoint) {
                 continue;
             }
         };
+        if first {
+            first = false;
+            // Volume transfers (copies, backups, restores) need the node
+            // listed, so none of this leader's runs yet: a helper left
+            // now is a dead leader's, and would block its volume.
+            match engine.gc_volume_helpers(Duration::ZERO).await {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::info!(node = %node, helpers = ?gone, "removed volume helpers left by an earlier leader")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e, "cannot remove leftover volume helpers")
+                }
+            }
+        }
         let listed_at = Instant::now();
         let changed = ctx.state().set_inventory(&node, listed);
         for id in &changed {

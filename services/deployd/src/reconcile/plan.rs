@@ -45,7 +45,7 @@ pub enum NodeView {
     /// Answering pings: its containers can be acted on.
     Alive,
     /// Alive, but its registration says to move instances away: they are
-    /// replaced elsewhere like an old version (stateful ones stay).
+    /// replaced elsewhere like an old version (pinned ones stay).
     Draining,
     /// Draining with volumes: every instance moves, those with volumes
     /// with their data.
@@ -56,6 +56,16 @@ pub enum NodeView {
     Lost,
     /// No longer registered: like lost.
     Gone,
+}
+
+impl NodeView {
+    /// Answering, with or without a drain: its containers can be acted on.
+    pub fn is_up(self) -> bool {
+        matches!(
+            self,
+            NodeView::Alive | NodeView::Draining | NodeView::Evacuating
+        )
+    }
 }
 
 /// Tunables of rollouts.
@@ -207,11 +217,10 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let want = t.as_ref().map_or(0, |t| t.desired.instances);
     let spec = t.as_ref().map(|t| t.spec.as_str());
     let stateful = t.as_ref().is_some_and(|t| t.desired.stateful);
-    // Instances with volumes keep their node: a rollout stops the old
-    // version first and starts the new one there, and a plain drain leaves
-    // them (`--with-volumes` moves the data). Only `stateful` ones also
-    // wait for a lost node instead of starting afresh elsewhere.
-    let pinned = stateful || t.as_ref().is_some_and(|t| !t.desired.volumes.is_empty());
+    // A plain drain leaves pinned instances (`--with-volumes` moves the
+    // data). Only `stateful` ones also wait for a lost node instead of
+    // starting afresh elsewhere.
+    let pinned = t.as_ref().is_some_and(|t| super::spec::pinned(&t.desired));
     let routed = routed(input.desired);
     let seen = |r: &Record| !routed || input.routers_applied.is_none_or(|a| a >= r.rev);
     let now = input.now_ms;
@@ -359,15 +368,15 @@ pub fn plan(input: &Input<'_>) -> Plan {
                 }
             }
             let mut home = homes.get(&n).cloned();
-            // Its volumes' node is being emptied: anywhere else, data
-            // copied first.
             let mut volumes_from = None;
-            if let Some(h) = home
-                .as_ref()
-                .filter(|h| (input.node)(h) == NodeView::Evacuating)
-            {
-                volumes_from = Some(h.clone());
-                home = None;
+            match home.as_deref().map(|h| (input.node)(h)) {
+                // Its volumes' node is being emptied: anywhere else, data
+                // copied first.
+                Some(NodeView::Evacuating) => volumes_from = home.take(),
+                // Not stateful, and its volumes' node is gone: afresh
+                // elsewhere, as when the node was lost under it.
+                Some(NodeView::Lost | NodeView::Gone) if !stateful => home = None,
+                _ => {}
             }
             if !olds.is_empty() {
                 if surging >= input.policy.max_surge {
@@ -503,13 +512,17 @@ fn fresh_slot(n: u32, generation: u64, taken: &std::collections::HashSet<&str>) 
         .unwrap_or(base)
 }
 
-/// Where each instance of a stateful proc keeps its volumes: the node of
-/// its records (any state), else the one remembered in the rollout.
+/// Where each pinned instance keeps its volumes: the node of its records
+/// (any state), else the one remembered in the rollout. A record whose
+/// volumes are still to be copied from another node (`volumes_from`) has
+/// its data there, so that its successor copies them too if it is
+/// replaced before the copy.
 fn homes(input: &Input<'_>) -> BTreeMap<u32, String> {
     let mut homes = input.rollout.map(|r| r.homes.clone()).unwrap_or_default();
     for r in input.records {
         if r.obs.instance >= 1 {
-            homes.insert(r.obs.instance, r.obs.node.clone());
+            let home = r.obs.volumes_from.as_ref().unwrap_or(&r.obs.node);
+            homes.insert(r.obs.instance, home.clone());
         }
     }
     homes

@@ -554,3 +554,114 @@ fn slots_never_collide() {
     assert_eq!(fresh_slot(1, 2, &set(&["1-2", "1-2.1"])), "1-2.2");
     assert_eq!(fresh_slot(1, 2, &set(&[])), "1-2");
 }
+
+/// The home a proc with volumes is remembered at, as its rollout would.
+fn homed(d: &DesiredProc, n: u32, node: &str) -> ProcRollout {
+    let mut r = converged(d);
+    r.homes.insert(n, node.to_owned());
+    r
+}
+
+#[test]
+fn volumes_move_with_a_drain_with_volumes_and_not_with_a_plain_one() {
+    let mut d = desired(1, "reg/db:release-1", 1);
+    d.volumes = vec!["/data".into()];
+    let view = |evacuating: bool| {
+        move |n: &str| match n {
+            "n1" if evacuating => NodeView::Evacuating,
+            "n1" => NodeView::Draining,
+            _ => NodeView::Alive,
+        }
+    };
+    // A plain drain leaves it; with volumes it is stopped first.
+    let p = run_on(
+        Some(&d),
+        Some(&homed(&d, 1, "n1")),
+        &[ready(&d, 1, "n1", 1)],
+        None,
+        5_000,
+        &view(false),
+    );
+    assert!(p.place.is_empty() && p.puts.is_empty(), "{p:?}");
+    let p = run_on(
+        Some(&d),
+        Some(&homed(&d, 1, "n1")),
+        &[ready(&d, 1, "n1", 1)],
+        None,
+        5_000,
+        &view(true),
+    );
+    assert!(p.place.is_empty(), "{p:?}");
+    // (A routed proc: it drains before it stops.)
+    assert_eq!(states(&p), [("1-1".to_owned(), InstanceState::Draining)]);
+    // Once gone, its successor goes anywhere, copying from the drained node.
+    let p = run_on(
+        Some(&d),
+        Some(&homed(&d, 1, "n1")),
+        &[],
+        None,
+        5_000,
+        &view(true),
+    );
+    assert_eq!(p.place.len(), 1, "{p:?}");
+    assert_eq!(p.place[0].home, None);
+    assert_eq!(p.place[0].volumes_from.as_deref(), Some("n1"));
+}
+
+#[test]
+fn a_copy_not_yet_made_is_made_by_the_successor() {
+    let mut v1 = desired(1, "reg/db:release-1", 1);
+    v1.volumes = vec!["/data".into()];
+    let mut v2 = v1.clone();
+    v2.image = "reg/db:release-2".into();
+    v2.generation = 2;
+    let view = |n: &str| {
+        if n == "n1" {
+            NodeView::Evacuating
+        } else {
+            NodeView::Alive
+        }
+    };
+    // Placed on n2 with its data still on n1, then replaced by v2 before
+    // the copy: the data's node stays the home.
+    let mut moving = record(&v1, 1, "n2", InstanceState::Pending, Health::Unknown, 2);
+    moving.obs.volumes_from = Some("n1".into());
+    let p = run_on(
+        Some(&v2),
+        Some(&homed(&v1, 1, "n2")),
+        std::slice::from_ref(&moving),
+        None,
+        5_000,
+        &view,
+    );
+    let remembered = p.rollout.as_ref().map(|r| r.homes.get(&1).cloned());
+    assert_eq!(remembered, Some(Some("n1".to_owned())), "{p:?}");
+    let status = p.rollout.clone().unwrap();
+    let p = run_on(Some(&v2), Some(&status), &[], None, 5_000, &view);
+    assert_eq!(p.place.len(), 1, "{p:?}");
+    assert_eq!(p.place[0].volumes_from.as_deref(), Some("n1"));
+}
+
+#[test]
+fn an_instance_with_volumes_whose_node_is_gone_starts_afresh_unless_stateful() {
+    let mut d = desired(1, "reg/db:release-1", 1);
+    d.volumes = vec!["/data".into()];
+    let lost = |n: &str| {
+        if n == "n1" {
+            NodeView::Lost
+        } else {
+            NodeView::Alive
+        }
+    };
+    let p = run_on(Some(&d), Some(&homed(&d, 1, "n1")), &[], None, 5_000, &lost);
+    assert_eq!(p.place.len(), 1, "{p:?}");
+    assert_eq!(p.place[0].home, None);
+    d.stateful = true;
+    let p = run_on(Some(&d), Some(&homed(&d, 1, "n1")), &[], None, 5_000, &lost);
+    assert_eq!(p.place.len(), 1, "{p:?}");
+    assert_eq!(
+        p.place[0].home.as_deref(),
+        Some("n1"),
+        "a stateful one waits for it"
+    );
+}

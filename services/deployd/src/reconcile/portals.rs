@@ -27,7 +27,7 @@ use lain_store::{DesiredProc, DockerEndpoint};
 use sha2::{Digest, Sha256};
 
 use super::spec::{network_name, spec_hash};
-use super::sync::{self, NodeAccess, Slot};
+use super::sync::{self, Made, NodeAccess, Slot};
 use super::Ctx;
 use crate::runtime::{ContainerState, PortalContainer, RuntimeError};
 
@@ -81,11 +81,33 @@ pub struct Refused {
     pub why: String,
 }
 
-/// The portal containers that should run, from the leader's state, and
-/// the uses that get none (with why).
-pub fn wanted(state: &super::state::State) -> (Vec<Wanted>, Vec<Refused>) {
+/// What a round works from.
+#[derive(Debug, Default)]
+pub struct Wants {
+    /// The portal containers that should run.
+    pub wanted: Vec<Wanted>,
+    /// The uses that get no portal, with why.
+    pub refused: Vec<Refused>,
+    /// Client apps, and portal procs `(app, proc)`, whose desired value
+    /// cannot be read: their portal containers are left as they are, as
+    /// the workers leave such procs' instances.
+    pub held_clients: BTreeSet<String>,
+    pub held_portals: BTreeSet<(String, String)>,
+}
+
+impl Wants {
+    fn holds(&self, c: &PortalContainer) -> bool {
+        self.held_clients.contains(&c.client)
+            || self.held_portals.contains(&(c.app.clone(), c.proc.clone()))
+    }
+}
+
+/// What the portal containers should be, from the leader's state.
+pub fn wanted(state: &super::state::State) -> Wants {
     let mut out: BTreeMap<(String, String, String, String), Wanted> = BTreeMap::new();
     let mut refused = BTreeMap::new();
+    let held_clients: BTreeSet<String> = state.invalid.keys().map(|(a, _)| a.clone()).collect();
+    let held_portals: BTreeSet<(String, String)> = state.invalid.keys().cloned().collect();
     for (id, d) in &state.desired {
         if d.services.is_empty() {
             continue;
@@ -105,6 +127,9 @@ pub fn wanted(state: &super::state::State) -> (Vec<Wanted>, Vec<Refused>) {
                 why,
             };
             let Some(p) = state.portals.get(&(u.app.clone(), u.portal.clone())) else {
+                if held_portals.contains(&(u.app.clone(), u.portal.clone())) {
+                    continue;
+                }
                 let r = refuse(format!(
                     "app {} has no deployed portal {}; deploy {} (with its portal) for {} to reach service {}",
                     u.app, u.portal, u.app, d.app, u.service
@@ -112,6 +137,7 @@ pub fn wanted(state: &super::state::State) -> (Vec<Wanted>, Vec<Refused>) {
                 refused.insert((r.client.clone(), r.app.clone(), r.proc.clone()), r);
                 continue;
             };
+            // Always there: check_and_insert keeps portals with a spec.
             let Some(spec) = p.portal.as_ref() else {
                 continue;
             };
@@ -163,7 +189,12 @@ pub fn wanted(state: &super::state::State) -> (Vec<Wanted>, Vec<Refused>) {
             w.hash = identity(p, &w.client, &w.aliases);
         }
     }
-    (list, refused.into_values().collect())
+    Wants {
+        wanted: list,
+        refused: refused.into_values().collect(),
+        held_clients,
+        held_portals,
+    }
 }
 
 /// The hash naming what a portal container runs.
@@ -214,22 +245,22 @@ pub async fn run(ctx: Arc<Ctx>) {
 }
 
 async fn round(ctx: &Arc<Ctx>, local: &mut Local) {
-    let (wanted, refused, nodes) = {
+    let (wants, nodes) = {
         let state = ctx.state();
-        let (w, r) = wanted(&state);
         let nodes: BTreeMap<String, (DockerEndpoint, String)> = state
             .nodes
             .iter()
             .filter(|(n, _)| state.actionable(n))
             .map(|(n, reg)| (n.clone(), (reg.docker.clone(), reg.address.clone())))
             .collect();
-        (w, r, nodes)
+        (wanted(&state), nodes)
     };
+    let refused = &wants.refused;
     let seen: BTreeSet<(String, String, String)> = refused
         .iter()
         .map(|r| (r.client.clone(), r.app.clone(), r.proc.clone()))
         .collect();
-    for r in &refused {
+    for r in refused {
         if !local
             .refused
             .contains(&(r.client.clone(), r.app.clone(), r.proc.clone()))
@@ -252,7 +283,7 @@ async fn round(ctx: &Arc<Ctx>, local: &mut Local) {
 
     let sweep = local.last_sweep.is_none_or(|t| t.elapsed() >= SWEEP);
     let mut by_node: BTreeMap<&str, Vec<&Wanted>> = BTreeMap::new();
-    for w in &wanted {
+    for w in &wants.wanted {
         by_node.entry(w.node.as_str()).or_default().push(w);
     }
     let visit: BTreeSet<String> = if sweep {
@@ -281,7 +312,7 @@ async fn round(ctx: &Arc<Ctx>, local: &mut Local) {
             }
         };
         let want = by_node.get(node.as_str()).cloned().unwrap_or_default();
-        match sync_node(ctx, local, node, &access, &want).await {
+        match sync_node(ctx, local, node, &access, &want, &wants).await {
             Ok(ids) => {
                 if !ids.is_empty() || !want.is_empty() {
                     holding.insert(node.clone());
@@ -304,6 +335,18 @@ async fn round(ctx: &Arc<Ctx>, local: &mut Local) {
     if sweep {
         local.written.retain(|id, _| live_ids.contains(id));
     }
+    // Forget what no longer matters, so these maps stay as small as the
+    // portals that run.
+    let names: BTreeSet<String> = wants
+        .wanted
+        .iter()
+        .map(|w| container_name(&w.client, &w.app, &w.proc))
+        .collect();
+    local.failed.retain(|name, _| names.contains(name));
+    local.restarts.retain(|_, recent| {
+        recent.retain(|t| t.elapsed() < RESTART_WINDOW);
+        !recent.is_empty()
+    });
 }
 
 /// Makes one node's portal containers match `want`; returns the ids of
@@ -314,6 +357,7 @@ async fn sync_node(
     node: &str,
     access: &NodeAccess,
     want: &[&Wanted],
+    wants: &Wants,
 ) -> Result<Vec<String>, RuntimeError> {
     let existing = access.engine.list_portals().await?;
     let mut by_name: HashMap<&str, &PortalContainer> =
@@ -360,8 +404,9 @@ async fn sync_node(
             }
         }
     }
-    // No client left for these on the node.
-    for c in by_name.into_values() {
+    // No client left for these on the node (unless unreadable desired
+    // values hide whether there is).
+    for c in by_name.into_values().filter(|c| !wants.holds(c)) {
         tracing::info!(node, portal = %c.name, "no client left on the node; removing the portal");
         remove(ctx, local, access, c).await;
     }
@@ -490,41 +535,41 @@ async fn create(
 ) -> Result<String, String> {
     let spec = portal_spec(ctx, access, w, name).await?;
     let engine = &access.engine;
-    engine
-        .ensure_network(&spec.network)
-        .await
-        .map_err(|e| format!("cannot set up the client's network: {e}"))?;
-    let mut pulled = false;
+    let mut conflicts = 0;
     let id = loop {
-        match engine.create(&spec).await {
-            Ok(id) => break id,
-            Err(RuntimeError::ImageMissing { .. }) if !pulled => {
-                pulled = true;
-                sync::pull(ctx, engine, node, &spec.image).await?;
-            }
-            Err(RuntimeError::NameConflict { .. }) => {
-                // Left by a round that failed half-way: replace it.
+        match sync::create_pulling(ctx, engine, node, &spec).await? {
+            Made::Id(id) => break id,
+            Made::Conflict if conflicts < 2 => {
+                conflicts += 1;
+                // Left by a round that failed half-way: replace it, if it
+                // is this very portal.
                 let stale = engine
                     .list_portals()
                     .await
                     .map_err(|e| e.to_string())?
                     .into_iter()
-                    .find(|c| c.name == name);
+                    .find(|c| {
+                        c.name == name && c.client == w.client && c.app == w.app && c.proc == w.proc
+                    });
                 match stale {
                     Some(c) => remove(ctx, local, access, &c).await,
                     None => {
                         return Err(format!(
-                            "a container named {name} exists on node {node} and is not a portal; remove it there with `docker rm -f {name}`"
+                            "a container named {name} exists on node {node} and is not this portal; remove it there with `docker rm -f {name}`"
                         ))
                     }
                 }
             }
-            Err(e) => return Err(e.to_string()),
+            Made::Conflict => {
+                return Err(format!(
+                    "the name {name} stays taken on node {node}; remove it there with `docker rm -f {name}`"
+                ))
+            }
         }
     };
     write_backends(access, &id, &w.backends).await?;
     local.written.insert(id.clone(), w.backends.clone());
-    if let Err(e) = start_with(engine, &id, &spec).await {
+    if let Err(e) = sync::start_spec(engine, &id, &spec).await {
         return Err(e.to_string());
     }
     tracing::info!(node, portal = %name, client = %w.client, backends = w.backends.len(), "portal started");
@@ -534,23 +579,9 @@ async fn create(
 async fn start(ctx: &Ctx, access: &NodeAccess, id: &str, w: &Wanted) -> Result<(), String> {
     let name = container_name(&w.client, &w.app, &w.proc);
     let spec = portal_spec(ctx, access, w, &name).await?;
-    start_with(&access.engine, id, &spec)
+    sync::start_spec(&access.engine, id, &spec)
         .await
         .map_err(|e| e.to_string())
-}
-
-async fn start_with(
-    engine: &crate::docker::Engine,
-    id: &str,
-    spec: &crate::runtime::ContainerSpec,
-) -> Result<(), RuntimeError> {
-    if spec.has_secrets() {
-        engine
-            .start_with_secrets(id, &spec.secret_files, &spec.secret_env)
-            .await
-    } else {
-        engine.start(id).await
-    }
 }
 
 #[cfg(test)]
@@ -568,5 +599,205 @@ mod tests {
             backends_file(&["10.0.0.2:32768".into(), "10.0.0.3:32769".into()]),
             "10.0.0.2:32768\n10.0.0.3:32769\n"
         );
+    }
+
+    use crate::reconcile::plan::Record;
+    use crate::reconcile::state::State;
+    use lain_store::{
+        Capacity, DockerEndpoint, Health, InstanceState, Liveness, NodeRegistration,
+        ObservedInstance, ObservedNode, PortalSpec, ProcType, ServiceUse,
+    };
+
+    fn proc(app: &str, proc: &str) -> DesiredProc {
+        let mut d = crate::reconcile::spec::tests::desired();
+        d.app = app.into();
+        d.proc = proc.into();
+        d
+    }
+
+    fn container(app: &str, proc: &str, n: u32) -> crate::runtime::LainContainer {
+        crate::runtime::LainContainer {
+            id: format!("{app}-{proc}-{n}"),
+            name: format!("lain.{app}.{proc}.{n}-1"),
+            app: app.into(),
+            proc: proc.into(),
+            instance: n,
+            slot: format!("{n}-1"),
+            generation: 1,
+            spec_hash: "h".into(),
+            state: ContainerState::Running,
+            exit_code: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            host_port: None,
+            oom_killed: false,
+            secrets: false,
+        }
+    }
+
+    /// Two alive nodes; `svc` serves `echo` through a portal that lets
+    /// `client` in; `client` runs on n1 and n2, `other` on n1.
+    fn cluster() -> State {
+        let mut state = State::default();
+        for n in ["n1", "n2"] {
+            state.nodes.insert(
+                n.into(),
+                NodeRegistration {
+                    docker: DockerEndpoint::Unix {
+                        socket: "/run/docker.sock".into(),
+                    },
+                    address: "10.0.0.1".into(),
+                    labels: Default::default(),
+                    capacity: Capacity {
+                        cpu_millis: 1000,
+                        memory_bytes: 1 << 30,
+                    },
+                    schedulable: true,
+                    draining: false,
+                    drain_volumes: false,
+                    registered_at_ms: 0,
+                },
+            );
+            state.liveness.insert(
+                n.into(),
+                ObservedNode {
+                    liveness: Liveness::Alive,
+                    last_seen_ms: 0,
+                    since_ms: 0,
+                    docker_version: None,
+                    instances: 0,
+                    message: None,
+                },
+            );
+        }
+        let mut portal = proc("svc", "portal.portal-echo");
+        portal.proc_type = ProcType::Portal;
+        portal.portal = Some(PortalSpec {
+            service: "echo".into(),
+            service_proc: "worker.echo".into(),
+            allow_clients: vec!["client".into()],
+        });
+        state
+            .portals
+            .insert(("svc".into(), portal.proc.clone()), portal);
+        let uses = vec![ServiceUse {
+            app: "svc".into(),
+            portal: "portal.portal-echo".into(),
+            service: "echo".into(),
+            aliases: vec!["echo.svc.lain".into(), "echo".into()],
+        }];
+        for app in ["client", "other"] {
+            let mut d = proc(app, "worker");
+            d.services = uses.clone();
+            state.desired.insert((app.into(), "worker".into()), d);
+        }
+        state.set_inventory(
+            "n1",
+            vec![
+                container("client", "worker", 1),
+                container("other", "worker", 1),
+            ],
+        );
+        state.set_inventory("n2", vec![container("client", "worker", 2)]);
+        let ready = |n: u32, addr: &str| Record {
+            slot: format!("{n}-1"),
+            obs: ObservedInstance {
+                node: "n1".into(),
+                container_id: None,
+                generation: 1,
+                release: "1".into(),
+                image: "i".into(),
+                state: InstanceState::Running,
+                health: Health::Healthy,
+                address: Some(addr.into()),
+                restarts: 0,
+                started_at_ms: None,
+                updated_at_ms: 0,
+                message: None,
+                instance: n,
+                spec: "h".into(),
+                recent_restarts_ms: vec![],
+                volumes_from: None,
+            },
+            rev: 1,
+        };
+        state.records.insert(
+            ("svc".into(), "worker.echo".into()),
+            [("1-1".to_owned(), ready(1, "10.0.0.1:32000"))].into(),
+        );
+        state
+    }
+
+    fn placed(w: &Wants) -> Vec<(String, String)> {
+        w.wanted
+            .iter()
+            .map(|w| (w.node.clone(), w.client.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_portal_per_client_node_with_the_services_backends() {
+        let state = cluster();
+        let w = wanted(&state);
+        assert_eq!(
+            placed(&w),
+            [
+                ("n1".to_owned(), "client".to_owned()),
+                ("n2".into(), "client".into())
+            ]
+        );
+        assert_eq!(w.wanted[0].backends, ["10.0.0.1:32000"]);
+        assert!(w.wanted[0].aliases.contains("echo.svc.lain"));
+        assert_eq!(w.refused.len(), 1, "{:?}", w.refused);
+        assert_eq!(w.refused[0].client, "other");
+        assert!(w.refused[0].why.contains("does not allow client other"));
+    }
+
+    #[test]
+    fn the_last_client_leaving_a_node_takes_its_portal_away() {
+        let mut state = cluster();
+        state.set_inventory("n2", vec![]);
+        assert_eq!(
+            placed(&wanted(&state)),
+            [("n1".to_owned(), "client".to_owned())]
+        );
+        state
+            .desired
+            .remove(&("client".to_owned(), "worker".to_owned()));
+        assert!(wanted(&state).wanted.is_empty());
+    }
+
+    #[test]
+    fn unreadable_desired_values_hold_their_portals() {
+        let mut state = cluster();
+        // The client's desired value cannot be read: its portals stay.
+        state
+            .desired
+            .remove(&("client".to_owned(), "worker".to_owned()));
+        state
+            .invalid
+            .insert(("client".into(), "worker".into()), "bad".into());
+        let w = wanted(&state);
+        let held = PortalContainer {
+            id: "p".into(),
+            name: container_name("client", "svc", "portal.portal-echo"),
+            app: "svc".into(),
+            proc: "portal.portal-echo".into(),
+            client: "client".into(),
+            spec_hash: "h".into(),
+            state: ContainerState::Running,
+        };
+        assert!(w.holds(&held));
+        // Nor is a portal whose value cannot be read refused to anyone.
+        let mut state = cluster();
+        state
+            .portals
+            .remove(&("svc".to_owned(), "portal.portal-echo".to_owned()));
+        state
+            .invalid
+            .insert(("svc".into(), "portal.portal-echo".into()), "bad".into());
+        let w = wanted(&state);
+        assert!(w.wanted.is_empty() && w.refused.is_empty(), "{w:?}");
+        assert!(w.holds(&held));
     }
 }

@@ -53,6 +53,13 @@ pub fn spec_hash(d: &DesiredProc) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether a proc's instances keep their node: `stateful` ones, and any
+/// with volumes (their data is there). A rollout stops the old version
+/// first and starts the new one on the same node.
+pub fn pinned(d: &DesiredProc) -> bool {
+    d.stateful || !d.volumes.is_empty()
+}
+
 /// The observed key segment of instance `n` created for `generation`.
 pub fn slot(instance: u32, generation: u64) -> String {
     format!("{instance}-{generation}")
@@ -86,7 +93,7 @@ pub fn volume_name(app: &str, proc: &str, instance: u32, path: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use lain_store::ProcType;
 

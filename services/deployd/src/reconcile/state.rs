@@ -49,20 +49,15 @@ pub struct State {
 impl State {
     /// How the planner sees a node.
     pub fn node_view(&self, node: &str) -> NodeView {
-        if !self.nodes.contains_key(node) {
+        let Some(reg) = self.nodes.get(node) else {
             return NodeView::Gone;
-        }
+        };
         if self.unreadable_nodes.contains(node) {
             return NodeView::Doubtful;
         }
         match self.liveness.get(node).map(|o| o.liveness) {
-            Some(Liveness::Alive) if self.nodes.get(node).is_some_and(|r| r.draining) => {
-                if self.nodes.get(node).is_some_and(|r| r.drain_volumes) {
-                    NodeView::Evacuating
-                } else {
-                    NodeView::Draining
-                }
-            }
+            Some(Liveness::Alive) if reg.draining && reg.drain_volumes => NodeView::Evacuating,
+            Some(Liveness::Alive) if reg.draining => NodeView::Draining,
             Some(Liveness::Alive) => NodeView::Alive,
             Some(Liveness::Lost) => NodeView::Lost,
             _ => NodeView::Doubtful,
@@ -71,10 +66,7 @@ impl State {
 
     /// Alive and its containers listed: safe to act on.
     pub fn actionable(&self, node: &str) -> bool {
-        matches!(
-            self.node_view(node),
-            NodeView::Alive | NodeView::Draining | NodeView::Evacuating
-        ) && self.inventory.contains_key(node)
+        self.node_view(node).is_up() && self.inventory.contains_key(node)
     }
 
     /// Records a container as it is now.
@@ -89,15 +81,28 @@ impl State {
         inv.containers.insert(c.id.clone(), c);
     }
 
-    /// Forgets a container that is gone.
-    pub fn remove_container(&mut self, node: &str, id: &str) {
-        let Some(c) = self
+    /// Whether the containers of `app` have portals to follow them.
+    pub fn uses_portals(&self, app: &str) -> bool {
+        self.desired
+            .iter()
+            .any(|((a, _), d)| a == app && !d.services.is_empty())
+    }
+
+    /// Whether proc `id` serves a portal, whose backends follow its
+    /// instance records.
+    pub fn feeds_portals(&self, id: &ProcId) -> bool {
+        self.portals.iter().any(|((app, _), p)| {
+            *app == id.0 && p.portal.as_ref().is_some_and(|s| s.service_proc == id.1)
+        })
+    }
+
+    /// Forgets a container that is gone; returns its app.
+    pub fn remove_container(&mut self, node: &str, id: &str) -> Option<String> {
+        let c = self
             .inventory
             .get_mut(node)
-            .and_then(|inv| inv.containers.remove(id))
-        else {
-            return;
-        };
+            .and_then(|inv| inv.containers.remove(id))?;
+        let app = c.app.clone();
         let pid = (c.app, c.proc);
         if let Some(set) = self.by_proc.get_mut(&pid) {
             set.remove(&(node.to_owned(), id.to_owned()));
@@ -105,6 +110,7 @@ impl State {
                 self.by_proc.remove(&pid);
             }
         }
+        Some(app)
     }
 
     /// Replaces a node's whole inventory with a fresh listing; returns the

@@ -14,13 +14,14 @@ use lain_store::{
 };
 use zeroize::Zeroizing;
 
-use super::plan::{PlannedEvent, Record};
+use super::plan::{NodeView, PlannedEvent, Record};
 use super::spec::{container_name, network_name, volume_name};
 use super::Ctx;
 use crate::docker::Engine;
 use crate::runtime::{
     ContainerSpec, ContainerState, LainContainer, RuntimeError, SecretEnv, SecretFile,
 };
+use crate::volumes::VolumeError;
 
 /// Probes of a new instance come this often; healthy ones at the
 /// configured interval.
@@ -156,18 +157,24 @@ pub async fn create(
     let copied;
     let obs = match (&obs.volumes_from, found) {
         (Some(from), None) if *from != obs.node => {
-            if let Err(message) = copy_volumes(ctx, node, from, obs, target).await {
-                if obs.message.as_deref() != Some(message.as_str()) {
-                    let mut next = obs.clone();
-                    next.message = Some(message);
-                    out.put = Some(next);
+            let message = match copy_volumes(ctx, node, from, obs, target).await {
+                Ok(true) => format!("volumes copied from node {from}"),
+                Ok(false) => format!(
+                    "node {from} is gone with this instance's volumes; it starts afresh here"
+                ),
+                Err(message) => {
+                    if obs.message.as_deref() != Some(message.as_str()) {
+                        let mut next = obs.clone();
+                        next.message = Some(message);
+                        out.put = Some(next);
+                    }
+                    out.again_in = Some(Duration::from_secs(5));
+                    return out;
                 }
-                out.again_in = Some(Duration::from_secs(5));
-                return out;
-            }
+            };
             copied = ObservedInstance {
                 volumes_from: None,
-                message: Some(format!("volumes copied from node {from}")),
+                message: Some(message),
                 ..obs.clone()
             };
             out.put = Some(copied.clone());
@@ -306,57 +313,59 @@ fn backoff_ms(ctx: &Ctx, k: usize) -> u64 {
 
 /// Copies every volume of instance `obs` from node `from` to `node`
 /// through the engines' archive endpoints, replacing what `node` had.
-/// `Err` is the message for `lain ps`.
+/// `Ok(false)` when `from` is lost or gone and the proc is not stateful:
+/// its data went with the node, and it starts afresh (as when its node is
+/// lost under it). `Err` is the message for `lain ps`.
 async fn copy_volumes(
     ctx: &Ctx,
     node: &NodeAccess,
     from: &str,
     obs: &ObservedInstance,
     d: &DesiredProc,
-) -> Result<(), String> {
-    let source = {
+) -> Result<bool, String> {
+    let (source, view) = {
         let state = ctx.state();
-        state
+        let source = state
             .nodes
             .get(from)
             .filter(|_| state.actionable(from))
-            .map(|r| (r.docker.clone(), r.address.clone()))
+            .map(|r| (r.docker.clone(), r.address.clone()));
+        (source, state.node_view(from))
     };
     let Some((endpoint, address)) = source else {
+        if !d.stateful && matches!(view, NodeView::Lost | NodeView::Gone) {
+            return Ok(false);
+        }
         return Err(format!(
-            "waiting to copy its volumes from node {from}, which is not reachable; bring it back, or cancel the drain (`lain node uncordon {from}`)"
+            "waiting to copy its volumes from node {from}, which is not reachable; bring the node back{}",
+            if d.stateful {
+                " (a stateful instance never starts without its data)"
+            } else {
+                ", or remove it (`lain node rm`) to start this instance afresh"
+            }
         ));
     };
     let src = ctx
         .access(from, &endpoint, &address)
         .map_err(|e| format!("cannot reach node {from} to copy its volumes: {e}"))?;
+    // The helper containers are made from the proc's image, which the
+    // source node may not have (it ran an older release).
+    ensure_image(ctx, &src.engine, from, &d.image).await?;
+    ensure_image(ctx, &node.engine, &obs.node, &d.image).await?;
     for path in &d.volumes {
         let volume = volume_name(&d.app, &d.proc, obs.instance, path);
-        // The helper containers are made from the proc's image, which the
-        // source node may not have (it ran an older release).
-        for (engine, name) in [(&src.engine, from), (&node.engine, obs.node.as_str())] {
-            if !engine
-                .image_present(&d.image)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                pull(ctx, engine, name, &d.image).await?;
+        let tar = match src.engine.export_volume(&volume, &d.image).await {
+            Ok(tar) => tar,
+            // Never written there: nothing to copy, and nothing older on
+            // this node may stand in for it.
+            Err(VolumeError::NotFound { .. }) => {
+                node.engine.remove_volume(&volume).await.map_err(|e| {
+                    format!("cannot clear volume {volume} on node {}: {e}", obs.node)
+                })?;
+                continue;
             }
-        }
-        if !src
-            .engine
-            .volume_exists(&volume)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            // Never written there: nothing to copy.
-            continue;
-        }
-        let tar = src
-            .engine
-            .export_volume(&volume, &d.image)
-            .await
-            .map_err(|e| format!("cannot read volume {volume} on node {from}: {e}"))?;
+            Err(e) => return Err(format!("cannot read volume {volume} on node {from}: {e}")),
+        };
         let bytes = node
             .engine
             .import_volume(&volume, &d.image, tar, true)
@@ -364,7 +373,7 @@ async fn copy_volumes(
             .map_err(|e| format!("cannot copy volume {volume} from node {from}: {e}"))?;
         tracing::info!(volume = %volume, from, to = %obs.node, bytes, "volume copied");
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Starts a container and inspects it (for its host port and start time).
@@ -437,28 +446,11 @@ async fn create_container(
     let engine = &node.engine;
     let name = container_name(&d.app, &d.proc, &record.slot);
     let spec = container_spec(ctx, node, record, d).await?;
-    engine
-        .ensure_network(&spec.network)
-        .await
-        .map_err(|e| format!("cannot set up the app network: {e}"))?;
-    // Create first: the image is nearly always there, and a check up
-    // front is one more engine call on every start.
-    let (mut pulled, mut networked, mut conflicts) = (false, false, 0);
+    let mut conflicts = 0;
     let id = loop {
-        match engine.create(&spec).await {
-            Ok(id) => break id,
-            Err(RuntimeError::ImageMissing { .. }) if !pulled => {
-                pulled = true;
-                pull(ctx, engine, &record.obs.node, &d.image).await?;
-            }
-            Err(RuntimeError::NetworkMissing { .. }) if !networked => {
-                networked = true;
-                engine
-                    .ensure_network(&spec.network)
-                    .await
-                    .map_err(|e| format!("cannot set up the app network: {e}"))?;
-            }
-            Err(RuntimeError::NameConflict { .. }) if conflicts < 2 => {
+        match create_pulling(ctx, engine, &record.obs.node, &spec).await? {
+            Made::Id(id) => break id,
+            Made::Conflict if conflicts < 2 => {
                 conflicts += 1;
                 // deployd made it and died before recording it: adopt.
                 match engine.inspect(&name).await {
@@ -482,7 +474,12 @@ async fn create_container(
                     Err(e) => return Err(e.to_string()),
                 }
             }
-            Err(e) => return Err(e.to_string()),
+            Made::Conflict => {
+                return Err(format!(
+                    "the name {name} stays taken on node {}; remove it there with `docker rm -f {name}`",
+                    record.obs.node
+                ))
+            }
         }
     };
     match engine.inspect(&id).await {
@@ -492,6 +489,81 @@ async fn create_container(
         )),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// What [`create_pulling`] made.
+pub enum Made {
+    Id(String),
+    /// The name is taken: the caller decides whether to adopt or remove.
+    Conflict,
+}
+
+/// Creates `spec`'s container on its network, pulling the image or making
+/// the network when the engine lacks them (once each). Created first: the
+/// image is nearly always there, and a check up front is one more engine
+/// call on every start. `Err` is the message for `lain ps`.
+pub async fn create_pulling(
+    ctx: &Ctx,
+    engine: &crate::docker::Engine,
+    node: &str,
+    spec: &ContainerSpec,
+) -> Result<Made, String> {
+    let network = |e: RuntimeError| format!("cannot set up the network {}: {e}", spec.network);
+    engine
+        .ensure_network(&spec.network)
+        .await
+        .map_err(network)?;
+    let (mut pulled, mut networked) = (false, false);
+    loop {
+        match engine.create(spec).await {
+            Ok(id) => return Ok(Made::Id(id)),
+            Err(RuntimeError::ImageMissing { .. }) if !pulled => {
+                pulled = true;
+                pull(ctx, engine, node, &spec.image).await?;
+            }
+            Err(RuntimeError::NetworkMissing { .. }) if !networked => {
+                networked = true;
+                engine
+                    .ensure_network(&spec.network)
+                    .await
+                    .map_err(network)?;
+            }
+            Err(RuntimeError::NameConflict { .. }) => return Ok(Made::Conflict),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Starts a created container, writing its secrets first when it has any.
+pub async fn start_spec(
+    engine: &crate::docker::Engine,
+    id: &str,
+    spec: &ContainerSpec,
+) -> Result<(), RuntimeError> {
+    if spec.has_secrets() {
+        engine
+            .start_with_secrets(id, &spec.secret_files, &spec.secret_env)
+            .await
+    } else {
+        engine.start(id).await
+    }
+}
+
+/// Pulls `image` onto `node` unless the engine has it already.
+pub async fn ensure_image(
+    ctx: &Ctx,
+    engine: &crate::docker::Engine,
+    node: &str,
+    image: &str,
+) -> Result<(), String> {
+    if engine
+        .image_present(image)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(());
+    }
+    pull(ctx, engine, node, image).await
 }
 
 /// Pulls `image` onto `node` with the registry credentials deployd has.

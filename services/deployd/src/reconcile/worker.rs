@@ -370,7 +370,7 @@ async fn apply(
     {
         let mut state = ctx.state();
         if let Some(rev) = rev {
-            remember_written(&mut state, id, written, rev);
+            remember_written(ctx, &mut state, id, written, rev);
         }
         if let Some(r) = plan.rollout {
             state.rollouts.insert(id.clone(), r);
@@ -387,12 +387,18 @@ async fn apply(
 }
 
 /// Records committed at `rev` (`None`: deleted) into the leader's state.
+/// Records what a round wrote; a service's records wake the portals
+/// that carry its backends.
 fn remember_written(
+    ctx: &Ctx,
     state: &mut super::state::State,
     id: &ProcId,
     written: Vec<(String, Option<ObservedInstance>)>,
     rev: i64,
 ) {
+    if state.feeds_portals(id) {
+        ctx.portals.notify_one();
+    }
     let records = state.records.entry(id.clone()).or_default();
     for (slot, obs) in written {
         match obs {
@@ -650,7 +656,7 @@ async fn sync_records(
         before != obs.as_ref().map(|o| (o.state, o.health))
     });
     let rev = ctx.writer.commit(txn).await?;
-    remember_written(&mut ctx.state(), id, written, rev);
+    remember_written(ctx, &mut ctx.state(), id, written, rev);
     let generation = target.map(|d| d.generation);
     for e in events {
         ctx.event(&id.0, Some(&id.1), e, generation).await;

@@ -68,7 +68,7 @@ impl ProcRequest {
             resources: Resources::of_desired(d),
             filters: d.filters.clone(),
             // Instances with volumes go back to the node holding them.
-            stateful: d.stateful || !d.volumes.is_empty(),
+            stateful: crate::reconcile::spec::pinned(d),
             placed,
             pending,
         }
